@@ -1,0 +1,112 @@
+//! Configuration: every setting is a command-line flag with a `JOURNEYMAP_*`
+//! environment variable and a default that works on a fresh machine.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, ValueEnum};
+
+/// The default database: an SQLite file in the working directory, created on
+/// first use.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://journeymap.db?mode=rwc";
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// Database URL: `sqlite://FILE?mode=rwc`, `sqlite::memory:` or `postgres://…`.
+    #[arg(long, env = "JOURNEYMAP_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+
+    /// Maximum number of pooled database connections.
+    #[arg(
+        long,
+        env = "JOURNEYMAP_DB_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_max_connections: u32,
+}
+
+impl DatabaseConfig {
+    /// A configuration for the given URL with default pool settings.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            db_max_connections: 16,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Settings of `journeymap serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "JOURNEYMAP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Seed the demo clinic (slug `glow`) when it is absent and print a token for it.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Origins allowed to call the API from a browser (comma-separated), or `*`.
+    #[arg(long, env = "JOURNEYMAP_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "JOURNEYMAP_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Seconds after which a request is abandoned with an error.
+    #[arg(long, env = "JOURNEYMAP_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Deepest accepted GraphQL selection.
+    #[arg(long, env = "JOURNEYMAP_MAX_QUERY_DEPTH", default_value_t = 12)]
+    pub max_query_depth: usize,
+
+    /// Highest accepted GraphQL query complexity.
+    #[arg(
+        long,
+        env = "JOURNEYMAP_MAX_QUERY_COMPLEXITY",
+        default_value_t = 20_000
+    )]
+    pub max_query_complexity: usize,
+
+    /// Most operations accepted in one batched POST.
+    #[arg(long, env = "JOURNEYMAP_MAX_BATCH", default_value_t = 10)]
+    pub max_batch: usize,
+
+    /// Seconds to let in-flight requests finish after Ctrl-C or SIGTERM.
+    #[arg(long, env = "JOURNEYMAP_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl ServeConfig {
+    /// Settings for a server on `listen` with every other value at its default.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            demo: false,
+            cors_origins: Vec::new(),
+            max_body_bytes: 256 * 1024,
+            request_timeout_secs: 30,
+            max_query_depth: 12,
+            max_query_complexity: 20_000,
+            max_batch: 10,
+            shutdown_grace_secs: 10,
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}

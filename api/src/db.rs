@@ -1,0 +1,250 @@
+//! Database connections: pools tuned per backend, migrations, a counter of SQL
+//! statements, and write transactions.
+//!
+//! SQLite allows one writer at a time. Write transactions therefore start with
+//! `BEGIN IMMEDIATE` and queue on an in-process gate, so two writers never
+//! race to upgrade a read lock (which SQLite answers with `SQLITE_BUSY` at once,
+//! whatever the busy timeout).
+
+use std::{
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlxPostgresConnector,
+    SqlxSqliteConnector, TransactionOptions, TransactionTrait,
+    sqlx::{
+        self, ConnectOptions,
+        postgres::{PgConnectOptions, PgPoolOptions},
+        sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    },
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::config::DatabaseConfig;
+
+/// A pooled connection to the Journeymap database.
+#[derive(Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+    write_gate: Option<Arc<Mutex<()>>>,
+    statements: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend())
+            .finish()
+    }
+}
+
+impl Db {
+    /// Opens the pool for `config.database_url`.
+    pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
+        let url = config.database_url.as_str();
+        let mut conn = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?
+                .log_statements(log::LevelFilter::Trace)
+                .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(1));
+            let pool = PgPoolOptions::new()
+                .max_connections(config.db_max_connections.max(2))
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+        } else if url.starts_with("sqlite:") {
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let mut options = SqliteConnectOptions::from_str(url)?
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .log_statements(log::LevelFilter::Trace)
+                .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(1));
+            if !in_memory {
+                options = options
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal);
+            }
+            // An in-memory database lives only as long as its one connection.
+            let pool = if in_memory {
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+            } else {
+                SqlitePoolOptions::new()
+                    .max_connections(config.db_max_connections.max(2))
+                    .min_connections(1)
+            }
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+            SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+        } else {
+            anyhow::bail!(
+                "unsupported database URL (expected sqlite: or postgres://): {}",
+                redact(url)
+            );
+        };
+
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
+        conn.set_metric_callback(move |_info| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let write_gate =
+            (conn.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Self {
+            conn,
+            write_gate,
+            statements,
+        })
+    }
+
+    /// The underlying connection, for reads.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// SQL statements executed through this pool since it opened.
+    pub fn statement_count(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Connections in the pool: (open, idle).
+    pub fn pool_state(&self) -> (u32, u32) {
+        match self.backend() {
+            DbBackend::Sqlite => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle() as u32)
+            }
+            DbBackend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle() as u32)
+            }
+            _ => (0, 0),
+        }
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        let _gate = self.lock_writes().await;
+        Migrator::up(&self.conn, None).await
+    }
+
+    /// True when the database answers and every migration is applied.
+    pub async fn is_ready(&self) -> bool {
+        self.conn.ping().await.is_ok()
+            && Migrator::get_pending_migrations(&self.conn)
+                .await
+                .map(|pending| pending.is_empty())
+                .unwrap_or(false)
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
+        let gate = self.lock_writes().await;
+        let options = TransactionOptions {
+            sqlite_transaction_mode: gate
+                .as_ref()
+                .map(|_| sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let txn = self.conn.begin_with_options(options).await?;
+        Ok(WriteTxn { txn, _gate: gate })
+    }
+
+    async fn lock_writes(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        let _ = self.conn.close_by_ref().await;
+    }
+}
+
+/// A write transaction; on SQLite it also holds the process's write gate.
+pub struct WriteTxn {
+    txn: DatabaseTransaction,
+    _gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTxn {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+/// The URL with any password replaced, for log lines and error messages.
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Creates the PostgreSQL database named in `url` when it does not exist.
+pub async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
+    let options = PgConnectOptions::from_str(url)?;
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = options.database("postgres").connect().await?;
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut admin)
+        .await?;
+    if exists.is_none() {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{}\"",
+            name.replace('"', "\"\"")
+        )))
+        .execute(&mut admin)
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact("sqlite://journeymap.db?mode=rwc"),
+            "sqlite://journeymap.db?mode=rwc"
+        );
+    }
+}

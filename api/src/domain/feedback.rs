@@ -1,0 +1,230 @@
+//! Feedback: what patients said, as NPS, CSAT or CES scores or comments,
+//! filed under the stage of the journey it is about.
+
+use chrono::{DateTime, Utc};
+use entity::{feedback, journeys, patients, staff, touchpoints};
+use sea_orm::{ActiveValue::Set, EntityTrait};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    DomainError, DomainResult, FeedbackKind, Store,
+    journeys::stage_at,
+    page::{Keyset, Sort},
+    validate,
+};
+use crate::{
+    auth::{Permission, Principal},
+    events::{EventType, timestamp},
+    ids::{self, IdKind},
+};
+
+/// Feedback lists newest first.
+pub const SORT: Sort = Sort::Descending;
+
+/// Feedback as a client submits it.
+#[derive(Debug, Clone)]
+pub struct SubmitFeedback {
+    pub patient_id: Uuid,
+    pub journey_id: Option<Uuid>,
+    pub touchpoint_id: Option<Uuid>,
+    pub kind: FeedbackKind,
+    pub score: Option<i32>,
+    pub comment: Option<String>,
+    pub staff_id: Option<Uuid>,
+    pub submitted_at: Option<DateTime<Utc>>,
+}
+
+/// The cursor of feedback in feedback lists.
+pub fn keyset(feedback: &feedback::Model) -> Keyset {
+    Keyset::at(feedback.submitted_at, feedback.id)
+}
+
+/// Checks the score against the kind: NPS 0–10, CSAT 1–5, CES 1–7; a
+/// COMMENT carries text and no score.
+fn check_score(
+    kind: FeedbackKind,
+    score: Option<i32>,
+    comment: Option<&str>,
+) -> DomainResult<Option<i16>> {
+    match (kind.score_range(), score) {
+        (None, Some(_)) => Err(DomainError::invalid(
+            "score",
+            "a COMMENT carries no score; use comment",
+        )),
+        (None, None) if comment.is_none() => {
+            Err(DomainError::invalid("comment", "a COMMENT needs text"))
+        }
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(DomainError::invalid(
+            "score",
+            format!("{kind} feedback needs a score"),
+        )),
+        (Some(range), Some(score)) => {
+            let range = i32::from(*range.start())..=i32::from(*range.end());
+            validate::in_range("score", score, range).map(|s| Some(s as i16))
+        }
+    }
+}
+
+/// Records feedback from a patient.
+pub async fn submit(
+    store: &Store,
+    who: &Principal,
+    input: SubmitFeedback,
+) -> DomainResult<feedback::Model> {
+    if !who.can(Permission::FeedbackWrite) {
+        return Err(DomainError::Forbidden(
+            "submitting feedback needs the feedback:write scope".into(),
+        ));
+    }
+    let comment = validate::long_text("comment", input.comment.as_deref())?;
+    let score = check_score(input.kind, input.score, comment.as_deref())?;
+
+    let mut write = store.write(who).await?;
+    let submitted_at = match input.submitted_at {
+        Some(at) => validate::past_time("submittedAt", at, write.now)?,
+        None => write.now,
+    };
+    let patient = who
+        .get::<patients::Entity, _>(&*write.txn, input.patient_id, "patient")
+        .await
+        .map_err(|e| e.referenced_by("patientId"))?;
+    if patient.erased_at.is_some() {
+        return Err(DomainError::conflict_on(
+            "patientId",
+            "the patient was erased",
+        ));
+    }
+    let touchpoint = match input.touchpoint_id {
+        None => None,
+        Some(id) => {
+            let touchpoint = who
+                .get::<touchpoints::Entity, _>(&*write.txn, id, "touchpoint")
+                .await
+                .map_err(|e| e.referenced_by("touchpointId"))?;
+            if touchpoint.patient_id != patient.id {
+                return Err(DomainError::invalid(
+                    "touchpointId",
+                    "the touchpoint is with another patient",
+                ));
+            }
+            Some(touchpoint)
+        }
+    };
+    let journey = match input
+        .journey_id
+        .or(touchpoint.as_ref().and_then(|t| t.journey_id))
+    {
+        None => None,
+        Some(id) => {
+            let journey = who
+                .get::<journeys::Entity, _>(&*write.txn, id, "journey")
+                .await
+                .map_err(|e| e.referenced_by("journeyId"))?;
+            if journey.patient_id != patient.id {
+                return Err(DomainError::invalid(
+                    "journeyId",
+                    "the journey is another patient's",
+                ));
+            }
+            if let Some(touchpoint) = &touchpoint {
+                if touchpoint.journey_id.is_some_and(|j| j != journey.id) {
+                    return Err(DomainError::invalid(
+                        "touchpointId",
+                        "the touchpoint belongs to another journey",
+                    ));
+                }
+            }
+            Some(journey)
+        }
+    };
+    let stage_id = match (&touchpoint, &journey) {
+        (Some(touchpoint), _) if touchpoint.stage_id.is_some() => touchpoint.stage_id,
+        (_, Some(journey)) => stage_at(&*write.txn, who, journey, submitted_at).await?,
+        _ => None,
+    };
+    if let Some(staff_id) = input.staff_id {
+        who.get::<staff::Entity, _>(&*write.txn, staff_id, "staff member")
+            .await
+            .map_err(|e| e.referenced_by("staffId"))?;
+    }
+
+    let feedback = feedback::Model {
+        id: ids::new_id(),
+        clinic_id: who.clinic_id,
+        patient_id: patient.id,
+        journey_id: journey.as_ref().map(|j| j.id),
+        stage_id,
+        touchpoint_id: touchpoint.as_ref().map(|t| t.id),
+        staff_id: input
+            .staff_id
+            .or(touchpoint.as_ref().and_then(|t| t.staff_id)),
+        kind: input.kind.as_str().to_string(),
+        score,
+        comment,
+        submitted_at,
+    };
+    feedback::Entity::insert(feedback::ActiveModel {
+        id: Set(feedback.id),
+        clinic_id: Set(feedback.clinic_id),
+        patient_id: Set(feedback.patient_id),
+        journey_id: Set(feedback.journey_id),
+        stage_id: Set(feedback.stage_id),
+        touchpoint_id: Set(feedback.touchpoint_id),
+        staff_id: Set(feedback.staff_id),
+        kind: Set(feedback.kind.clone()),
+        score: Set(feedback.score),
+        comment: Set(feedback.comment.clone()),
+        submitted_at: Set(feedback.submitted_at),
+    })
+    .exec_without_returning(&*write.txn)
+    .await?;
+    let id = IdKind::Feedback.encode(feedback.id);
+    write.emit(
+        EventType::FeedbackSubmitted,
+        id.clone(),
+        json!({
+            "feedbackId": id,
+            "patientId": IdKind::Patient.encode(feedback.patient_id),
+            "journeyId": feedback.journey_id.map(|j| IdKind::Journey.encode(j)),
+            "stageId": feedback.stage_id.map(|s| IdKind::Stage.encode(s)),
+            "touchpointId": feedback.touchpoint_id.map(|t| IdKind::Touchpoint.encode(t)),
+            "kind": feedback.kind,
+            "score": feedback.score,
+            "hasComment": feedback.comment.is_some(),
+            "submittedAt": timestamp(feedback.submitted_at),
+        }),
+    );
+    write.commit().await?;
+    Ok(feedback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_follow_the_kind() {
+        assert_eq!(
+            check_score(FeedbackKind::Nps, Some(0), None).unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            check_score(FeedbackKind::Nps, Some(10), None).unwrap(),
+            Some(10)
+        );
+        assert!(check_score(FeedbackKind::Nps, Some(11), None).is_err());
+        assert!(check_score(FeedbackKind::Csat, Some(0), None).is_err());
+        assert!(check_score(FeedbackKind::Csat, Some(6), None).is_err());
+        assert!(check_score(FeedbackKind::Ces, Some(7), None).is_ok());
+        assert!(check_score(FeedbackKind::Ces, Some(8), None).is_err());
+        assert!(check_score(FeedbackKind::Nps, None, None).is_err());
+        assert!(check_score(FeedbackKind::Comment, None, None).is_err());
+        assert!(check_score(FeedbackKind::Comment, Some(3), Some("hi")).is_err());
+        assert_eq!(
+            check_score(FeedbackKind::Comment, None, Some("hi")).unwrap(),
+            None
+        );
+    }
+}

@@ -1,0 +1,333 @@
+//! Follow-ups: outreach scheduled by stage rules (or by hand), completed by a
+//! touchpoint or a coordinator, cancelled when the journey ends.
+
+use chrono::{DateTime, Duration, Utc};
+use entity::{follow_up_rules, follow_ups, journeys, touchpoints};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    QueryTrait, Select, sea_query::Expr,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    DomainError, DomainResult, FollowUpStatus, Store, Write,
+    page::{Keyset, Page, PageRequest, Sort, SortKey, finish},
+};
+use crate::{
+    auth::{Permission, Principal},
+    events::{EventType, timestamp},
+    ids::{self, IdKind},
+};
+
+/// How to narrow the follow-up work list.
+#[derive(Debug, Clone, Default)]
+pub struct FollowUpFilter {
+    pub status: Option<FollowUpStatus>,
+    /// Open and past due (`true`), or not (`false`).
+    pub overdue: Option<bool>,
+    pub due_before: Option<DateTime<Utc>>,
+    pub assignee_id: Option<Uuid>,
+    pub journey_id: Option<Uuid>,
+    pub patient_id: Option<Uuid>,
+}
+
+fn sort_key() -> SortKey<follow_ups::Entity> {
+    SortKey {
+        at: Some(follow_ups::Column::DueAt),
+        id: follow_ups::Column::Id,
+        sort: Sort::Ascending,
+    }
+}
+
+/// The cursor of a follow-up in follow-up lists (by due time).
+pub fn keyset(follow_up: &follow_ups::Model) -> Keyset {
+    Keyset::at(follow_up.due_at, follow_up.id)
+}
+
+/// True when the follow-up is open and its due time has passed.
+pub fn is_overdue(follow_up: &follow_ups::Model, now: DateTime<Utc>) -> bool {
+    follow_up.status == FollowUpStatus::Open.as_str() && follow_up.due_at < now
+}
+
+fn filtered(who: &Principal, filter: &FollowUpFilter) -> Select<follow_ups::Entity> {
+    let now = super::now();
+    let mut select = who.select::<follow_ups::Entity>();
+    if let Some(status) = filter.status {
+        select = select.filter(follow_ups::Column::Status.eq(status.as_str()));
+    }
+    match filter.overdue {
+        Some(true) => {
+            select = select
+                .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
+                .filter(follow_ups::Column::DueAt.lt(now));
+        }
+        Some(false) => {
+            select = select.filter(
+                sea_orm::Condition::any()
+                    .add(follow_ups::Column::Status.ne(FollowUpStatus::Open.as_str()))
+                    .add(follow_ups::Column::DueAt.gte(now)),
+            );
+        }
+        None => {}
+    }
+    if let Some(before) = filter.due_before {
+        select = select.filter(follow_ups::Column::DueAt.lt(before));
+    }
+    if let Some(assignee) = filter.assignee_id {
+        select = select.filter(follow_ups::Column::AssigneeStaffId.eq(assignee));
+    }
+    if let Some(journey) = filter.journey_id {
+        select = select.filter(follow_ups::Column::JourneyId.eq(journey));
+    }
+    if let Some(patient) = filter.patient_id {
+        select = select.filter(follow_ups::Column::PatientId.eq(patient));
+    }
+    select
+}
+
+fn require_read(who: &Principal) -> DomainResult<()> {
+    if who.can(Permission::JourneysRead) {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden(
+            "reading follow-ups needs the journeys:read scope".into(),
+        ))
+    }
+}
+
+/// One page of follow-ups, soonest due first.
+pub async fn list(
+    store: &Store,
+    who: &Principal,
+    filter: &FollowUpFilter,
+    page: &PageRequest,
+) -> DomainResult<Page<follow_ups::Model>> {
+    require_read(who)?;
+    let rows = sort_key()
+        .apply(filtered(who, filter), page)
+        .all(store.db.conn())
+        .await?;
+    Ok(finish(rows, page))
+}
+
+/// How many follow-ups match `filter`.
+pub async fn count(store: &Store, who: &Principal, filter: &FollowUpFilter) -> DomainResult<u64> {
+    require_read(who)?;
+    Ok(filtered(who, filter).count(store.db.conn()).await?)
+}
+
+/// Schedules the follow-ups of `stage_id`'s rules for a journey that entered
+/// it at `entered_at`.
+pub(crate) async fn schedule_for_stage(
+    write: &mut Write<'_>,
+    journey: &journeys::Model,
+    stage_id: Uuid,
+    entered_at: DateTime<Utc>,
+) -> DomainResult<Vec<follow_ups::Model>> {
+    let rules = write
+        .who
+        .select::<follow_up_rules::Entity>()
+        .filter(follow_up_rules::Column::StageId.eq(stage_id))
+        .all(&*write.txn)
+        .await?;
+    let scheduled: Vec<follow_ups::Model> = rules
+        .iter()
+        .map(|rule| follow_ups::Model {
+            id: ids::new_id(),
+            clinic_id: journey.clinic_id,
+            journey_id: journey.id,
+            patient_id: journey.patient_id,
+            stage_id: Some(stage_id),
+            rule_id: Some(rule.id),
+            due_at: entered_at + Duration::hours(rule.delay_hours.into()),
+            channel: rule.channel.clone(),
+            note: rule.note.clone(),
+            assignee_staff_id: journey.owner_staff_id,
+            status: FollowUpStatus::Open.as_str().to_string(),
+            completed_at: None,
+            completed_by_touchpoint_id: None,
+            cancelled_at: None,
+            cancel_reason: None,
+            overdue_notified_at: None,
+            created_at: write.now,
+        })
+        .collect();
+    if scheduled.is_empty() {
+        return Ok(scheduled);
+    }
+    follow_ups::Entity::insert_many(scheduled.iter().cloned().map(active))
+        .exec_without_returning(&*write.txn)
+        .await?;
+    for follow_up in &scheduled {
+        let id = IdKind::FollowUp.encode(follow_up.id);
+        write.emit(
+            EventType::FollowUpScheduled,
+            id.clone(),
+            json!({
+                "followUpId": id,
+                "journeyId": IdKind::Journey.encode(follow_up.journey_id),
+                "patientId": IdKind::Patient.encode(follow_up.patient_id),
+                "stageId": follow_up.stage_id.map(|s| IdKind::Stage.encode(s)),
+                "dueAt": timestamp(follow_up.due_at),
+                "channel": follow_up.channel,
+                "assigneeId": follow_up.assignee_staff_id.map(|s| IdKind::Staff.encode(s)),
+            }),
+        );
+    }
+    Ok(scheduled)
+}
+
+fn active(model: follow_ups::Model) -> follow_ups::ActiveModel {
+    follow_ups::ActiveModel {
+        id: Set(model.id),
+        clinic_id: Set(model.clinic_id),
+        journey_id: Set(model.journey_id),
+        patient_id: Set(model.patient_id),
+        stage_id: Set(model.stage_id),
+        rule_id: Set(model.rule_id),
+        due_at: Set(model.due_at),
+        channel: Set(model.channel),
+        note: Set(model.note),
+        assignee_staff_id: Set(model.assignee_staff_id),
+        status: Set(model.status),
+        completed_at: Set(model.completed_at),
+        completed_by_touchpoint_id: Set(model.completed_by_touchpoint_id),
+        cancelled_at: Set(model.cancelled_at),
+        cancel_reason: Set(model.cancel_reason),
+        overdue_notified_at: Set(model.overdue_notified_at),
+        created_at: Set(model.created_at),
+    }
+}
+
+/// Cancels a journey's open follow-ups: all of them (`leaving_stage: None`),
+/// or those of the stage being left whose rule says so. Returns their ids.
+pub(crate) async fn cancel_open(
+    write: &Write<'_>,
+    journey_id: Uuid,
+    leaving_stage: Option<Uuid>,
+    reason: &str,
+) -> DomainResult<Vec<Uuid>> {
+    let mut select = write
+        .who
+        .select::<follow_ups::Entity>()
+        .select_only()
+        .column(follow_ups::Column::Id)
+        .filter(follow_ups::Column::JourneyId.eq(journey_id))
+        .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()));
+    if let Some(stage_id) = leaving_stage {
+        let cancelling_rules = write
+            .who
+            .select::<follow_up_rules::Entity>()
+            .select_only()
+            .column(follow_up_rules::Column::Id)
+            .filter(follow_up_rules::Column::StageId.eq(stage_id))
+            .filter(follow_up_rules::Column::CancelOnStageExit.eq(true))
+            .into_query();
+        select = select
+            .filter(follow_ups::Column::StageId.eq(stage_id))
+            .filter(follow_ups::Column::RuleId.in_subquery(cancelling_rules));
+    }
+    let ids: Vec<Uuid> = select.into_tuple().all(&*write.txn).await?;
+    if !ids.is_empty() {
+        write
+            .who
+            .update_rows::<follow_ups::Entity>()
+            .col_expr(
+                follow_ups::Column::Status,
+                Expr::value(FollowUpStatus::Cancelled.as_str()),
+            )
+            .col_expr(follow_ups::Column::CancelledAt, Expr::value(write.now))
+            .col_expr(follow_ups::Column::CancelReason, Expr::value(reason))
+            .filter(follow_ups::Column::Id.is_in(ids.clone()))
+            .exec(&*write.txn)
+            .await?;
+    }
+    Ok(ids)
+}
+
+/// Marks an open follow-up done, optionally by the touchpoint that did it.
+pub async fn complete(
+    store: &Store,
+    who: &Principal,
+    follow_up_id: Uuid,
+    touchpoint_id: Option<Uuid>,
+) -> DomainResult<follow_ups::Model> {
+    if !who.can(Permission::JourneysWrite) {
+        return Err(DomainError::Forbidden(
+            "completing follow-ups needs the journeys:write scope".into(),
+        ));
+    }
+    let mut write = store.write(who).await?;
+    let follow_up = who
+        .get::<follow_ups::Entity, _>(&*write.txn, follow_up_id, "follow-up")
+        .await?;
+    if let Some(touchpoint_id) = touchpoint_id {
+        let touchpoint = who
+            .get::<touchpoints::Entity, _>(&*write.txn, touchpoint_id, "touchpoint")
+            .await
+            .map_err(|e| e.referenced_by("touchpointId"))?;
+        if touchpoint.patient_id != follow_up.patient_id {
+            return Err(DomainError::invalid(
+                "touchpointId",
+                "the touchpoint is with another patient",
+            ));
+        }
+    }
+    let done = complete_in(&mut write, follow_up, touchpoint_id).await?;
+    write.commit().await?;
+    Ok(done)
+}
+
+/// Completes `follow_up` inside a change already in progress.
+pub(crate) async fn complete_in(
+    write: &mut Write<'_>,
+    mut follow_up: follow_ups::Model,
+    touchpoint_id: Option<Uuid>,
+) -> DomainResult<follow_ups::Model> {
+    if follow_up.status != FollowUpStatus::Open.as_str() {
+        return Err(DomainError::conflict(format!(
+            "the follow-up is already {}",
+            follow_up.status.to_lowercase()
+        )));
+    }
+    let updated = write
+        .who
+        .update_rows::<follow_ups::Entity>()
+        .col_expr(
+            follow_ups::Column::Status,
+            Expr::value(FollowUpStatus::Done.as_str()),
+        )
+        .col_expr(follow_ups::Column::CompletedAt, Expr::value(write.now))
+        .col_expr(
+            follow_ups::Column::CompletedByTouchpointId,
+            Expr::value(touchpoint_id),
+        )
+        .filter(follow_ups::Column::Id.eq(follow_up.id))
+        .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
+        .exec(&*write.txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(DomainError::conflict(
+            "the follow-up was changed by another request; retry",
+        ));
+    }
+    follow_up.status = FollowUpStatus::Done.as_str().to_string();
+    follow_up.completed_at = Some(write.now);
+    follow_up.completed_by_touchpoint_id = touchpoint_id;
+    let id = IdKind::FollowUp.encode(follow_up.id);
+    write.emit(
+        EventType::FollowUpCompleted,
+        id.clone(),
+        json!({
+            "followUpId": id,
+            "journeyId": IdKind::Journey.encode(follow_up.journey_id),
+            "patientId": IdKind::Patient.encode(follow_up.patient_id),
+            "touchpointId": touchpoint_id.map(|t| IdKind::Touchpoint.encode(t)),
+            "dueAt": timestamp(follow_up.due_at),
+            "completedAt": timestamp(write.now),
+            "late": write.now > follow_up.due_at,
+        }),
+    );
+    Ok(follow_up)
+}

@@ -1,0 +1,140 @@
+//! The clinic's vocabularies, stored as upper-case strings.
+
+use super::DomainError;
+
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored and published spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parses the stored spelling.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+
+            /// Parses a stored value, treating an unknown one as corruption.
+            pub fn from_db(text: &str) -> Result<Self, DomainError> {
+                Self::parse(text).ok_or_else(|| {
+                    DomainError::internal(anyhow::anyhow!(concat!("unknown ", stringify!($name), " {:?} in database"), text))
+                })
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary!(
+    /// How the clinic and the patient were in touch.
+    Channel {
+        Phone => "PHONE",
+        Sms => "SMS",
+        Email => "EMAIL",
+        InPerson => "IN_PERSON",
+        Video => "VIDEO",
+        Portal => "PORTAL",
+        WebForm => "WEB_FORM",
+        Social => "SOCIAL",
+        Chat => "CHAT",
+    }
+);
+
+vocabulary!(
+    /// Who reached out.
+    Direction {
+        Inbound => "INBOUND",
+        Outbound => "OUTBOUND",
+    }
+);
+
+vocabulary!(
+    /// The kind of feedback a patient gave.
+    FeedbackKind {
+        Nps => "NPS",
+        Csat => "CSAT",
+        Ces => "CES",
+        Comment => "COMMENT",
+    }
+);
+
+vocabulary!(
+    /// Where a journey stands overall.
+    JourneyStatus {
+        Active => "ACTIVE",
+        Completed => "COMPLETED",
+        Dropped => "DROPPED",
+    }
+);
+
+vocabulary!(
+    /// The part of the care journey a stage belongs to.
+    StageCategory {
+        Inquiry => "INQUIRY",
+        Intake => "INTAKE",
+        Consultation => "CONSULTATION",
+        Treatment => "TREATMENT",
+        FollowUp => "FOLLOW_UP",
+        OngoingCare => "ONGOING_CARE",
+        Discharged => "DISCHARGED",
+    }
+);
+
+vocabulary!(
+    /// Where a follow-up stands.
+    FollowUpStatus {
+        Open => "OPEN",
+        Done => "DONE",
+        Cancelled => "CANCELLED",
+    }
+);
+
+vocabulary!(
+    /// What a stage transition was.
+    TransitionKind {
+        Started => "STARTED",
+        Forward => "FORWARD",
+        Backward => "BACKWARD",
+        Completed => "COMPLETED",
+        Dropped => "DROPPED",
+    }
+);
+
+impl FeedbackKind {
+    /// The accepted score range; `None` for comments, which carry no score.
+    pub fn score_range(self) -> Option<std::ops::RangeInclusive<i16>> {
+        match self {
+            FeedbackKind::Nps => Some(0..=10),
+            FeedbackKind::Csat => Some(1..=5),
+            FeedbackKind::Ces => Some(1..=7),
+            FeedbackKind::Comment => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_round_trip() {
+        for channel in Channel::ALL {
+            assert_eq!(Channel::parse(channel.as_str()), Some(*channel));
+        }
+        assert_eq!(Channel::parse("FAX"), None);
+        assert!(StageCategory::from_db("nope").is_err());
+    }
+}

@@ -1,0 +1,565 @@
+//! Patients: identity, contact, consent and the CRM link.
+
+use chrono::NaiveDate;
+use entity::{journeys, patients};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait, Select, sea_query::Expr,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    Channel, DomainError, DomainResult, JourneyStatus, Store,
+    page::{Keyset, Page, PageRequest, Sort, SortKey, finish},
+    validate,
+};
+use crate::{
+    auth::{Permission, Principal},
+    events::EventType,
+    ids::{self, IdKind},
+};
+
+/// A change to one optional field: leave it, clear it or set it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Change<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+impl<T> Change<T> {
+    pub fn is_keep(&self) -> bool {
+        matches!(self, Change::Keep)
+    }
+}
+
+/// What the patient agreed to be contacted by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Consent {
+    pub sms: bool,
+    pub email: bool,
+    pub marketing: bool,
+}
+
+/// The fields of a patient as a client sends them, before validation.
+/// For a new patient every `Keep` counts as absent.
+#[derive(Debug, Clone, Default)]
+pub struct PatientFields {
+    pub external_id: Change<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub email: Change<String>,
+    pub phone: Change<String>,
+    pub birth_date: Change<NaiveDate>,
+    pub preferred_channel: Change<Channel>,
+    pub source: Change<String>,
+    pub tags: Option<Vec<String>>,
+    pub consent: Option<Consent>,
+}
+
+/// How to narrow a list of patients.
+#[derive(Debug, Clone, Default)]
+pub struct PatientFilter {
+    /// Words that must all appear in the name, email or phone.
+    pub search: Option<String>,
+    /// Patients with a journey on this pathway.
+    pub pathway_id: Option<Uuid>,
+    /// Patients with an active journey currently in this stage.
+    pub stage_id: Option<Uuid>,
+    /// Patients carrying this tag.
+    pub tag: Option<String>,
+    /// Include archived patients.
+    pub include_archived: bool,
+}
+
+fn sort_key() -> SortKey<patients::Entity> {
+    SortKey {
+        at: None,
+        id: patients::Column::Id,
+        sort: Sort::Descending,
+    }
+}
+
+/// The cursor of a patient in patient lists.
+pub fn keyset(patient: &patients::Model) -> Keyset {
+    Keyset::id(patient.id)
+}
+
+/// The text the search matches: lower-cased names and email, phone digits.
+fn search_text(patient: &patients::Model) -> String {
+    let phone_digits: String = patient
+        .phone
+        .as_deref()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!(
+        "{} {} {} {}",
+        patient.given_name,
+        patient.family_name,
+        patient.email.as_deref().unwrap_or_default(),
+        phone_digits
+    )
+    .to_lowercase()
+}
+
+fn like_pattern(term: &str) -> String {
+    let escaped = term
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+fn filtered(
+    who: &Principal,
+    backend: DbBackend,
+    filter: &PatientFilter,
+) -> DomainResult<Select<patients::Entity>> {
+    let mut select = who.select::<patients::Entity>();
+    if !filter.include_archived {
+        select = select.filter(patients::Column::ArchivedAt.is_null());
+    }
+    if let Some(search) = filter.search.as_deref() {
+        let search = validate::optional_text("search", Some(search), validate::SHORT_TEXT, false)?;
+        for term in search.iter().flat_map(|s| s.split_whitespace()) {
+            let phone_like = term
+                .chars()
+                .all(|c| c.is_ascii_digit() || "+-().".contains(c));
+            let term = if phone_like {
+                term.chars().filter(char::is_ascii_digit).collect()
+            } else {
+                term.to_lowercase()
+            };
+            if term.is_empty() {
+                continue;
+            }
+            select = select.filter(Expr::cust_with_values(
+                "search_text LIKE ? ESCAPE '\\'",
+                [like_pattern(&term)],
+            ));
+        }
+    }
+    if let Some(pathway_id) = filter.pathway_id {
+        let on_pathway = who
+            .select::<journeys::Entity>()
+            .select_only()
+            .column(journeys::Column::PatientId)
+            .filter(journeys::Column::PathwayId.eq(pathway_id))
+            .into_query();
+        select = select.filter(patients::Column::Id.in_subquery(on_pathway));
+    }
+    if let Some(stage_id) = filter.stage_id {
+        let in_stage = who
+            .select::<journeys::Entity>()
+            .select_only()
+            .column(journeys::Column::PatientId)
+            .filter(journeys::Column::CurrentStageId.eq(stage_id))
+            .filter(journeys::Column::Status.eq(JourneyStatus::Active.as_str()))
+            .into_query();
+        select = select.filter(patients::Column::Id.in_subquery(in_stage));
+    }
+    if let Some(tag) = filter.tag.as_deref() {
+        let tag = validate::tags("tag", &[tag.to_string()])?.remove(0);
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "EXISTS (SELECT 1 FROM json_array_elements_text(patients.tags) AS t(tag) WHERE t.tag = ?)"
+            }
+            _ => "EXISTS (SELECT 1 FROM json_each(patients.tags) WHERE json_each.value = ?)",
+        };
+        select = select.filter(Expr::cust_with_values(sql, [tag]));
+    }
+    Ok(select)
+}
+
+/// One page of the caller's patients, newest first.
+pub async fn list(
+    store: &Store,
+    who: &Principal,
+    filter: &PatientFilter,
+    page: &PageRequest,
+) -> DomainResult<Page<patients::Model>> {
+    require_read(who)?;
+    let select = filtered(who, store.db.backend(), filter)?;
+    let rows = sort_key().apply(select, page).all(store.db.conn()).await?;
+    Ok(finish(rows, page))
+}
+
+/// How many patients match `filter`.
+pub async fn count(store: &Store, who: &Principal, filter: &PatientFilter) -> DomainResult<u64> {
+    require_read(who)?;
+    Ok(filtered(who, store.db.backend(), filter)?
+        .count(store.db.conn())
+        .await?)
+}
+
+/// One patient of the caller's clinic.
+pub async fn get(store: &Store, who: &Principal, id: Uuid) -> DomainResult<patients::Model> {
+    require_read(who)?;
+    who.get::<patients::Entity, _>(store.db.conn(), id, "patient")
+        .await
+}
+
+fn require_read(who: &Principal) -> DomainResult<()> {
+    if who.can(Permission::PatientsRead) {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden(
+            "reading patients needs the patients:read scope".into(),
+        ))
+    }
+}
+
+fn require_write(who: &Principal) -> DomainResult<()> {
+    if who.can(Permission::PatientsWrite) {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden(
+            "changing patients needs the patients:write scope".into(),
+        ))
+    }
+}
+
+/// Applies validated `fields` to `patient`; returns the names of the fields
+/// that changed.
+fn apply(patient: &mut patients::Model, fields: PatientFields) -> DomainResult<Vec<&'static str>> {
+    let mut changed = Vec::new();
+    macro_rules! set {
+        ($name:literal, $field:ident, $value:expr) => {{
+            let value = $value;
+            if patient.$field != value {
+                patient.$field = value;
+                changed.push($name);
+            }
+        }};
+    }
+    fn optional<T>(
+        change: Change<T>,
+        current: &Option<T>,
+        check: impl FnOnce(T) -> DomainResult<T>,
+    ) -> DomainResult<Option<T>>
+    where
+        T: Clone,
+    {
+        match change {
+            Change::Keep => Ok(current.clone()),
+            Change::Clear => Ok(None),
+            Change::Set(value) => check(value).map(Some),
+        }
+    }
+
+    if let Some(given) = fields.given_name {
+        set!(
+            "givenName",
+            given_name,
+            validate::required_text("givenName", &given, validate::SHORT_TEXT)?
+        );
+    }
+    if let Some(family) = fields.family_name {
+        set!(
+            "familyName",
+            family_name,
+            validate::required_text("familyName", &family, validate::SHORT_TEXT)?
+        );
+    }
+    set!(
+        "externalId",
+        external_id,
+        optional(fields.external_id, &patient.external_id, |v| {
+            validate::required_text("externalId", &v, 128)
+        })?
+    );
+    set!(
+        "email",
+        email,
+        optional(fields.email, &patient.email, |v| validate::email(
+            "email", &v
+        ))?
+    );
+    set!(
+        "phone",
+        phone,
+        optional(fields.phone, &patient.phone, |v| validate::phone(
+            "phone", &v
+        ))?
+    );
+    let today = super::now().date_naive();
+    set!(
+        "birthDate",
+        birth_date,
+        optional(fields.birth_date, &patient.birth_date, |date| {
+            let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).expect("valid date");
+            if date > today || date < earliest {
+                Err(DomainError::invalid(
+                    "birthDate",
+                    "must be between 1900-01-01 and today",
+                ))
+            } else {
+                Ok(date)
+            }
+        })?
+    );
+    let current_channel = patient
+        .preferred_channel
+        .as_deref()
+        .and_then(Channel::parse);
+    set!(
+        "preferredChannel",
+        preferred_channel,
+        optional(fields.preferred_channel, &current_channel, Ok)?.map(|c| c.as_str().to_string())
+    );
+    set!(
+        "source",
+        source,
+        optional(fields.source, &patient.source, |v| validate::required_text(
+            "source", &v, 64
+        ))?
+    );
+    if let Some(tags) = fields.tags {
+        set!("tags", tags, json!(validate::tags("tags", &tags)?));
+    }
+    if let Some(consent) = fields.consent {
+        if (
+            patient.consent_sms,
+            patient.consent_email,
+            patient.consent_marketing,
+        ) != (consent.sms, consent.email, consent.marketing)
+        {
+            patient.consent_sms = consent.sms;
+            patient.consent_email = consent.email;
+            patient.consent_marketing = consent.marketing;
+            changed.push("consent");
+        }
+    }
+    patient.search_text = search_text(patient);
+    Ok(changed)
+}
+
+async fn ensure_external_id_free<C: ConnectionTrait>(
+    conn: &C,
+    who: &Principal,
+    external_id: Option<&str>,
+    except: Option<Uuid>,
+) -> DomainResult<()> {
+    let Some(external_id) = external_id else {
+        return Ok(());
+    };
+    let mut select = who
+        .select::<patients::Entity>()
+        .filter(patients::Column::ExternalId.eq(external_id));
+    if let Some(except) = except {
+        select = select.filter(patients::Column::Id.ne(except));
+    }
+    if select.count(conn).await? > 0 {
+        return Err(DomainError::conflict_on(
+            "externalId",
+            format!("another patient already has externalId {external_id:?}"),
+        ));
+    }
+    Ok(())
+}
+
+fn blank(who: &Principal, now: chrono::DateTime<chrono::Utc>) -> patients::Model {
+    patients::Model {
+        id: ids::new_id(),
+        clinic_id: who.clinic_id,
+        external_id: None,
+        given_name: String::new(),
+        family_name: String::new(),
+        email: None,
+        phone: None,
+        birth_date: None,
+        preferred_channel: None,
+        source: None,
+        tags: json!([]),
+        consent_sms: false,
+        consent_email: false,
+        consent_marketing: false,
+        search_text: String::new(),
+        archived_at: None,
+        erased_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Registers a new patient.
+pub async fn create(
+    store: &Store,
+    who: &Principal,
+    fields: PatientFields,
+) -> DomainResult<patients::Model> {
+    require_write(who)?;
+    if fields.given_name.is_none() {
+        return Err(DomainError::invalid("givenName", "is required"));
+    }
+    if fields.family_name.is_none() {
+        return Err(DomainError::invalid("familyName", "is required"));
+    }
+    let mut write = store.write(who).await?;
+    let mut patient = blank(who, write.now);
+    apply(&mut patient, fields)?;
+    ensure_external_id_free(&*write.txn, who, patient.external_id.as_deref(), None).await?;
+    let patient = insert(&write, patient).await?;
+    emit_created(&mut write, &patient);
+    write.commit().await?;
+    Ok(patient)
+}
+
+async fn insert(
+    write: &super::Write<'_>,
+    patient: patients::Model,
+) -> DomainResult<patients::Model> {
+    let active = patients::ActiveModel {
+        id: Set(patient.id),
+        clinic_id: Set(patient.clinic_id),
+        external_id: Set(patient.external_id.clone()),
+        given_name: Set(patient.given_name.clone()),
+        family_name: Set(patient.family_name.clone()),
+        email: Set(patient.email.clone()),
+        phone: Set(patient.phone.clone()),
+        birth_date: Set(patient.birth_date),
+        preferred_channel: Set(patient.preferred_channel.clone()),
+        source: Set(patient.source.clone()),
+        tags: Set(patient.tags.clone()),
+        consent_sms: Set(patient.consent_sms),
+        consent_email: Set(patient.consent_email),
+        consent_marketing: Set(patient.consent_marketing),
+        search_text: Set(patient.search_text.clone()),
+        archived_at: Set(None),
+        erased_at: Set(None),
+        created_at: Set(patient.created_at),
+        updated_at: Set(patient.updated_at),
+    };
+    patients::Entity::insert(active)
+        .exec_without_returning(&*write.txn)
+        .await?;
+    Ok(patient)
+}
+
+fn emit_created(write: &mut super::Write<'_>, patient: &patients::Model) {
+    let id = IdKind::Patient.encode(patient.id);
+    write.emit(
+        EventType::PatientCreated,
+        id.clone(),
+        json!({ "patientId": id, "externalId": patient.external_id }),
+    );
+}
+
+/// Changes some of a patient's fields.
+pub async fn update(
+    store: &Store,
+    who: &Principal,
+    id: Uuid,
+    fields: PatientFields,
+) -> DomainResult<patients::Model> {
+    require_write(who)?;
+    let mut write = store.write(who).await?;
+    let current = who
+        .get::<patients::Entity, _>(&*write.txn, id, "patient")
+        .await?;
+    let (patient, _) = update_in(&mut write, current, fields).await?;
+    write.commit().await?;
+    Ok(patient)
+}
+
+async fn update_in(
+    write: &mut super::Write<'_>,
+    current: patients::Model,
+    fields: PatientFields,
+) -> DomainResult<(patients::Model, bool)> {
+    if current.erased_at.is_some() {
+        return Err(DomainError::conflict(
+            "the patient was erased and cannot be changed",
+        ));
+    }
+    let mut patient = current.clone();
+    let changed = apply(&mut patient, fields)?;
+    if changed.is_empty() {
+        return Ok((current, false));
+    }
+    if changed.contains(&"externalId") {
+        ensure_external_id_free(
+            &*write.txn,
+            write.who,
+            patient.external_id.as_deref(),
+            Some(patient.id),
+        )
+        .await?;
+    }
+    patient.updated_at = write.now;
+    let mut active = current.into_active_model();
+    active.external_id = Set(patient.external_id.clone());
+    active.given_name = Set(patient.given_name.clone());
+    active.family_name = Set(patient.family_name.clone());
+    active.email = Set(patient.email.clone());
+    active.phone = Set(patient.phone.clone());
+    active.birth_date = Set(patient.birth_date);
+    active.preferred_channel = Set(patient.preferred_channel.clone());
+    active.source = Set(patient.source.clone());
+    active.tags = Set(patient.tags.clone());
+    active.consent_sms = Set(patient.consent_sms);
+    active.consent_email = Set(patient.consent_email);
+    active.consent_marketing = Set(patient.consent_marketing);
+    active.search_text = Set(patient.search_text.clone());
+    active.updated_at = Set(patient.updated_at);
+    active.update(&*write.txn).await?;
+    let id = IdKind::Patient.encode(patient.id);
+    write.emit(
+        EventType::PatientUpdated,
+        id.clone(),
+        json!({ "patientId": id, "externalId": patient.external_id, "changedFields": changed }),
+    );
+    Ok((patient, true))
+}
+
+/// Creates or updates the patient with `external_id`, the CRM's own key.
+/// Returns the patient and whether it was created.
+pub async fn upsert_by_external_id(
+    store: &Store,
+    who: &Principal,
+    external_id: String,
+    mut fields: PatientFields,
+) -> DomainResult<(patients::Model, bool)> {
+    require_write(who)?;
+    let external_id = validate::required_text("externalId", &external_id, 128)?;
+    fields.external_id = Change::Set(external_id.clone());
+    let mut write = store.write(who).await?;
+    let existing = who
+        .select::<patients::Entity>()
+        .filter(patients::Column::ExternalId.eq(external_id.as_str()))
+        .one(&*write.txn)
+        .await?;
+    let (patient, created) = match existing {
+        Some(current) => (update_in(&mut write, current, fields).await?.0, false),
+        None => {
+            if fields.given_name.is_none() {
+                return Err(DomainError::invalid(
+                    "givenName",
+                    "is required to create a patient",
+                ));
+            }
+            if fields.family_name.is_none() {
+                return Err(DomainError::invalid(
+                    "familyName",
+                    "is required to create a patient",
+                ));
+            }
+            let mut patient = blank(who, write.now);
+            apply(&mut patient, fields)?;
+            let patient = insert(&write, patient).await?;
+            emit_created(&mut write, &patient);
+            (patient, true)
+        }
+    };
+    write.commit().await?;
+    Ok((patient, created))
+}
+
+/// The tags of a stored patient.
+pub fn tags_of(patient: &patients::Model) -> Vec<String> {
+    serde_json::from_value(patient.tags.clone()).unwrap_or_default()
+}

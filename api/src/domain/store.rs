@@ -1,0 +1,75 @@
+//! The domain's handle on the world ([`Store`]) and the unit of every change
+//! ([`Write`]): one transaction, its outbox events, then publication.
+
+use chrono::{DateTime, Utc};
+use entity::events;
+use serde_json::Value;
+
+use super::{DomainResult, now};
+use crate::{
+    auth::Principal,
+    db::{Db, WriteTxn},
+    events::{EventBus, EventType, Outbox},
+};
+
+/// What domain operations work with: the database and the event bus.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub db: Db,
+    pub bus: EventBus,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventBus")
+    }
+}
+
+impl Store {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            bus: EventBus::new(),
+        }
+    }
+
+    /// Starts a change on behalf of `who`.
+    pub async fn write<'a>(&'a self, who: &'a Principal) -> DomainResult<Write<'a>> {
+        Ok(Write {
+            txn: self.db.begin_write().await?,
+            who,
+            outbox: Outbox::default(),
+            bus: &self.bus,
+            now: now(),
+        })
+    }
+}
+
+/// One change in progress: a transaction, the caller, and the events it emits.
+/// Dropping it without [`Write::commit`] rolls everything back.
+pub struct Write<'a> {
+    pub txn: WriteTxn,
+    pub who: &'a Principal,
+    outbox: Outbox,
+    bus: &'a EventBus,
+    /// The time of this change, the same for every row it writes.
+    pub now: DateTime<Utc>,
+}
+
+impl Write<'_> {
+    /// Records an event to be written with this change.
+    pub fn emit(&mut self, event_type: EventType, subject: String, data: Value) {
+        self.outbox.emit(event_type, subject, data);
+    }
+
+    /// Writes the events, commits, then publishes the events.
+    pub async fn commit(self) -> DomainResult<Vec<events::Model>> {
+        let written = self
+            .outbox
+            .write(&*self.txn, self.who.clinic_id, self.now)
+            .await?;
+        self.txn.commit().await?;
+        self.bus.publish(written.clone());
+        Ok(written)
+    }
+}

@@ -1,0 +1,201 @@
+//! Touchpoints: every interaction with a patient, the stage it happened in and
+//! how the patient felt.
+
+use chrono::{DateTime, Utc};
+use entity::{follow_ups, journeys, patients, staff, touchpoints};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    Channel, Direction, DomainError, DomainResult, Store, follow_ups as follow_up_rules,
+    journeys::stage_at,
+    page::{Keyset, Sort},
+    validate,
+};
+use crate::{
+    auth::{Permission, Principal},
+    events::{EventType, timestamp},
+    ids::{self, IdKind},
+};
+
+/// Touchpoints list newest first.
+pub const SORT: Sort = Sort::Descending;
+
+/// A touchpoint as a client logs it.
+#[derive(Debug, Clone)]
+pub struct LogTouchpoint {
+    pub patient_id: Uuid,
+    pub journey_id: Option<Uuid>,
+    pub channel: Channel,
+    pub direction: Direction,
+    pub kind: String,
+    pub summary: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub emotion: Option<i32>,
+    pub moment_of_truth: bool,
+    pub staff_id: Option<Uuid>,
+    pub external_ref: Option<String>,
+    /// An open follow-up of the same patient that this touchpoint fulfils.
+    pub completes_follow_up_id: Option<Uuid>,
+}
+
+/// The cursor of a touchpoint in touchpoint lists.
+pub fn keyset(touchpoint: &touchpoints::Model) -> Keyset {
+    Keyset::at(touchpoint.occurred_at, touchpoint.id)
+}
+
+/// Records a touchpoint; with a journey, it is filed under the stage the
+/// journey was in when it happened.
+pub async fn log(
+    store: &Store,
+    who: &Principal,
+    input: LogTouchpoint,
+) -> DomainResult<touchpoints::Model> {
+    if !who.can(Permission::JourneysWrite) {
+        return Err(DomainError::Forbidden(
+            "logging touchpoints needs the journeys:write scope".into(),
+        ));
+    }
+    let kind = validate::required_text("kind", &input.kind, 64)?;
+    let summary = validate::long_text("summary", input.summary.as_deref())?;
+    let emotion = input
+        .emotion
+        .map(|e| validate::in_range("emotion", e, -2..=2).map(|e| e as i16))
+        .transpose()?;
+    let external_ref =
+        validate::optional_text("externalRef", input.external_ref.as_deref(), 128, false)?;
+
+    let mut write = store.write(who).await?;
+    let occurred_at = match input.occurred_at {
+        Some(at) => validate::past_time("occurredAt", at, write.now)?,
+        None => write.now,
+    };
+    let patient = who
+        .get::<patients::Entity, _>(&*write.txn, input.patient_id, "patient")
+        .await
+        .map_err(|e| e.referenced_by("patientId"))?;
+    if patient.erased_at.is_some() {
+        return Err(DomainError::conflict_on(
+            "patientId",
+            "the patient was erased",
+        ));
+    }
+    let stage_id = match input.journey_id {
+        None => None,
+        Some(journey_id) => {
+            let journey = who
+                .get::<journeys::Entity, _>(&*write.txn, journey_id, "journey")
+                .await
+                .map_err(|e| e.referenced_by("journeyId"))?;
+            if journey.patient_id != patient.id {
+                return Err(DomainError::invalid(
+                    "journeyId",
+                    "the journey is another patient's",
+                ));
+            }
+            if occurred_at < journey.started_at {
+                return Err(DomainError::invalid(
+                    "occurredAt",
+                    "must not be before the journey started",
+                ));
+            }
+            stage_at(&*write.txn, who, &journey, occurred_at).await?
+        }
+    };
+    if let Some(staff_id) = input.staff_id {
+        who.get::<staff::Entity, _>(&*write.txn, staff_id, "staff member")
+            .await
+            .map_err(|e| e.referenced_by("staffId"))?;
+    }
+    if let Some(external_ref) = external_ref.as_deref() {
+        let taken = who
+            .select::<touchpoints::Entity>()
+            .filter(touchpoints::Column::ExternalRef.eq(external_ref))
+            .count(&*write.txn)
+            .await?;
+        if taken > 0 {
+            return Err(DomainError::conflict_on(
+                "externalRef",
+                format!("a touchpoint with externalRef {external_ref:?} was already logged"),
+            ));
+        }
+    }
+    let follow_up = match input.completes_follow_up_id {
+        None => None,
+        Some(id) => {
+            let follow_up = who
+                .get::<follow_ups::Entity, _>(&*write.txn, id, "follow-up")
+                .await
+                .map_err(|e| e.referenced_by("completesFollowUpId"))?;
+            if follow_up.patient_id != patient.id {
+                return Err(DomainError::invalid(
+                    "completesFollowUpId",
+                    "the follow-up is for another patient",
+                ));
+            }
+            Some(follow_up)
+        }
+    };
+
+    let touchpoint = touchpoints::Model {
+        id: ids::new_id(),
+        clinic_id: who.clinic_id,
+        patient_id: patient.id,
+        journey_id: input.journey_id,
+        stage_id,
+        channel: input.channel.as_str().to_string(),
+        direction: input.direction.as_str().to_string(),
+        kind,
+        summary,
+        occurred_at,
+        staff_id: input.staff_id.or(who.actor.staff_id()),
+        emotion,
+        moment_of_truth: input.moment_of_truth,
+        external_ref,
+        created_at: write.now,
+    };
+    touchpoints::Entity::insert(touchpoints::ActiveModel {
+        id: Set(touchpoint.id),
+        clinic_id: Set(touchpoint.clinic_id),
+        patient_id: Set(touchpoint.patient_id),
+        journey_id: Set(touchpoint.journey_id),
+        stage_id: Set(touchpoint.stage_id),
+        channel: Set(touchpoint.channel.clone()),
+        direction: Set(touchpoint.direction.clone()),
+        kind: Set(touchpoint.kind.clone()),
+        summary: Set(touchpoint.summary.clone()),
+        occurred_at: Set(touchpoint.occurred_at),
+        staff_id: Set(touchpoint.staff_id),
+        emotion: Set(touchpoint.emotion),
+        moment_of_truth: Set(touchpoint.moment_of_truth),
+        external_ref: Set(touchpoint.external_ref.clone()),
+        created_at: Set(touchpoint.created_at),
+    })
+    .exec_without_returning(&*write.txn)
+    .await?;
+    let id = IdKind::Touchpoint.encode(touchpoint.id);
+    write.emit(
+        EventType::TouchpointLogged,
+        id.clone(),
+        json!({
+            "touchpointId": id,
+            "patientId": IdKind::Patient.encode(touchpoint.patient_id),
+            "journeyId": touchpoint.journey_id.map(|j| IdKind::Journey.encode(j)),
+            "stageId": touchpoint.stage_id.map(|s| IdKind::Stage.encode(s)),
+            "channel": touchpoint.channel,
+            "direction": touchpoint.direction,
+            "kind": touchpoint.kind,
+            "emotion": touchpoint.emotion,
+            "momentOfTruth": touchpoint.moment_of_truth,
+            "occurredAt": timestamp(touchpoint.occurred_at),
+        }),
+    );
+    if let Some(follow_up) = follow_up {
+        follow_up_rules::complete_in(&mut write, follow_up, Some(touchpoint.id))
+            .await
+            .map_err(|e| e.referenced_by("completesFollowUpId"))?;
+    }
+    write.commit().await?;
+    Ok(touchpoint)
+}

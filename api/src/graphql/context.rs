@@ -1,0 +1,87 @@
+//! What a resolver needs from the request: the caller, the store, the loaders.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ID};
+use uuid::Uuid;
+
+use super::loaders::{LoadQueue, Loaders};
+use crate::{
+    auth::Principal,
+    domain::{DomainError, DomainResult, Store},
+    ids::{self, IdKind},
+};
+
+/// Per-request data attached to every GraphQL request.
+#[derive(Clone)]
+pub struct RequestState {
+    /// The authenticated caller, if any.
+    pub principal: Option<Principal>,
+    /// The request's DataLoaders (created only for an authenticated caller).
+    pub loaders: Option<Arc<Loaders>>,
+    /// The request id, quoted in masked errors.
+    pub request_id: String,
+}
+
+impl RequestState {
+    /// State for a request by `principal` (or by nobody), and the queue its
+    /// loads run on (see [`LoadQueue`]).
+    pub fn new(
+        store: &Store,
+        principal: Option<Principal>,
+        request_id: String,
+    ) -> (Self, LoadQueue) {
+        let queue = LoadQueue::default();
+        let loaders = principal
+            .as_ref()
+            .map(|who| Arc::new(Loaders::new(store.clone(), who.clone(), &queue)));
+        (
+            Self {
+                principal,
+                loaders,
+                request_id,
+            },
+            queue,
+        )
+    }
+}
+
+/// Resolver helpers over the async-graphql context.
+pub trait ContextExt {
+    /// The caller, or UNAUTHENTICATED.
+    fn principal(&self) -> DomainResult<&Principal>;
+    /// The domain store.
+    fn store(&self) -> &Store;
+    /// The request's loaders, or UNAUTHENTICATED.
+    fn loaders(&self) -> DomainResult<&Arc<Loaders>>;
+}
+
+impl ContextExt for Context<'_> {
+    fn principal(&self) -> DomainResult<&Principal> {
+        self.data_opt::<RequestState>()
+            .and_then(|state| state.principal.as_ref())
+            .ok_or(DomainError::Unauthenticated)
+    }
+
+    fn store(&self) -> &Store {
+        self.data_unchecked::<Store>()
+    }
+
+    fn loaders(&self) -> DomainResult<&Arc<Loaders>> {
+        self.data_opt::<RequestState>()
+            .and_then(|state| state.loaders.as_ref())
+            .ok_or(DomainError::Unauthenticated)
+    }
+}
+
+/// Decodes a global id argument of the expected kind; a malformed id or one of
+/// another type is BAD_USER_INPUT on `field`.
+pub fn decode_id(kind: IdKind, field: &str, id: &ID) -> DomainResult<Uuid> {
+    ids::decode_as(kind, id.as_str())
+        .map_err(|error| DomainError::invalid(field, format!("{:?} {error}", id.as_str())))
+}
+
+/// Decodes an optional global id argument.
+pub fn decode_opt_id(kind: IdKind, field: &str, id: Option<&ID>) -> DomainResult<Option<Uuid>> {
+    id.map(|id| decode_id(kind, field, id)).transpose()
+}

@@ -1,0 +1,164 @@
+//! The one mapping from errors to GraphQL `extensions.code`.
+//!
+//! Resolvers return domain errors with `?`; async-graphql keeps the original
+//! error as the `source` of its `ServerError`, and [`finalize`] turns it into a
+//! stable code (and the offending `field`) once, after execution. Errors that
+//! async-graphql raises itself (validation, argument coercion) are classified
+//! here too. Anything unexpected is logged in full and sent masked.
+
+use async_graphql::{ErrorExtensionValues, Response, ServerError, Value};
+
+use crate::domain::DomainError;
+
+/// The stable error codes of the API.
+pub mod code {
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const CONFLICT: &str = "CONFLICT";
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    pub const INTERNAL: &str = "INTERNAL";
+    pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+    pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+}
+
+/// An error with a code and no source, for failures outside resolvers.
+pub fn coded(message: impl Into<String>, code: &str, field: Option<&str>) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    set(&mut error, code, field);
+    error
+}
+
+fn set(error: &mut ServerError, code: &str, field: Option<&str>) {
+    let extensions = error
+        .extensions
+        .get_or_insert_with(ErrorExtensionValues::default);
+    extensions.set("code", code);
+    if let Some(field) = field {
+        extensions.set("field", field);
+    }
+}
+
+fn has_code(error: &ServerError) -> bool {
+    error
+        .extensions
+        .as_ref()
+        .is_some_and(|extensions| extensions.get("code").is_some())
+}
+
+/// The code of an error, once classified.
+pub fn code_of(error: &ServerError) -> Option<&str> {
+    match error.extensions.as_ref()?.get("code")? {
+        Value::String(code) => Some(code.as_str()),
+        _ => None,
+    }
+}
+
+/// Classifies every error of a response. `request_id` is quoted in masked
+/// internal errors so support can find the log line.
+pub fn finalize(mut response: Response, request_id: &str) -> Response {
+    for error in &mut response.errors {
+        classify(error, request_id);
+    }
+    response
+}
+
+/// Gives one error its code (and field), masking internal details.
+pub fn classify(error: &mut ServerError, request_id: &str) {
+    if has_code(error) {
+        return;
+    }
+    if let Some(domain) = error.source::<DomainError>().cloned() {
+        apply_domain(error, &domain, request_id);
+        return;
+    }
+    if error.path.is_empty() && error.source.is_none() {
+        // Raised by validation, before anything ran.
+        if let Some(field) = invalid_argument(&error.message) {
+            set(error, code::BAD_USER_INPUT, Some(&field));
+        } else {
+            set(error, code::GRAPHQL_VALIDATION_FAILED, None);
+        }
+        return;
+    }
+    if error.message.starts_with("Failed to parse")
+        || error.message.starts_with("Invalid value for argument")
+    {
+        let field = invalid_argument(&error.message);
+        set(error, code::BAD_USER_INPUT, field.as_deref());
+        return;
+    }
+    tracing::error!(message = %error.message, path = ?error.path, "unclassified GraphQL error");
+    mask(error, request_id);
+}
+
+fn mask(error: &mut ServerError, request_id: &str) {
+    error.message = format!("internal error; quote request id {request_id} to support");
+    error.source = None;
+    set(error, code::INTERNAL, None);
+    if let Some(extensions) = error.extensions.as_mut() {
+        extensions.set("requestId", request_id);
+    }
+}
+
+fn apply_domain(error: &mut ServerError, domain: &DomainError, request_id: &str) {
+    match domain {
+        DomainError::Unauthenticated => set(error, code::UNAUTHENTICATED, None),
+        DomainError::Forbidden(_) => set(error, code::FORBIDDEN, None),
+        DomainError::NotFound { field, .. } => set(error, code::NOT_FOUND, field.as_deref()),
+        DomainError::Invalid { field, message } => {
+            error.message = format!("{field}: {message}");
+            set(error, code::BAD_USER_INPUT, Some(field));
+        }
+        DomainError::Conflict { field, .. } => set(error, code::CONFLICT, field.as_deref()),
+        DomainError::Internal(inner) => {
+            tracing::error!(error = ?inner, path = ?error.path, "internal error");
+            mask(error, request_id);
+        }
+    }
+}
+
+/// The argument path named by async-graphql's
+/// `Invalid value for argument "input.score", …` messages.
+fn invalid_argument(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("Invalid value for argument \"")
+        .or_else(|| message.strip_prefix("Failed to parse \"").and(None))?;
+    rest.split_once('"').map(|(field, _)| field.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_paths_are_extracted() {
+        assert_eq!(
+            invalid_argument(r#"Invalid value for argument "input.channel", enumeration type "Channel" does not contain the value "FAX""#)
+                .as_deref(),
+            Some("input.channel")
+        );
+        assert_eq!(invalid_argument("Unknown field \"x\""), None);
+    }
+
+    #[test]
+    fn domain_errors_get_codes_and_internal_ones_are_masked() {
+        let mut error = ServerError::new("x", None);
+        apply_domain(
+            &mut error,
+            &DomainError::invalid("input.email", "bad"),
+            "req-1",
+        );
+        assert_eq!(code_of(&error), Some(code::BAD_USER_INPUT));
+        let mut error = ServerError::new("connection refused at 10.0.0.3", None);
+        apply_domain(
+            &mut error,
+            &DomainError::internal(anyhow::anyhow!("db down")),
+            "req-2",
+        );
+        assert_eq!(code_of(&error), Some(code::INTERNAL));
+        assert!(!error.message.contains("10.0.0.3"));
+        assert!(error.message.contains("req-2"));
+    }
+}

@@ -1,0 +1,457 @@
+//! DataLoaders: every relation a resolver follows is batched, so the number of
+//! SQL statements of a request does not grow with the number of rows it
+//! returns. Loaders belong to one request and one caller; every query they
+//! make carries the caller's clinic filter.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    hash::Hash,
+    marker::PhantomData,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll, Waker},
+    time::Duration,
+};
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use entity::{
+    ClinicOwned, events, feedback, follow_up_rules, follow_ups, journeys, pathways, patients,
+    staff, stage_transitions, stages, touchpoints,
+};
+use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered, task::ArcWake};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr};
+use uuid::Uuid;
+
+use crate::{
+    auth::Principal,
+    domain::{
+        DomainError, Store,
+        page::{Page, PageRequest, SortKey, first_pages},
+        touchpoints as touchpoint_rules,
+    },
+};
+
+/// Rows of `E` by id.
+pub struct ById<E> {
+    store: Store,
+    who: Principal,
+    _entity: PhantomData<fn() -> E>,
+}
+
+impl<E: ClinicOwned> Loader<Uuid> for ById<E>
+where
+    E::Model: Clone + Send + Sync + 'static,
+{
+    type Value = E::Model;
+    type Error = DomainError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, E::Model>, DomainError> {
+        let rows = self.who.by_ids::<E, _>(self.store.db.conn(), keys).await?;
+        Ok(rows.into_iter().map(|row| (E::id_of(&row), row)).collect())
+    }
+}
+
+/// All rows of `E` belonging to each parent, in a fixed order.
+pub struct ByParent<E: EntityTrait> {
+    store: Store,
+    who: Principal,
+    parent: E::Column,
+    parent_of: fn(&E::Model) -> Option<Uuid>,
+    order: Vec<E::Column>,
+}
+
+impl<E: ClinicOwned> Loader<Uuid> for ByParent<E>
+where
+    E::Model: Clone + Send + Sync + 'static,
+    E::Column: Send + Sync,
+{
+    type Value = Vec<E::Model>;
+    type Error = DomainError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<E::Model>>, DomainError> {
+        let mut select = self
+            .who
+            .select::<E>()
+            .filter(self.parent.is_in(keys.iter().copied()));
+        for column in &self.order {
+            select = select.order_by_asc(*column);
+        }
+        let mut grouped: HashMap<Uuid, Vec<E::Model>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for row in select.all(self.store.db.conn()).await? {
+            if let Some(parent) = (self.parent_of)(&row) {
+                grouped.entry(parent).or_default().push(row);
+            }
+        }
+        Ok(grouped)
+    }
+}
+
+/// A page of `E` rows per parent, for nested connections. Keys asking for the
+/// same page shape are answered by one statement.
+pub struct PagesByParent<E: EntityTrait> {
+    store: Store,
+    who: Principal,
+    parent: E::Column,
+    parent_of: fn(&E::Model) -> Option<Uuid>,
+    key: SortKey<E>,
+}
+
+impl<E: ClinicOwned> Loader<(Uuid, PageRequest)> for PagesByParent<E>
+where
+    E::Model: Clone + Send + Sync + 'static,
+    E::Column: Send + Sync,
+{
+    type Value = Page<E::Model>;
+    type Error = DomainError;
+
+    async fn load(
+        &self,
+        keys: &[(Uuid, PageRequest)],
+    ) -> Result<HashMap<(Uuid, PageRequest), Page<E::Model>>, DomainError> {
+        let mut by_shape: HashMap<PageRequest, Vec<Uuid>> = HashMap::new();
+        for (parent, page) in keys {
+            by_shape.entry(*page).or_default().push(*parent);
+        }
+        let mut pages = HashMap::new();
+        for (page, parents) in by_shape {
+            let select = self
+                .who
+                .select::<E>()
+                .filter(self.parent.is_in(parents.iter().copied()));
+            let mut found = first_pages(
+                self.store.db.conn(),
+                select,
+                self.parent,
+                self.parent_of,
+                &self.key,
+                &page,
+            )
+            .await?;
+            for parent in parents {
+                let rows = found.remove(&parent).unwrap_or(Page {
+                    items: Vec::new(),
+                    has_previous_page: page.after.is_some(),
+                    has_next_page: false,
+                });
+                pages.insert((parent, page), rows);
+            }
+        }
+        Ok(pages)
+    }
+}
+
+/// How many rows of `E` each parent has.
+pub struct CountByParent<E: EntityTrait> {
+    store: Store,
+    who: Principal,
+    parent: E::Column,
+}
+
+impl<E: ClinicOwned> Loader<Uuid> for CountByParent<E>
+where
+    E::Column: Send + Sync,
+{
+    type Value = u64;
+    type Error = DomainError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, u64>, DomainError> {
+        let counts: Vec<(Uuid, i64)> = self
+            .who
+            .select::<E>()
+            .select_only()
+            .column(self.parent)
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .filter(self.parent.is_in(keys.iter().copied()))
+            .group_by(self.parent)
+            .into_tuple()
+            .all(self.store.db.conn())
+            .await?;
+        let mut result: HashMap<Uuid, u64> = keys.iter().map(|k| (*k, 0)).collect();
+        result.extend(counts.into_iter().map(|(k, n)| (k, n as u64)));
+        Ok(result)
+    }
+}
+
+type Loads<T> = DataLoader<T>;
+
+/// Runs a request's batched loads on the request's own task, once the request
+/// has nothing else to do.
+///
+/// DataLoader batches the keys that arrive before its batch starts. The
+/// executor resolves list items a few at a time (futures' `FuturesUnordered`
+/// yields after every couple of items to be fair to other tasks), so with
+/// `tokio::spawn` and a timer a long list could start a batch before its last
+/// keys arrived, and the statement count would depend on timing. Here loads
+/// are queued, and [`LoadQueue::run`] starts them only when the execution
+/// returns `Pending` without having woken itself: every key the resolvers can
+/// produce at that point is in the batch.
+#[derive(Clone, Default)]
+pub struct LoadQueue {
+    pending: Arc<Mutex<Vec<BoxFuture<'static, ()>>>>,
+}
+
+impl LoadQueue {
+    fn push(&self, load: BoxFuture<'static, ()>) {
+        self.pending.lock().expect("load queue lock").push(load);
+    }
+
+    /// Runs `execution` with this queue's loads.
+    pub fn run<F: Future>(&self, execution: F) -> WithLoads<F> {
+        WithLoads {
+            execution: Box::pin(execution),
+            queue: self.clone(),
+            running: FuturesUnordered::new(),
+        }
+    }
+}
+
+/// An execution and the loads it queues. See [`LoadQueue`].
+pub struct WithLoads<F: Future> {
+    execution: Pin<Box<F>>,
+    queue: LoadQueue,
+    running: FuturesUnordered<BoxFuture<'static, ()>>,
+}
+
+/// Remembers whether a future woke itself while it was being polled.
+struct SelfWake {
+    woken: AtomicBool,
+    parent: Waker,
+}
+
+impl ArcWake for SelfWake {
+    fn wake_by_ref(this: &Arc<Self>) {
+        this.woken.store(true, Ordering::Release);
+        this.parent.wake_by_ref();
+    }
+}
+
+impl<F: Future> Future for WithLoads<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let tracker = Arc::new(SelfWake {
+            woken: AtomicBool::new(false),
+            parent: cx.waker().clone(),
+        });
+        let waker = futures::task::waker(tracker.clone());
+        if let Poll::Ready(output) = self
+            .execution
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+        {
+            return Poll::Ready(output);
+        }
+        if !tracker.woken.load(Ordering::Acquire) {
+            // The execution waits on loads only: start every queued one.
+            let queued = std::mem::take(&mut *self.queue.pending.lock().expect("load queue lock"));
+            self.running.extend(queued);
+        }
+        while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {}
+        Poll::Pending
+    }
+}
+
+/// Every loader of one request.
+pub struct Loaders {
+    pub patient: Loads<ById<patients::Entity>>,
+    pub pathway: Loads<ById<pathways::Entity>>,
+    pub stage: Loads<ById<stages::Entity>>,
+    pub journey: Loads<ById<journeys::Entity>>,
+    pub touchpoint: Loads<ById<touchpoints::Entity>>,
+    pub staff: Loads<ById<staff::Entity>>,
+    pub feedback: Loads<ById<feedback::Entity>>,
+    pub follow_up: Loads<ById<follow_ups::Entity>>,
+    pub transition: Loads<ById<stage_transitions::Entity>>,
+    pub rule: Loads<ById<follow_up_rules::Entity>>,
+    pub event: Loads<ById<events::Entity>>,
+    pub journeys_of_patient: Loads<ByParent<journeys::Entity>>,
+    pub stages_of_pathway: Loads<ByParent<stages::Entity>>,
+    pub rules_of_stage: Loads<ByParent<follow_up_rules::Entity>>,
+    pub history_of_journey: Loads<ByParent<stage_transitions::Entity>>,
+    pub follow_ups_of_patient: Loads<ByParent<follow_ups::Entity>>,
+    pub follow_ups_of_journey: Loads<ByParent<follow_ups::Entity>>,
+    pub touchpoints_of_patient: Loads<PagesByParent<touchpoints::Entity>>,
+    pub touchpoints_of_journey: Loads<PagesByParent<touchpoints::Entity>>,
+    pub feedback_of_patient: Loads<PagesByParent<feedback::Entity>>,
+    pub touchpoint_count_of_patient: Loads<CountByParent<touchpoints::Entity>>,
+    pub touchpoint_count_of_journey: Loads<CountByParent<touchpoints::Entity>>,
+    pub feedback_count_of_patient: Loads<CountByParent<feedback::Entity>>,
+}
+
+fn loader<T: Send + Sync + 'static>(inner: T, queue: &LoadQueue) -> DataLoader<T> {
+    let queue = queue.clone();
+    DataLoader::new(inner, move |load| queue.push(load)).delay(Duration::ZERO)
+}
+
+impl Loaders {
+    /// Loaders for `who`'s requests, whose loads run on `queue`.
+    pub fn new(store: Store, who: Principal, queue: &LoadQueue) -> Self {
+        fn by_id<E: ClinicOwned>(
+            store: &Store,
+            who: &Principal,
+            queue: &LoadQueue,
+        ) -> DataLoader<ById<E>>
+        where
+            E::Model: Clone + Send + Sync + 'static,
+        {
+            loader(
+                ById {
+                    store: store.clone(),
+                    who: who.clone(),
+                    _entity: PhantomData,
+                },
+                queue,
+            )
+        }
+        macro_rules! by_parent {
+            ($entity:ident, $parent:ident, $of:expr, [$($order:ident),*]) => {
+                loader(
+                    ByParent::<$entity::Entity> {
+                        store: store.clone(),
+                        who: who.clone(),
+                        parent: $entity::Column::$parent,
+                        parent_of: $of,
+                        order: vec![$($entity::Column::$order),*],
+                    },
+                    queue,
+                )
+            };
+        }
+        let touchpoint_key = || SortKey {
+            at: Some(touchpoints::Column::OccurredAt),
+            id: touchpoints::Column::Id,
+            sort: touchpoint_rules::SORT,
+        };
+        Self {
+            patient: by_id(&store, &who, queue),
+            pathway: by_id(&store, &who, queue),
+            stage: by_id(&store, &who, queue),
+            journey: by_id(&store, &who, queue),
+            touchpoint: by_id(&store, &who, queue),
+            staff: by_id(&store, &who, queue),
+            feedback: by_id(&store, &who, queue),
+            follow_up: by_id(&store, &who, queue),
+            transition: by_id(&store, &who, queue),
+            rule: by_id(&store, &who, queue),
+            event: by_id(&store, &who, queue),
+            journeys_of_patient: by_parent!(
+                journeys,
+                PatientId,
+                |j| Some(j.patient_id),
+                [StartedAt, Id]
+            ),
+            stages_of_pathway: by_parent!(
+                stages,
+                PathwayId,
+                |s| Some(s.pathway_id),
+                [Position, Id]
+            ),
+            rules_of_stage: by_parent!(
+                follow_up_rules,
+                StageId,
+                |r| Some(r.stage_id),
+                [DelayHours, Id]
+            ),
+            history_of_journey: by_parent!(
+                stage_transitions,
+                JourneyId,
+                |t| Some(t.journey_id),
+                [OccurredAt, Id]
+            ),
+            follow_ups_of_patient: by_parent!(
+                follow_ups,
+                PatientId,
+                |f| Some(f.patient_id),
+                [DueAt, Id]
+            ),
+            follow_ups_of_journey: by_parent!(
+                follow_ups,
+                JourneyId,
+                |f| Some(f.journey_id),
+                [DueAt, Id]
+            ),
+            touchpoints_of_patient: loader(
+                PagesByParent {
+                    store: store.clone(),
+                    who: who.clone(),
+                    parent: touchpoints::Column::PatientId,
+                    parent_of: |t| Some(t.patient_id),
+                    key: touchpoint_key(),
+                },
+                queue,
+            ),
+            touchpoints_of_journey: loader(
+                PagesByParent {
+                    store: store.clone(),
+                    who: who.clone(),
+                    parent: touchpoints::Column::JourneyId,
+                    parent_of: |t| t.journey_id,
+                    key: touchpoint_key(),
+                },
+                queue,
+            ),
+            feedback_of_patient: loader(
+                PagesByParent {
+                    store: store.clone(),
+                    who: who.clone(),
+                    parent: feedback::Column::PatientId,
+                    parent_of: |f| Some(f.patient_id),
+                    key: SortKey {
+                        at: Some(feedback::Column::SubmittedAt),
+                        id: feedback::Column::Id,
+                        sort: crate::domain::feedback::SORT,
+                    },
+                },
+                queue,
+            ),
+            touchpoint_count_of_patient: loader(
+                CountByParent {
+                    store: store.clone(),
+                    who: who.clone(),
+                    parent: touchpoints::Column::PatientId,
+                },
+                queue,
+            ),
+            touchpoint_count_of_journey: loader(
+                CountByParent {
+                    store: store.clone(),
+                    who: who.clone(),
+                    parent: touchpoints::Column::JourneyId,
+                },
+                queue,
+            ),
+            feedback_count_of_patient: loader(
+                CountByParent {
+                    store,
+                    who,
+                    parent: feedback::Column::PatientId,
+                },
+                queue,
+            ),
+        }
+    }
+}
+
+/// Loads one row that must exist (a dangling reference is corruption).
+pub async fn required<K, T>(
+    loader: &DataLoader<T>,
+    key: K,
+    what: &str,
+) -> Result<T::Value, DomainError>
+where
+    K: Send + Sync + Hash + Eq + Clone + 'static,
+    T: Loader<K, Error = DomainError>,
+{
+    loader
+        .load_one(key)
+        .await?
+        .ok_or_else(|| DomainError::internal(anyhow::anyhow!("dangling reference to a {what}")))
+}
+
+/// Keeps the loaders of a request alive for its lazily resolved fields.
+pub type SharedLoaders = Arc<Loaders>;

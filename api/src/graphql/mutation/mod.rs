@@ -1,0 +1,17 @@
+//! The mutation root: one input, one payload per mutation.
+
+mod journeys;
+mod pathways;
+mod patients;
+mod touchpoints;
+
+use async_graphql::MergedObject;
+
+/// Everything a client can change.
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    patients::PatientMutations,
+    journeys::JourneyMutations,
+    touchpoints::TouchpointMutations,
+    pathways::PathwayMutations,
+);

@@ -1,0 +1,324 @@
+//! The query root.
+
+use async_graphql::{Context, ID, Object};
+use chrono::{DateTime, Utc};
+
+use super::{
+    connection::{Conn, ConnectionTotals, connection},
+    context::{ContextExt, decode_id},
+    inputs::{FollowUpFilter, JourneyFilter, PatientFilter},
+    types::{FollowUp, Journey, JourneyEvent, JourneyMap, Node, Pathway, Patient, Viewer},
+};
+use crate::{
+    analytics,
+    auth::Permission,
+    domain::{self, DomainError, page::PageRequest},
+    events::{self, EventType},
+    ids::{self, IdKind},
+};
+
+/// Everything a client can read.
+#[derive(Default)]
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// Fetches any record by its global id. Another clinic's id is NOT_FOUND.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
+        let who = ctx.principal()?;
+        let loaders = ctx.loaders()?;
+        let (kind, uuid) = ids::decode(id.as_str())
+            .map_err(|e| DomainError::invalid("id", format!("{:?} {e}", id.as_str())))?;
+        let need = |permission: Permission| -> Result<(), DomainError> {
+            if who.can(permission) {
+                Ok(())
+            } else {
+                Err(DomainError::Forbidden(format!(
+                    "reading this needs the {} scope",
+                    permission.scope()
+                )))
+            }
+        };
+        let not_found = || DomainError::not_found("node");
+        let node = match kind {
+            IdKind::Patient => {
+                need(Permission::PatientsRead)?;
+                loaders
+                    .patient
+                    .load_one(uuid)
+                    .await?
+                    .map(|m| Node::Patient(Patient(m)))
+            }
+            IdKind::Pathway => loaders
+                .pathway
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::Pathway(Pathway(m))),
+            IdKind::Stage => loaders
+                .stage
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::Stage(super::types::Stage(m))),
+            IdKind::FollowUpRule => loaders
+                .rule
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::FollowUpRule(super::types::FollowUpRule(m))),
+            IdKind::Journey => {
+                need(Permission::JourneysRead)?;
+                loaders
+                    .journey
+                    .load_one(uuid)
+                    .await?
+                    .map(|m| Node::Journey(Journey(m)))
+            }
+            IdKind::StageTransition => {
+                need(Permission::JourneysRead)?;
+                loaders
+                    .transition
+                    .load_one(uuid)
+                    .await?
+                    .map(|m| Node::StageTransition(super::types::StageTransition(m)))
+            }
+            IdKind::Touchpoint => {
+                need(Permission::JourneysRead)?;
+                loaders
+                    .touchpoint
+                    .load_one(uuid)
+                    .await?
+                    .map(|m| Node::Touchpoint(super::types::Touchpoint(m)))
+            }
+            IdKind::Feedback => {
+                need(Permission::JourneysRead)?;
+                loaders
+                    .feedback
+                    .load_one(uuid)
+                    .await?
+                    .map(|m| Node::Feedback(super::types::Feedback(m)))
+            }
+            IdKind::FollowUp => {
+                need(Permission::JourneysRead)?;
+                loaders
+                    .follow_up
+                    .load_one(uuid)
+                    .await?
+                    .map(|m| Node::FollowUp(FollowUp(m)))
+            }
+            IdKind::Staff => loaders
+                .staff
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::StaffMember(super::types::StaffMember(m))),
+            IdKind::Event => {
+                need(Permission::EventsRead)?;
+                loaders
+                    .event
+                    .load_one(uuid)
+                    .await?
+                    .map(|m| Node::JourneyEvent(JourneyEvent(m)))
+            }
+            IdKind::Clinic | IdKind::ApiToken => None,
+        };
+        node.map(Some).ok_or_else(|| not_found().into())
+    }
+
+    /// The caller: clinic, identity and scopes.
+    async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
+        Ok(Viewer(ctx.principal()?.clone()))
+    }
+
+    /// The clinic's patients, newest first.
+    async fn patients(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size from the start, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor to continue after.")] after: Option<String>,
+        #[graphql(desc = "Page size from the end, 0 to 100.")] last: Option<i32>,
+        #[graphql(desc = "Cursor to continue before.")] before: Option<String>,
+        filter: Option<PatientFilter>,
+    ) -> async_graphql::Result<Conn<Patient>> {
+        let who = ctx.principal()?.clone();
+        let store = ctx.store().clone();
+        let page = PageRequest::new(first, after.as_deref(), last, before.as_deref())?;
+        let filter = filter.unwrap_or_default().into_domain()?;
+        let found = domain::patients::list(&store, &who, &filter, &page).await?;
+        Ok(connection(
+            found,
+            |p| domain::patients::keyset(p).encode(),
+            Patient,
+            ConnectionTotals::new(move || {
+                let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
+                async move { domain::patients::count(&store, &who, &filter).await }
+            }),
+        ))
+    }
+
+    /// One patient. Another clinic's patient is NOT_FOUND.
+    async fn patient(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Patient>> {
+        let id = decode_id(IdKind::Patient, "id", &id)?;
+        Ok(Some(Patient(
+            domain::patients::get(ctx.store(), ctx.principal()?, id).await?,
+        )))
+    }
+
+    /// The clinic's pathways, by name.
+    async fn pathways(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Include archived pathways.", default)] include_archived: bool,
+    ) -> async_graphql::Result<Vec<Pathway>> {
+        let pathways =
+            domain::pathways::list(ctx.store(), ctx.principal()?, include_archived).await?;
+        Ok(pathways.into_iter().map(Pathway).collect())
+    }
+
+    /// One pathway. Another clinic's pathway is NOT_FOUND.
+    async fn pathway(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Pathway>> {
+        let id = decode_id(IdKind::Pathway, "id", &id)?;
+        Ok(Some(Pathway(
+            domain::pathways::get(ctx.store(), ctx.principal()?, id).await?,
+        )))
+    }
+
+    /// The clinic's journeys, newest first.
+    async fn journeys(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor to continue after.")] after: Option<String>,
+        filter: Option<JourneyFilter>,
+    ) -> async_graphql::Result<Conn<Journey>> {
+        let who = ctx.principal()?.clone();
+        let store = ctx.store().clone();
+        let page = PageRequest::new(first, after.as_deref(), None, None)?;
+        let filter = filter.unwrap_or_default().into_domain()?;
+        let found = domain::journeys::list(&store, &who, &filter, &page).await?;
+        Ok(connection(
+            found,
+            |j| domain::journeys::keyset(j).encode(),
+            Journey,
+            ConnectionTotals::new(move || {
+                let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
+                async move { domain::journeys::count(&store, &who, &filter).await }
+            }),
+        ))
+    }
+
+    /// One journey. Another clinic's journey is NOT_FOUND.
+    async fn journey(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Journey>> {
+        let id = decode_id(IdKind::Journey, "id", &id)?;
+        let who = ctx.principal()?;
+        if !who.can(Permission::JourneysRead) {
+            return Err(DomainError::Forbidden(
+                "reading journeys needs the journeys:read scope".into(),
+            )
+            .into());
+        }
+        let journey = ctx
+            .loaders()?
+            .journey
+            .load_one(id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("journey"))?;
+        Ok(Some(Journey(journey)))
+    }
+
+    /// Follow-ups, soonest due first; `filter: {overdue: true}` is the
+    /// coordinator's work list.
+    async fn follow_ups(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor to continue after.")] after: Option<String>,
+        filter: Option<FollowUpFilter>,
+    ) -> async_graphql::Result<Conn<FollowUp>> {
+        let who = ctx.principal()?.clone();
+        let store = ctx.store().clone();
+        let page = PageRequest::new(first, after.as_deref(), None, None)?;
+        let filter = filter.unwrap_or_default().into_domain()?;
+        let found = domain::follow_ups::list(&store, &who, &filter, &page).await?;
+        Ok(connection(
+            found,
+            |f| domain::follow_ups::keyset(f).encode(),
+            FollowUp,
+            ConnectionTotals::new(move || {
+                let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
+                async move { domain::follow_ups::count(&store, &who, &filter).await }
+            }),
+        ))
+    }
+
+    /// The journey map of a pathway over a time window: per stage, how many
+    /// patients are there, how they move on, how long they take, how they
+    /// feel, and where follow-up is late.
+    async fn journey_map(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The pathway to map.")] pathway_id: ID,
+        #[graphql(desc = "Start of the window (default: 90 days before `to`).")] from: Option<
+            DateTime<Utc>,
+        >,
+        #[graphql(desc = "End of the window (default: now).")] to: Option<DateTime<Utc>>,
+    ) -> async_graphql::Result<JourneyMap> {
+        let pathway_id = decode_id(IdKind::Pathway, "pathwayId", &pathway_id)?;
+        let who = ctx.principal()?;
+        let window = analytics::Window::new(from, to)?;
+        Ok(JourneyMap(
+            analytics::journey_map(ctx.store(), who, pathway_id, window).await?,
+        ))
+    }
+
+    /// The clinic's event log, oldest first: the same events webhooks and
+    /// subscriptions deliver.
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Cursor (or `JourneyEvent.cursor`) to continue after; from the start when absent."
+        )]
+        after: Option<String>,
+        #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Only these event types, such as `journey.stage_changed`.")] types: Option<
+            Vec<String>,
+        >,
+    ) -> async_graphql::Result<Conn<JourneyEvent>> {
+        let who = ctx.principal()?.clone();
+        if !who.can(Permission::EventsRead) {
+            return Err(DomainError::Forbidden(
+                "reading events needs the events:read scope".into(),
+            )
+            .into());
+        }
+        let page = PageRequest::new(first, None, None, None)?;
+        let after = after
+            .as_deref()
+            .map(|c| events::parse_cursor("after", c))
+            .transpose()?;
+        let types = EventType::parse_list("types", &types.unwrap_or_default())?;
+        let store = ctx.store().clone();
+        let mut rows = events::read_log(
+            store.db.conn(),
+            &who,
+            after.unwrap_or(0),
+            page.size + 1,
+            &types,
+        )
+        .await?;
+        let has_next_page = rows.len() as u64 > page.size;
+        rows.truncate(page.size as usize);
+        let found = domain::page::Page {
+            items: rows,
+            has_previous_page: after.is_some_and(|a| a > 0),
+            has_next_page,
+        };
+        Ok(connection(
+            found,
+            |e| events::cursor(e.sequence),
+            JourneyEvent,
+            ConnectionTotals::new(move || {
+                let (store, who, types) = (store.clone(), who.clone(), types.clone());
+                async move { events::count(store.db.conn(), &who, &types).await }
+            }),
+        ))
+    }
+}

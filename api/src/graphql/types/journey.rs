@@ -1,0 +1,227 @@
+use async_graphql::{Context, ID, Object};
+use chrono::{DateTime, Utc};
+use entity::{journeys, stage_transitions};
+
+use super::{
+    ActorKind, FollowUp, JourneyStatus, Pathway, Patient, StaffMember, Stage, Touchpoint,
+    TransitionKind, stored,
+};
+use crate::{
+    domain::{self, page::PageRequest},
+    graphql::{
+        connection::{Conn, ConnectionTotals, connection},
+        context::ContextExt,
+        loaders::required,
+        types::patient::empty,
+    },
+    ids::IdKind,
+};
+
+/// One patient on one pathway.
+pub struct Journey(pub journeys::Model);
+
+#[Object]
+impl Journey {
+    /// The journey's global id.
+    pub async fn id(&self) -> ID {
+        IdKind::Journey.encode(self.0.id).into()
+    }
+
+    /// The patient on the journey.
+    async fn patient(&self, ctx: &Context<'_>) -> async_graphql::Result<Patient> {
+        Ok(Patient(
+            required(&ctx.loaders()?.patient, self.0.patient_id, "patient").await?,
+        ))
+    }
+
+    /// The pathway the journey follows.
+    async fn pathway(&self, ctx: &Context<'_>) -> async_graphql::Result<Pathway> {
+        Ok(Pathway(
+            required(&ctx.loaders()?.pathway, self.0.pathway_id, "pathway").await?,
+        ))
+    }
+
+    /// The stage the journey is in (for ended journeys: the stage it ended in).
+    async fn current_stage(&self, ctx: &Context<'_>) -> async_graphql::Result<Stage> {
+        Ok(Stage(
+            required(&ctx.loaders()?.stage, self.0.current_stage_id, "stage").await?,
+        ))
+    }
+
+    /// Active, completed or dropped.
+    async fn status(&self) -> async_graphql::Result<JourneyStatus> {
+        stored(&self.0.status, domain::JourneyStatus::parse)
+    }
+
+    /// Incremented by every change; send it as `expectedVersion` to make sure
+    /// nobody moved the journey since you read it.
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+
+    /// When the journey entered its current stage.
+    async fn stage_entered_at(&self) -> DateTime<Utc> {
+        self.0.stage_entered_at
+    }
+
+    /// When the journey counts as stalled if it is still in the stage.
+    async fn stalls_at(&self) -> Option<DateTime<Utc>> {
+        self.0
+            .stalls_at
+            .filter(|_| self.0.status == domain::JourneyStatus::Active.as_str())
+    }
+
+    /// True when the journey is active and has been in its stage longer than
+    /// the stage's target hours.
+    async fn stalled(&self) -> bool {
+        domain::journeys::is_stalled(&self.0, domain::now())
+    }
+
+    /// Hours spent in the current stage so far (until the end, for ended journeys).
+    async fn hours_in_stage(&self) -> f64 {
+        let until = self.0.ended_at.unwrap_or_else(domain::now);
+        ((until - self.0.stage_entered_at).num_seconds().max(0) as f64 / 3600.0 * 100.0).round()
+            / 100.0
+    }
+
+    /// The staff member responsible for the journey.
+    async fn owner(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<StaffMember>> {
+        match self.0.owner_staff_id {
+            None => Ok(None),
+            Some(id) => Ok(ctx.loaders()?.staff.load_one(id).await?.map(StaffMember)),
+        }
+    }
+
+    /// When the journey started.
+    async fn started_at(&self) -> DateTime<Utc> {
+        self.0.started_at
+    }
+
+    /// When the journey was completed or dropped.
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+
+    /// Why the journey ended, as recorded.
+    async fn end_reason(&self) -> Option<&str> {
+        self.0.end_reason.as_deref()
+    }
+
+    /// Every start, move and end of the journey, oldest first.
+    async fn history(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StageTransition>> {
+        let history = ctx
+            .loaders()?
+            .history_of_journey
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        Ok(history.into_iter().map(StageTransition).collect())
+    }
+
+    /// Touchpoints logged against the journey, newest first.
+    async fn touchpoints(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last touchpoint seen.")] after: Option<String>,
+    ) -> async_graphql::Result<Conn<Touchpoint>> {
+        let loaders = ctx.loaders()?.clone();
+        let page = PageRequest::new(first, after.as_deref(), None, None)?;
+        let found = loaders
+            .touchpoints_of_journey
+            .load_one((self.0.id, page))
+            .await?;
+        let journey_id = self.0.id;
+        Ok(connection(
+            found.unwrap_or_else(|| empty(&page)),
+            |t| domain::touchpoints::keyset(t).encode(),
+            Touchpoint,
+            ConnectionTotals::new(move || {
+                let loaders = loaders.clone();
+                async move {
+                    Ok(loaders
+                        .touchpoint_count_of_journey
+                        .load_one(journey_id)
+                        .await?
+                        .unwrap_or(0))
+                }
+            }),
+        ))
+    }
+
+    /// The journey's follow-ups, soonest due first.
+    async fn follow_ups(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<FollowUp>> {
+        let follow_ups = ctx
+            .loaders()?
+            .follow_ups_of_journey
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        Ok(follow_ups.into_iter().map(FollowUp).collect())
+    }
+}
+
+/// One entry of a journey's history.
+pub struct StageTransition(pub stage_transitions::Model);
+
+#[Object]
+impl StageTransition {
+    /// The transition's global id.
+    pub async fn id(&self) -> ID {
+        IdKind::StageTransition.encode(self.0.id).into()
+    }
+
+    /// Start, forward or backward move, completion or drop.
+    async fn kind(&self) -> async_graphql::Result<TransitionKind> {
+        stored(&self.0.kind, domain::TransitionKind::parse)
+    }
+
+    /// The stage left; null when the journey started.
+    async fn from_stage(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Stage>> {
+        match self.0.from_stage_id {
+            None => Ok(None),
+            Some(id) => Ok(Some(Stage(
+                required(&ctx.loaders()?.stage, id, "stage").await?,
+            ))),
+        }
+    }
+
+    /// The stage entered (for completions and drops: the stage the journey ended in).
+    async fn to_stage(&self, ctx: &Context<'_>) -> async_graphql::Result<Stage> {
+        Ok(Stage(
+            required(&ctx.loaders()?.stage, self.0.to_stage_id, "stage").await?,
+        ))
+    }
+
+    /// When it happened.
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.0.occurred_at
+    }
+
+    /// Hours spent in `fromStage` before this transition.
+    async fn hours_in_from_stage(&self) -> Option<f64> {
+        self.0
+            .seconds_in_from_stage
+            .map(|s| (s as f64 / 3600.0 * 100.0).round() / 100.0)
+    }
+
+    /// Why, as recorded by whoever made the change.
+    async fn note(&self) -> Option<&str> {
+        self.0.note.as_deref()
+    }
+
+    /// Who made the change.
+    async fn actor_kind(&self) -> ActorKind {
+        ActorKind::parse(&self.0.actor_kind)
+    }
+
+    /// The staff member who made the change, when a person did.
+    async fn staff(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<StaffMember>> {
+        match (ActorKind::parse(&self.0.actor_kind), self.0.actor_id) {
+            (ActorKind::Staff, Some(id)) => {
+                Ok(ctx.loaders()?.staff.load_one(id).await?.map(StaffMember))
+            }
+            _ => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! GraphQL output types. Each wraps an entity row and resolves relations
+//! through the request's loaders.
+
+mod enums;
+mod event;
+mod feedback;
+mod follow_up;
+mod journey;
+mod journey_map;
+mod node;
+mod pathway;
+mod patient;
+mod touchpoint;
+mod viewer;
+
+pub use enums::*;
+pub use event::JourneyEvent;
+pub use feedback::Feedback;
+pub use follow_up::FollowUp;
+pub use journey::{Journey, StageTransition};
+pub use journey_map::JourneyMap;
+pub use node::Node;
+pub use pathway::{FollowUpRule, Pathway, Stage};
+pub use patient::{Consent, Patient};
+pub use touchpoint::Touchpoint;
+pub use viewer::{Clinic, StaffMember, Viewer};

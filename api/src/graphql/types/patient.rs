@@ -1,0 +1,221 @@
+use async_graphql::{Context, ID, Object, SimpleObject};
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::patients;
+
+use super::{
+    Channel, Feedback, FollowUp, FollowUpStatus, Journey, JourneyStatus, Touchpoint, stored,
+};
+use crate::{
+    domain::{self, page::PageRequest},
+    graphql::{
+        connection::{Conn, ConnectionTotals, connection},
+        context::ContextExt,
+    },
+    ids::IdKind,
+};
+
+/// A patient of the clinic.
+pub struct Patient(pub patients::Model);
+
+/// What the patient agreed to be contacted by.
+#[derive(SimpleObject, Clone, Copy)]
+pub struct Consent {
+    /// Text messages about their care.
+    pub sms: bool,
+    /// Emails about their care.
+    pub email: bool,
+    /// Marketing messages.
+    pub marketing: bool,
+}
+
+#[Object]
+impl Patient {
+    /// The patient's global id.
+    pub async fn id(&self) -> ID {
+        IdKind::Patient.encode(self.0.id).into()
+    }
+
+    /// The patient's id in the clinic's CRM, unique within the clinic.
+    async fn external_id(&self) -> Option<&str> {
+        self.0.external_id.as_deref()
+    }
+
+    /// First name.
+    async fn given_name(&self) -> &str {
+        &self.0.given_name
+    }
+
+    /// Last name.
+    async fn family_name(&self) -> &str {
+        &self.0.family_name
+    }
+
+    /// Email address, lower-cased.
+    async fn email(&self) -> Option<&str> {
+        self.0.email.as_deref()
+    }
+
+    /// Phone number in E.164 form (`+14155550123`).
+    async fn phone(&self) -> Option<&str> {
+        self.0.phone.as_deref()
+    }
+
+    /// Date of birth.
+    async fn birth_date(&self) -> Option<NaiveDate> {
+        self.0.birth_date
+    }
+
+    /// How the patient prefers to be reached.
+    async fn preferred_channel(&self) -> async_graphql::Result<Option<Channel>> {
+        self.0
+            .preferred_channel
+            .as_deref()
+            .map(|c| stored(c, domain::Channel::parse))
+            .transpose()
+    }
+
+    /// Where the patient came from ("instagram", "referral", …).
+    async fn source(&self) -> Option<&str> {
+        self.0.source.as_deref()
+    }
+
+    /// The clinic's labels for the patient, lower-case.
+    async fn tags(&self) -> Vec<String> {
+        domain::patients::tags_of(&self.0)
+    }
+
+    /// Contact consent.
+    async fn consent(&self) -> Consent {
+        Consent {
+            sms: self.0.consent_sms,
+            email: self.0.consent_email,
+            marketing: self.0.consent_marketing,
+        }
+    }
+
+    /// True once the patient was archived; archived patients are left out of lists by default.
+    async fn archived(&self) -> bool {
+        self.0.archived_at.is_some()
+    }
+
+    /// When the patient was registered.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// When the patient's details last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+
+    /// The patient's journeys, oldest first, optionally only those with `status`.
+    async fn journeys(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<JourneyStatus>,
+    ) -> async_graphql::Result<Vec<Journey>> {
+        let loaders = ctx.loaders()?;
+        let journeys = loaders
+            .journeys_of_patient
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        let status = status.map(|s| domain::JourneyStatus::from(s).as_str());
+        Ok(journeys
+            .into_iter()
+            .filter(|j| status.is_none_or(|s| j.status == s))
+            .map(Journey)
+            .collect())
+    }
+
+    /// Every touchpoint with the patient, newest first.
+    async fn touchpoints(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last touchpoint seen.")] after: Option<String>,
+    ) -> async_graphql::Result<Conn<Touchpoint>> {
+        let loaders = ctx.loaders()?.clone();
+        let page = PageRequest::new(first, after.as_deref(), None, None)?;
+        let found = loaders
+            .touchpoints_of_patient
+            .load_one((self.0.id, page))
+            .await?;
+        let patient_id = self.0.id;
+        Ok(connection(
+            found.unwrap_or_else(|| empty(&page)),
+            |t| domain::touchpoints::keyset(t).encode(),
+            Touchpoint,
+            ConnectionTotals::new(move || {
+                let loaders = loaders.clone();
+                async move {
+                    Ok(loaders
+                        .touchpoint_count_of_patient
+                        .load_one(patient_id)
+                        .await?
+                        .unwrap_or(0))
+                }
+            }),
+        ))
+    }
+
+    /// Feedback the patient gave, newest first.
+    async fn feedback(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last feedback seen.")] after: Option<String>,
+    ) -> async_graphql::Result<Conn<Feedback>> {
+        let loaders = ctx.loaders()?.clone();
+        let page = PageRequest::new(first, after.as_deref(), None, None)?;
+        let found = loaders
+            .feedback_of_patient
+            .load_one((self.0.id, page))
+            .await?;
+        let patient_id = self.0.id;
+        Ok(connection(
+            found.unwrap_or_else(|| empty(&page)),
+            |f| domain::feedback::keyset(f).encode(),
+            Feedback,
+            ConnectionTotals::new(move || {
+                let loaders = loaders.clone();
+                async move {
+                    Ok(loaders
+                        .feedback_count_of_patient
+                        .load_one(patient_id)
+                        .await?
+                        .unwrap_or(0))
+                }
+            }),
+        ))
+    }
+
+    /// The patient's follow-ups, soonest due first, optionally only those with `status`.
+    async fn follow_ups(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<FollowUpStatus>,
+    ) -> async_graphql::Result<Vec<FollowUp>> {
+        let follow_ups = ctx
+            .loaders()?
+            .follow_ups_of_patient
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        let status = status.map(|s| domain::FollowUpStatus::from(s).as_str());
+        Ok(follow_ups
+            .into_iter()
+            .filter(|f| status.is_none_or(|s| f.status == s))
+            .map(FollowUp)
+            .collect())
+    }
+}
+
+/// An empty page for a parent without rows.
+pub(crate) fn empty<T>(page: &PageRequest) -> domain::page::Page<T> {
+    domain::page::Page {
+        items: Vec::new(),
+        has_previous_page: page.after.is_some(),
+        has_next_page: false,
+    }
+}

@@ -1,0 +1,96 @@
+use async_graphql::{Context, ID, Object};
+use chrono::{DateTime, Utc};
+use entity::touchpoints;
+
+use super::{Channel, Direction, Journey, Patient, StaffMember, Stage, stored};
+use crate::{
+    domain,
+    graphql::{context::ContextExt, loaders::required},
+    ids::IdKind,
+};
+
+/// One interaction with a patient.
+pub struct Touchpoint(pub touchpoints::Model);
+
+#[Object]
+impl Touchpoint {
+    /// The touchpoint's global id.
+    pub async fn id(&self) -> ID {
+        IdKind::Touchpoint.encode(self.0.id).into()
+    }
+
+    /// How the clinic and the patient were in touch.
+    async fn channel(&self) -> async_graphql::Result<Channel> {
+        stored(&self.0.channel, domain::Channel::parse)
+    }
+
+    /// Who reached out.
+    async fn direction(&self) -> async_graphql::Result<Direction> {
+        stored(&self.0.direction, domain::Direction::parse)
+    }
+
+    /// What it was: `booking`, `reminder`, `consultation`, …
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+
+    /// What happened, in the staff's words.
+    async fn summary(&self) -> Option<&str> {
+        self.0.summary.as_deref()
+    }
+
+    /// When it happened.
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.0.occurred_at
+    }
+
+    /// How the patient felt: -2 (very upset) to 2 (delighted).
+    async fn emotion(&self) -> Option<i32> {
+        self.0.emotion.map(i32::from)
+    }
+
+    /// A moment that makes or breaks the patient's trust.
+    async fn moment_of_truth(&self) -> bool {
+        self.0.moment_of_truth
+    }
+
+    /// The id of the interaction in the system it came from.
+    async fn external_ref(&self) -> Option<&str> {
+        self.0.external_ref.as_deref()
+    }
+
+    /// The patient.
+    async fn patient(&self, ctx: &Context<'_>) -> async_graphql::Result<Patient> {
+        Ok(Patient(
+            required(&ctx.loaders()?.patient, self.0.patient_id, "patient").await?,
+        ))
+    }
+
+    /// The journey it was part of, if any.
+    async fn journey(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Journey>> {
+        match self.0.journey_id {
+            None => Ok(None),
+            Some(id) => Ok(Some(Journey(
+                required(&ctx.loaders()?.journey, id, "journey").await?,
+            ))),
+        }
+    }
+
+    /// The journey's stage when it happened.
+    async fn stage(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Stage>> {
+        match self.0.stage_id {
+            None => Ok(None),
+            Some(id) => Ok(Some(Stage(
+                required(&ctx.loaders()?.stage, id, "stage").await?,
+            ))),
+        }
+    }
+
+    /// The staff member involved.
+    async fn staff(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<StaffMember>> {
+        match self.0.staff_id {
+            None => Ok(None),
+            Some(id) => Ok(ctx.loaders()?.staff.load_one(id).await?.map(StaffMember)),
+        }
+    }
+}

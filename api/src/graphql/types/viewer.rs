@@ -1,0 +1,119 @@
+use async_graphql::{Context, Enum, ID, Object};
+use entity::{clinics, staff};
+
+use super::ActorKind;
+use crate::{
+    auth::{Actor, Permission, Principal},
+    domain,
+    graphql::context::ContextExt,
+    ids::IdKind,
+};
+
+/// The caller: which clinic, who, and what they may do.
+pub struct Viewer(pub Principal);
+
+#[Object]
+impl Viewer {
+    /// The clinic whose data the caller sees.
+    async fn clinic(&self, ctx: &Context<'_>) -> async_graphql::Result<Clinic> {
+        Ok(Clinic(
+            domain::clinics::by_id(&ctx.store().db, self.0.clinic_id).await?,
+        ))
+    }
+
+    /// A staff member or an API token.
+    async fn kind(&self) -> ActorKind {
+        ActorKind::parse(self.0.actor.kind())
+    }
+
+    /// The global id of the staff member or API token.
+    async fn id(&self) -> Option<ID> {
+        match self.0.actor {
+            Actor::Staff(id) => Some(IdKind::Staff.encode(id).into()),
+            Actor::ApiToken(id) => Some(IdKind::ApiToken.encode(id).into()),
+            Actor::System => None,
+        }
+    }
+
+    /// The staff member's or token's name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The scopes the caller holds (`patients:read`, …).
+    async fn scopes(&self) -> Vec<&'static str> {
+        Permission::ALL
+            .into_iter()
+            .filter(|p| self.0.can(*p))
+            .map(Permission::scope)
+            .collect()
+    }
+}
+
+/// A clinic: the tenant whose data an API caller sees.
+pub struct Clinic(pub clinics::Model);
+
+#[Object]
+impl Clinic {
+    /// The clinic's global id.
+    pub async fn id(&self) -> ID {
+        IdKind::Clinic.encode(self.0.id).into()
+    }
+
+    /// The clinic's name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The clinic's short unique name (`glow`).
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+
+    /// IANA time zone, e.g. `America/Los_Angeles`.
+    async fn timezone(&self) -> &str {
+        &self.0.timezone
+    }
+}
+
+/// A role of a staff member.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StaffRole {
+    /// Runs the clinic; may do everything.
+    Owner,
+    /// Manages pathways, staff, tokens and webhooks.
+    Admin,
+    /// Moves patients along and follows up.
+    Coordinator,
+    /// Treats patients.
+    Practitioner,
+    /// Sees journey maps and journeys, not contact details.
+    Viewer,
+}
+
+/// A member of the clinic's staff.
+pub struct StaffMember(pub staff::Model);
+
+#[Object]
+impl StaffMember {
+    /// The staff member's global id.
+    pub async fn id(&self) -> ID {
+        IdKind::Staff.encode(self.0.id).into()
+    }
+
+    /// Full name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The staff member's role.
+    async fn role(&self) -> StaffRole {
+        match self.0.role.as_str() {
+            "OWNER" => StaffRole::Owner,
+            "ADMIN" => StaffRole::Admin,
+            "COORDINATOR" => StaffRole::Coordinator,
+            "PRACTITIONER" => StaffRole::Practitioner,
+            _ => StaffRole::Viewer,
+        }
+    }
+}

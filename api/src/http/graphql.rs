@@ -1,0 +1,442 @@
+//! GraphQL over HTTP, per the GraphQL-over-HTTP specification:
+//!
+//! - `POST /graphql` with `Content-Type: application/json` (other content
+//!   types are refused with 415, so a plain HTML form cannot post a mutation);
+//!   a JSON object, or an array of at most `max_batch` objects.
+//! - `GET /graphql?query=…` runs queries only (405 for mutations); a browser
+//!   asking for HTML gets GraphiQL.
+//! - `Accept: application/graphql-response+json` gets 400 for requests that do
+//!   not parse or validate; `application/json` (or no `Accept`) gets 200 for
+//!   every well-formed request, as the legacy format requires.
+
+use std::time::Instant;
+
+use async_graphql::{
+    Request as GraphqlRequest, Response as GraphqlResponse, ServerError,
+    http::GraphiQLSource,
+    parser::types::{DocumentOperations, OperationType},
+};
+use axum::{
+    body::Bytes,
+    extract::{RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+};
+use serde_json::{Value, json};
+use tracing::Span;
+
+use super::auth::{self, Credential};
+use crate::{
+    app::AppState,
+    graphql::{
+        RequestState,
+        error::{self, code, code_of},
+    },
+};
+
+/// The response media types the server can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MediaType {
+    GraphqlResponseJson,
+    Json,
+}
+
+impl MediaType {
+    fn header(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            MediaType::GraphqlResponseJson => "application/graphql-response+json; charset=utf-8",
+            MediaType::Json => "application/json; charset=utf-8",
+        })
+    }
+}
+
+/// Picks the response media type from `Accept`; `None` when nothing acceptable.
+fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(MediaType::Json);
+    };
+    let mut json = false;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=")
+                .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+        });
+        if refused {
+            continue;
+        }
+        match media.as_str() {
+            "application/graphql-response+json" => return Some(MediaType::GraphqlResponseJson),
+            "application/json" | "application/*" | "*/*" => json = true,
+            _ => {}
+        }
+    }
+    json.then_some(MediaType::Json)
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(&super::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// A response carrying only errors (a request error: nothing was executed).
+fn error_response(status: StatusCode, media: MediaType, errors: Vec<ServerError>) -> Response {
+    let mut response = (status, axum::Json(json!({ "errors": errors }))).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, media.header());
+    response
+}
+
+fn plain_error(status: StatusCode, media: MediaType, message: &str, code: &str) -> Response {
+    error_response(status, media, vec![error::coded(message, code, None)])
+}
+
+/// `GET /graphql`: GraphiQL for browsers, queries for everyone else.
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params: Vec<(String, String)> = query
+        .as_deref()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    if param("query").is_none() && wants_html(&headers) {
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql/ws")
+                .title("Journeymap GraphiQL")
+                .header("Authorization", "Bearer <paste your jm_ token here>")
+                .finish(),
+        )
+        .into_response();
+    }
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let mut request = GraphqlRequest::new(param("query").unwrap_or_default());
+    if let Some(name) = param("operationName") {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = param("variables") {
+        match serde_json::from_str::<Value>(&variables) {
+            Ok(Value::Object(map)) => {
+                request =
+                    request.variables(async_graphql::Variables::from_json(Value::Object(map)));
+            }
+            _ => {
+                return plain_error(
+                    StatusCode::BAD_REQUEST,
+                    media,
+                    "the variables parameter must be a JSON object",
+                    "BAD_REQUEST",
+                );
+            }
+        }
+    }
+    execute_one(&state, &headers, media, request, true).await
+}
+
+/// `POST /graphql`.
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if content_type.as_deref() != Some("application/json") {
+        return plain_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media,
+            "POST /graphql needs Content-Type: application/json",
+            "UNSUPPORTED_MEDIA_TYPE",
+        );
+    }
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => {
+            return plain_error(
+                StatusCode::BAD_REQUEST,
+                media,
+                &format!("the request body is not valid JSON: {e}"),
+                "BAD_REQUEST",
+            );
+        }
+    };
+    match body {
+        Value::Array(items) => {
+            let max = state.config.max_batch;
+            if items.is_empty() || items.len() > max {
+                return plain_error(
+                    StatusCode::BAD_REQUEST,
+                    media,
+                    &format!("a batch holds 1 to {max} operations (got {})", items.len()),
+                    "BAD_REQUEST",
+                );
+            }
+            let mut requests = Vec::with_capacity(items.len());
+            for (index, item) in items.into_iter().enumerate() {
+                match parse_request(item) {
+                    Ok(request) => requests.push(request),
+                    Err(message) => {
+                        return plain_error(
+                            StatusCode::BAD_REQUEST,
+                            media,
+                            &format!("[{index}]: {message}"),
+                            "BAD_REQUEST",
+                        );
+                    }
+                }
+            }
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(execute_body(&state, &headers, media, request, false).await);
+            }
+            let mut response = (
+                StatusCode::OK,
+                axum::Json(Value::Array(
+                    responses.into_iter().map(|(_, b)| b).collect(),
+                )),
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, media.header());
+            response
+        }
+        item => match parse_request(item) {
+            Ok(request) => execute_one(&state, &headers, media, request, false).await,
+            Err(message) => plain_error(StatusCode::BAD_REQUEST, media, &message, "BAD_REQUEST"),
+        },
+    }
+}
+
+fn not_acceptable() -> Response {
+    error_response(
+        StatusCode::NOT_ACCEPTABLE,
+        MediaType::Json,
+        vec![error::coded(
+            "Accept must allow application/graphql-response+json or application/json",
+            "NOT_ACCEPTABLE",
+            None,
+        )],
+    )
+}
+
+/// Reads one GraphQL-over-HTTP request object.
+fn parse_request(value: Value) -> Result<GraphqlRequest, String> {
+    let Value::Object(map) = value else {
+        return Err("a GraphQL request is a JSON object with a query".into());
+    };
+    match map.get("query") {
+        Some(Value::String(_)) => {}
+        Some(_) => return Err("query must be a string".into()),
+        None => return Err("the request has no query".into()),
+    }
+    if let Some(variables) = map.get("variables") {
+        if !matches!(variables, Value::Object(_) | Value::Null) {
+            return Err("variables must be a JSON object".into());
+        }
+    }
+    serde_json::from_value(Value::Object(map)).map_err(|e| format!("invalid GraphQL request: {e}"))
+}
+
+async fn execute_one(
+    state: &AppState,
+    headers: &HeaderMap,
+    media: MediaType,
+    request: GraphqlRequest,
+    read_only: bool,
+) -> Response {
+    let (status, body) = execute_body(state, headers, media, request, read_only).await;
+    let mut response = (status, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, media.header());
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    response
+}
+
+/// The name an operation is logged and measured under.
+fn operation_name(request: &mut GraphqlRequest) -> String {
+    if let Some(name) = &request.operation_name {
+        return name.clone();
+    }
+    match request.parsed_query().map(|doc| &doc.operations) {
+        Ok(DocumentOperations::Single(_)) | Err(_) => "anonymous".into(),
+        Ok(DocumentOperations::Multiple(ops)) => ops
+            .keys()
+            .next()
+            .map_or("anonymous".into(), |n| n.to_string()),
+    }
+}
+
+/// The type of the operation that will run, if the document parsed.
+fn operation_type(request: &mut GraphqlRequest) -> Option<OperationType> {
+    let name = request.operation_name.clone();
+    let doc = request.parsed_query().ok()?;
+    match &doc.operations {
+        DocumentOperations::Single(op) => Some(op.node.ty),
+        DocumentOperations::Multiple(ops) => match name {
+            Some(name) => ops.get(name.as_str()).map(|op| op.node.ty),
+            None if ops.len() == 1 => ops.values().next().map(|op| op.node.ty),
+            None => None,
+        },
+    }
+}
+
+async fn execute_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    media: MediaType,
+    mut request: GraphqlRequest,
+    read_only: bool,
+) -> (StatusCode, Value) {
+    let started = Instant::now();
+    let request_id = request_id(headers);
+    let operation = operation_name(&mut request);
+    Span::current().record("operation", operation.as_str());
+    let finish = |status: StatusCode, outcome: &str, body: Value| {
+        state
+            .metrics
+            .record_operation(&operation, outcome, started.elapsed());
+        (status, body)
+    };
+
+    if let Err(mut parse_error) = request.parsed_query().map(|_| ()) {
+        error::classify(&mut parse_error, &request_id);
+        let mut e = error::coded(
+            parse_error.message.clone(),
+            code::GRAPHQL_PARSE_FAILED,
+            None,
+        );
+        e.locations = parse_error.locations;
+        let status = match media {
+            MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
+            MediaType::Json => StatusCode::OK,
+        };
+        return finish(status, code::GRAPHQL_PARSE_FAILED, json!({ "errors": [e] }));
+    }
+    if read_only && operation_type(&mut request).is_some_and(|ty| ty != OperationType::Query) {
+        let e = error::coded(
+            "only queries may be sent with GET; use POST",
+            "METHOD_NOT_ALLOWED",
+            None,
+        );
+        return finish(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            json!({ "errors": [e] }),
+        );
+    }
+
+    let principal = match auth::from_headers(&state.store, headers).await {
+        Ok(Credential::Anonymous) => None,
+        Ok(Credential::Authenticated(principal)) => Some(principal),
+        Ok(Credential::Invalid) => {
+            let e = error::coded(
+                "the credential is not valid: unknown, revoked or expired",
+                code::UNAUTHENTICATED,
+                None,
+            );
+            return finish(
+                StatusCode::UNAUTHORIZED,
+                code::UNAUTHENTICATED,
+                json!({ "errors": [e] }),
+            );
+        }
+        Err(e) => {
+            let mut error = error::coded("", code::INTERNAL, None);
+            error.source = Some(std::sync::Arc::new(e));
+            error.extensions = None;
+            error::classify(&mut error, &request_id);
+            return finish(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                code::INTERNAL,
+                json!({ "errors": [error] }),
+            );
+        }
+    };
+
+    let (request_state, queue) = RequestState::new(&state.store, principal, request_id.clone());
+    let response = error::finalize(
+        crate::graphql::execute(&state.schema, request, request_state, queue).await,
+        &request_id,
+    );
+    let outcome = response
+        .errors
+        .first()
+        .and_then(code_of)
+        .unwrap_or("ok")
+        .to_string();
+    let request_error = is_request_error(&response);
+    let status = match (media, request_error) {
+        (MediaType::GraphqlResponseJson, true) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    };
+    let body = if request_error {
+        json!({ "errors": response.errors })
+    } else {
+        serde_json::to_value(&response)
+            .unwrap_or_else(|_| json!({ "errors": [{ "message": "internal error" }] }))
+    };
+    finish(status, &outcome, body)
+}
+
+/// True when nothing ran: the operation failed validation.
+fn is_request_error(response: &GraphqlResponse) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response
+            .errors
+            .iter()
+            .all(|e| e.path.is_empty() && e.source.is_none())
+        && response.errors.iter().all(|e| {
+            matches!(
+                code_of(e),
+                Some(code::GRAPHQL_VALIDATION_FAILED | code::BAD_USER_INPUT)
+            )
+        })
+}

@@ -1,0 +1,165 @@
+//! Global ids: opaque strings that name their type, such as
+//! `pat_0193a4b2c3d47e8f9a0b1c2d3e4f5a6b`. The same strings appear in GraphQL,
+//! webhooks, subscriptions and the event log.
+
+use uuid::Uuid;
+
+/// The kinds of record that have a global id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    Clinic,
+    Staff,
+    ApiToken,
+    Patient,
+    Pathway,
+    Stage,
+    FollowUpRule,
+    Journey,
+    StageTransition,
+    Touchpoint,
+    Feedback,
+    FollowUp,
+    Event,
+}
+
+impl IdKind {
+    const ALL: [IdKind; 13] = [
+        IdKind::Clinic,
+        IdKind::Staff,
+        IdKind::ApiToken,
+        IdKind::Patient,
+        IdKind::Pathway,
+        IdKind::Stage,
+        IdKind::FollowUpRule,
+        IdKind::Journey,
+        IdKind::StageTransition,
+        IdKind::Touchpoint,
+        IdKind::Feedback,
+        IdKind::FollowUp,
+        IdKind::Event,
+    ];
+
+    /// The short prefix of the id string.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            IdKind::Clinic => "cln",
+            IdKind::Staff => "stf",
+            IdKind::ApiToken => "tok",
+            IdKind::Patient => "pat",
+            IdKind::Pathway => "pwy",
+            IdKind::Stage => "stg",
+            IdKind::FollowUpRule => "fur",
+            IdKind::Journey => "jny",
+            IdKind::StageTransition => "trn",
+            IdKind::Touchpoint => "tch",
+            IdKind::Feedback => "fbk",
+            IdKind::FollowUp => "fup",
+            IdKind::Event => "evt",
+        }
+    }
+
+    /// The GraphQL type the id belongs to.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            IdKind::Clinic => "Clinic",
+            IdKind::Staff => "StaffMember",
+            IdKind::ApiToken => "ApiToken",
+            IdKind::Patient => "Patient",
+            IdKind::Pathway => "Pathway",
+            IdKind::Stage => "Stage",
+            IdKind::FollowUpRule => "FollowUpRule",
+            IdKind::Journey => "Journey",
+            IdKind::StageTransition => "StageTransition",
+            IdKind::Touchpoint => "Touchpoint",
+            IdKind::Feedback => "Feedback",
+            IdKind::FollowUp => "FollowUp",
+            IdKind::Event => "JourneyEvent",
+        }
+    }
+
+    /// Encodes a record id as its global id.
+    pub fn encode(self, id: Uuid) -> String {
+        format!("{}_{}", self.prefix(), id.simple())
+    }
+}
+
+/// Why a string is not a global id of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("is not a valid id")]
+    Malformed,
+    #[error("is a {found} id, expected a {expected} id")]
+    WrongKind {
+        expected: &'static str,
+        found: &'static str,
+    },
+}
+
+/// Decodes any global id into its kind and record id.
+pub fn decode(id: &str) -> Result<(IdKind, Uuid), IdError> {
+    let (prefix, hex) = id.split_once('_').ok_or(IdError::Malformed)?;
+    let kind = IdKind::ALL
+        .into_iter()
+        .find(|kind| kind.prefix() == prefix)
+        .ok_or(IdError::Malformed)?;
+    if hex.len() != 32
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return Err(IdError::Malformed);
+    }
+    let uuid = Uuid::try_parse(hex).map_err(|_| IdError::Malformed)?;
+    Ok((kind, uuid))
+}
+
+/// Decodes a global id that must be of `expected` kind.
+pub fn decode_as(expected: IdKind, id: &str) -> Result<Uuid, IdError> {
+    let (kind, uuid) = decode(id)?;
+    if kind != expected {
+        return Err(IdError::WrongKind {
+            expected: expected.type_name(),
+            found: kind.type_name(),
+        });
+    }
+    Ok(uuid)
+}
+
+/// A new time-ordered record id.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_kind() {
+        let id = new_id();
+        for kind in IdKind::ALL {
+            let encoded = kind.encode(id);
+            assert_eq!(decode(&encoded), Ok((kind, id)));
+            assert_eq!(decode_as(kind, &encoded), Ok(id));
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_and_wrong_kind() {
+        let id = IdKind::Patient.encode(new_id());
+        for bad in [
+            "",
+            "pat",
+            "pat_",
+            "xyz_0193a4b2c3d47e8f9a0b1c2d3e4f5a6b",
+            "pat_0193A4B2C3D47E8F9A0B1C2D3E4F5A6B",
+            "pat_zz",
+        ] {
+            assert_eq!(decode(bad), Err(IdError::Malformed), "{bad}");
+        }
+        assert!(matches!(
+            decode_as(IdKind::Journey, &id),
+            Err(IdError::WrongKind { .. })
+        ));
+    }
+}

@@ -1,0 +1,162 @@
+//! Prometheus metrics, one registry per running server (so tests that run
+//! several servers in one process do not mix their figures).
+
+use std::{
+    collections::HashSet,
+    sync::{Mutex, atomic::AtomicU64},
+    time::Duration,
+};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+use crate::db::Db;
+
+/// Labels of a GraphQL request: operation name and outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: String,
+    pub outcome: String,
+}
+
+/// Labels of an HTTP response.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub status: String,
+}
+
+/// Most distinct operation names tracked; later ones count as `other`.
+const MAX_OPERATION_NAMES: usize = 500;
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub graphql_requests: Family<OperationLabels, Counter>,
+    pub graphql_duration: Family<OperationLabels, Histogram>,
+    pub http_responses: Family<HttpLabels, Counter>,
+    db_statements: Counter<u64, AtomicU64>,
+    db_connections_open: Gauge,
+    db_connections_idle: Gauge,
+    pub subscriptions_open: Gauge,
+    operation_names: Mutex<HashSet<String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("journeymap");
+        let graphql_requests = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "graphql_requests",
+            "GraphQL operations by operation name and outcome (ok or the first error code)",
+            graphql_requests.clone(),
+        );
+        let graphql_duration = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        });
+        registry.register(
+            "graphql_request_duration_seconds",
+            "GraphQL operation latency by operation name and outcome",
+            graphql_duration.clone(),
+        );
+        let http_responses = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_responses",
+            "HTTP responses by route and status",
+            http_responses.clone(),
+        );
+        let db_statements = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "db_statements",
+            "SQL statements executed",
+            db_statements.clone(),
+        );
+        let db_connections_open = Gauge::default();
+        registry.register(
+            "db_pool_connections",
+            "Open database connections",
+            db_connections_open.clone(),
+        );
+        let db_connections_idle = Gauge::default();
+        registry.register(
+            "db_pool_idle_connections",
+            "Idle database connections",
+            db_connections_idle.clone(),
+        );
+        let subscriptions_open = Gauge::default();
+        registry.register(
+            "subscriptions_open",
+            "Open GraphQL subscriptions",
+            subscriptions_open.clone(),
+        );
+        Self {
+            registry,
+            graphql_requests,
+            graphql_duration,
+            http_responses,
+            db_statements,
+            db_connections_open,
+            db_connections_idle,
+            subscriptions_open,
+            operation_names: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Records one GraphQL operation.
+    pub fn record_operation(&self, operation: &str, outcome: &str, elapsed: Duration) {
+        let labels = OperationLabels {
+            operation: self.operation_label(operation),
+            outcome: outcome.to_string(),
+        };
+        self.graphql_requests.get_or_create(&labels).inc();
+        self.graphql_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Client-chosen operation names become labels only while there are few
+    /// of them and they look like names, so a client cannot explode the series.
+    fn operation_label(&self, operation: &str) -> String {
+        let valid = !operation.is_empty()
+            && operation.len() <= 64
+            && operation
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return "other".into();
+        }
+        let mut names = self.operation_names.lock().expect("metrics lock");
+        if names.contains(operation) || names.len() < MAX_OPERATION_NAMES {
+            names.insert(operation.to_string());
+            operation.to_string()
+        } else {
+            "other".into()
+        }
+    }
+
+    /// The Prometheus text exposition, with the database figures read now.
+    pub fn render(&self, db: &Db) -> String {
+        let (open, idle) = db.pool_state();
+        self.db_connections_open.set(open.into());
+        self.db_connections_idle.set(idle.into());
+        let counted = db.statement_count();
+        let seen = self.db_statements.get();
+        if counted > seen {
+            self.db_statements.inc_by(counted - seen);
+        }
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}

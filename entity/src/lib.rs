@@ -1,0 +1,60 @@
+//! SeaORM entities for Journeymap: one module per table, no business logic.
+//!
+//! Every table that belongs to a clinic carries a `clinic_id` column; the
+//! [`ClinicOwned`] trait names it so the data-access layer in `api` can add the
+//! tenant filter generically. Enumerations are stored as upper-case strings so
+//! the schema means the same on SQLite and PostgreSQL.
+
+pub mod api_tokens;
+pub mod clinics;
+pub mod events;
+pub mod feedback;
+pub mod follow_up_rules;
+pub mod follow_ups;
+pub mod journeys;
+pub mod pathways;
+pub mod patients;
+pub mod staff;
+pub mod stage_transitions;
+pub mod stages;
+pub mod touchpoints;
+
+pub use sea_orm;
+
+/// A table whose rows belong to exactly one clinic (tenant).
+pub trait ClinicOwned: sea_orm::EntityTrait {
+    /// The column holding the owning clinic's id.
+    fn clinic_column() -> Self::Column;
+    /// The primary-key column (a UUIDv7).
+    fn id_column() -> Self::Column;
+    /// The owning clinic of a row.
+    fn clinic_of(model: &Self::Model) -> uuid::Uuid;
+    /// The id of a row.
+    fn id_of(model: &Self::Model) -> uuid::Uuid;
+}
+
+macro_rules! clinic_owned {
+    ($($module:ident),* $(,)?) => {$(
+        impl ClinicOwned for $module::Entity {
+            fn clinic_column() -> Self::Column { $module::Column::ClinicId }
+            fn id_column() -> Self::Column { $module::Column::Id }
+            fn clinic_of(model: &Self::Model) -> uuid::Uuid { model.clinic_id }
+            fn id_of(model: &Self::Model) -> uuid::Uuid { model.id }
+        }
+    )*};
+}
+
+clinic_owned!(
+    api_tokens,
+    events,
+    feedback,
+    follow_up_rules,
+    follow_ups,
+    journeys,
+    pathways,
+    patients,
+    staff,
+    stage_transitions,
+    stages,
+    touchpoints,
+);

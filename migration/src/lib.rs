@@ -1,0 +1,19 @@
+//! Database migrations, run by `journeymap migrate` and at `journeymap serve` start.
+//!
+//! Every migration must mean the same on SQLite and PostgreSQL: portable column
+//! types only, enumerations as strings, partial indexes written in the SQL both
+//! accept.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_core;
+
+/// The ordered list of Journeymap migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_core::Migration)]
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real server, real HTTP, a fresh database per test,
+//! on SQLite and (with `JOURNEYMAP_TEST_DATABASE_URL`) PostgreSQL.
+
+mod events;
+mod journeys;
+mod schema;
+mod statements;

@@ -1,0 +1,81 @@
+//! No N+1: the SQL statements of a nested query do not grow with the number of
+//! patients it returns.
+
+use journeymap::{
+    auth::Permission,
+    domain::clinics,
+    seed::{self, SeedOptions},
+};
+use journeymap_tests::{TestApp, on_both_backends};
+use serde_json::json;
+
+const NESTED: &str = r#"
+query Nested($first: Int!) {
+  patients(first: $first) {
+    edges { node {
+      id givenName
+      journeys { status currentStage { name category } }
+      touchpoints(first: 5) { edges { node { id channel emotion } } }
+      feedback { edges { node { kind score } } }
+    } }
+  }
+}"#;
+
+async fn statements_for(app: &TestApp, token: &str, first: usize) -> (u64, usize) {
+    let before = app.statements().await;
+    let response = app
+        .gql_as(Some(token), NESTED, json!({ "first": first }))
+        .await;
+    let after = app.statements().await;
+    let edges = response.data()["patients"]["edges"]
+        .as_array()
+        .unwrap()
+        .len();
+    (after - before, edges)
+}
+
+async fn statement_count_does_not_grow_with_patients(app: TestApp) {
+    seed::demo(
+        app.db(),
+        &SeedOptions {
+            patients: 120,
+            seed: 7,
+        },
+    )
+    .await
+    .unwrap();
+    let glow = clinics::by_slug(app.db(), seed::DEMO_SLUG)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, token) = clinics::create_token(app.db(), glow.id, "n+1", &Permission::ALL, None)
+        .await
+        .unwrap();
+
+    // The first request of a token also refreshes its last-used time.
+    statements_for(&app, &token, 1).await;
+    let (ten, ten_edges) = statements_for(&app, &token, 10).await;
+    let (hundred, hundred_edges) = statements_for(&app, &token, 100).await;
+    assert_eq!((ten_edges, hundred_edges), (10, 100));
+    eprintln!("statements: {ten} for 10 patients, {hundred} for 100 patients");
+    assert_eq!(ten, hundred, "statements grew with the page size");
+    // Credential, page, journeys, stages, touchpoint pages, feedback pages.
+    assert!(hundred <= 6, "{hundred} statements for one nested page");
+
+    // The same holds with nested connection totals.
+    let counted = r#"query($first: Int!) { patients(first: $first) { totalCount edges { node {
+        touchpoints(first: 2) { totalCount } feedback(first: 1) { totalCount } } } } }"#;
+    let before = app.statements().await;
+    app.gql_as(Some(&token), counted, json!({ "first": 10 }))
+        .await
+        .data();
+    let small = app.statements().await - before;
+    let before = app.statements().await;
+    app.gql_as(Some(&token), counted, json!({ "first": 100 }))
+        .await
+        .data();
+    let large = app.statements().await - before;
+    assert_eq!(small, large, "totals grew with the page size");
+}
+
+on_both_backends!(statement_count_does_not_grow_with_patients);

@@ -1,0 +1,471 @@
+//! The end-to-end test harness: every test gets its own database and a real
+//! Journeymap server on `127.0.0.1:0`, and talks to it over HTTP like a front
+//! end or a CRM would.
+//!
+//! Tests run on SQLite always, and also on PostgreSQL when
+//! `JOURNEYMAP_TEST_DATABASE_URL` points at a server (each test creates, and
+//! afterwards drops, its own database there).
+
+use std::{net::SocketAddr, time::Duration};
+
+use journeymap::{
+    App, RunningServer,
+    auth::Permission,
+    config::{DatabaseConfig, ServeConfig},
+    db::Db,
+    domain::{Store, clinics},
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server with a fresh database and one clinic ("a") with a token
+/// holding every scope.
+pub struct TestApp {
+    pub backend: Backend,
+    pub addr: SocketAddr,
+    pub url: String,
+    pub client: reqwest::Client,
+    /// A token of clinic "a" with every scope.
+    pub token: String,
+    pub store: Store,
+    server: Option<RunningServer>,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+/// Options for [`spawn_with`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: ServeConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            config: ServeConfig::new("127.0.0.1:0".parse().expect("address")),
+        }
+    }
+}
+
+/// Starts a server on `backend` with default options; `None` when the backend
+/// is PostgreSQL and no test server is configured.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_with(backend, Options::default()).await
+}
+
+/// The PostgreSQL server URL for tests, if any.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("JOURNEYMAP_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    let root = match path_start {
+        Some(i) => &base[..i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// Starts a server with `options`.
+pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
+    let _ = tracing_init();
+    let (database_url, dir, postgres) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("journeymap.db").display()
+            );
+            (url, Some(dir), None)
+        }
+        Backend::Postgres => {
+            let server = postgres_url()?;
+            let name = format!("jmt_{}", uuid::Uuid::new_v4().simple());
+            let url = with_database(&server, &name);
+            journeymap::db::ensure_postgres_database(&url)
+                .await
+                .expect("create the test database");
+            (url, None, Some((server, name)))
+        }
+    };
+    let mut database = DatabaseConfig::new(database_url);
+    database.db_max_connections = 8;
+    let app = App::build(&database, options.config)
+        .await
+        .expect("build the app");
+    let store = app.store().clone();
+    let clinic = clinics::create(&store.db, "Clinic A", "a", "America/New_York")
+        .await
+        .expect("clinic a");
+    let (_, token) = clinics::create_token(&store.db, clinic.id, "test", &Permission::ALL, None)
+        .await
+        .expect("token a");
+    let server = app.start().await.expect("start the server");
+    let addr = server.addr();
+    Some(TestApp {
+        backend,
+        addr,
+        url: format!("http://{addr}"),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client"),
+        token,
+        store,
+        server: Some(server),
+        _dir: dir,
+        postgres,
+    })
+}
+
+fn tracing_init() -> Option<()> {
+    if std::env::var("TEST_LOG").is_ok() {
+        journeymap::telemetry::init(journeymap::config::LogFormat::Text);
+    }
+    Some(())
+}
+
+/// A GraphQL response as the client sees it.
+#[derive(Debug, Clone)]
+pub struct Gql {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Gql {
+    /// `data`, after asserting there are no errors.
+    pub fn data(&self) -> &Value {
+        assert!(
+            self.body.get("errors").is_none(),
+            "unexpected errors: {}",
+            serde_json::to_string_pretty(&self.body).unwrap()
+        );
+        &self.body["data"]
+    }
+
+    /// The errors (empty when none).
+    pub fn errors(&self) -> Vec<Value> {
+        self.body["errors"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The `extensions.code` of the first error.
+    pub fn code(&self) -> Option<String> {
+        self.errors()
+            .first()
+            .and_then(|e| e["extensions"]["code"].as_str())
+            .map(str::to_string)
+    }
+
+    /// The `extensions.field` of the first error.
+    pub fn field(&self) -> Option<String> {
+        self.errors()
+            .first()
+            .and_then(|e| e["extensions"]["field"].as_str())
+            .map(str::to_string)
+    }
+
+    /// Asserts the first error has `code` (and `field`, when given).
+    #[track_caller]
+    pub fn assert_error(&self, code: &str, field: Option<&str>) {
+        assert_eq!(
+            self.code().as_deref(),
+            Some(code),
+            "expected {code} in {}",
+            serde_json::to_string_pretty(&self.body).unwrap()
+        );
+        if let Some(field) = field {
+            assert_eq!(
+                self.field().as_deref(),
+                Some(field),
+                "expected field {field} in {}",
+                serde_json::to_string_pretty(&self.body).unwrap()
+            );
+        }
+    }
+}
+
+impl TestApp {
+    /// Runs a GraphQL operation with clinic "a"'s token.
+    pub async fn gql(&self, query: &str, variables: Value) -> Gql {
+        self.gql_as(Some(&self.token), query, variables).await
+    }
+
+    /// Runs a GraphQL operation with `token` (or none).
+    pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.url))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let body = response.json().await.expect("JSON body");
+        Gql { status, body }
+    }
+
+    /// Creates another clinic with a full-scope token; returns the token.
+    pub async fn clinic(&self, slug: &str) -> String {
+        let clinic = clinics::create(
+            &self.store.db,
+            &format!("Clinic {slug}"),
+            slug,
+            "Europe/London",
+        )
+        .await
+        .expect("clinic");
+        clinics::create_token(&self.store.db, clinic.id, "test", &Permission::ALL, None)
+            .await
+            .expect("token")
+            .1
+    }
+
+    /// A token of clinic "a" with only `permissions`.
+    pub async fn token_with(&self, permissions: &[Permission]) -> String {
+        let clinic = clinics::by_slug(&self.store.db, "a")
+            .await
+            .unwrap()
+            .unwrap();
+        clinics::create_token(&self.store.db, clinic.id, "scoped", permissions, None)
+            .await
+            .expect("token")
+            .1
+    }
+
+    /// The server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// SQL statements the server has executed so far (from `/metrics`).
+    pub async fn statements(&self) -> u64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| line.strip_prefix("journeymap_db_statements_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .expect("journeymap_db_statements_total in /metrics")
+    }
+
+    /// Rows in every table a client can write, to prove a refused request
+    /// wrote nothing.
+    pub async fn row_counts(&self) -> Vec<(&'static str, i64)> {
+        use journeymap::sea_orm::{ConnectionTrait, Statement};
+        let mut counts = Vec::new();
+        for table in [
+            "patients",
+            "pathways",
+            "stages",
+            "follow_up_rules",
+            "journeys",
+            "stage_transitions",
+            "touchpoints",
+            "feedback",
+            "follow_ups",
+            "events",
+        ] {
+            let row = self
+                .store
+                .db
+                .conn()
+                .query_one_raw(Statement::from_string(
+                    self.store.db.backend(),
+                    format!("SELECT COUNT(*) AS n FROM {table}"),
+                ))
+                .await
+                .expect("count")
+                .expect("a row");
+            counts.push((table, row.try_get::<i64>("", "n").expect("n")));
+        }
+        counts
+    }
+
+    /// The database, for checks a client cannot make.
+    pub fn db(&self) -> &Db {
+        &self.store.db
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let server = self.server.take();
+        let postgres = self.postgres.take();
+        // The server task ends with the test's runtime.
+        drop(server);
+        if let Some((server_url, name)) = postgres {
+            // Drop the test database from a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                runtime.block_on(async move {
+                    use journeymap::sea_orm::sqlx::{Connection, PgConnection};
+                    let mut conn = PgConnection::connect(&with_database(&server_url, "postgres"))
+                        .await
+                        .ok()?;
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    journeymap::sea_orm::sqlx::raw_sql(journeymap::sea_orm::sqlx::AssertSqlSafe(
+                        sql,
+                    ))
+                    .execute(&mut conn)
+                    .await
+                    .ok()?;
+                    Some(())
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// Ids of the standard test pathway ("Injectables": inquiry → consultation →
+/// treatment → discharged) and its stages, by key.
+#[derive(Debug, Clone)]
+pub struct PathwayIds {
+    pub id: String,
+    pub inquiry: String,
+    pub consultation: String,
+    pub treatment: String,
+    pub discharged: String,
+}
+
+/// The standard test pathway: inquiry (24 h target, phone call-back after 2 h,
+/// cancelled on exit), consultation (72 h target, SMS after 48 h), treatment
+/// (aftercare SMS after 48 h, kept on exit), discharged (terminal).
+pub const CREATE_PATHWAY: &str = r#"
+mutation($name: String!) {
+  createPathway(input: {
+    name: $name,
+    stages: [
+      { key: "inquiry", name: "New inquiry", category: INQUIRY, targetHours: 24,
+        followUpRules: [{ delayHours: 2, channel: PHONE, note: "Call back" }] },
+      { key: "consultation", name: "Consultation", category: CONSULTATION, targetHours: 72,
+        followUpRules: [{ delayHours: 48, channel: SMS, note: "Quote check-in" }] },
+      { key: "treatment", name: "Treatment", category: TREATMENT,
+        followUpRules: [{ delayHours: 48, channel: SMS, note: "Aftercare", cancelOnStageExit: false }] },
+      { key: "discharged", name: "Discharged", category: DISCHARGED, terminal: true }
+    ]
+  }) { pathway { id stages { id key } } }
+}"#;
+
+impl TestApp {
+    /// Creates the standard test pathway in the token's clinic.
+    pub async fn pathway_as(&self, token: &str, name: &str) -> PathwayIds {
+        let created = self
+            .gql_as(Some(token), CREATE_PATHWAY, json!({ "name": name }))
+            .await;
+        let pathway = &created.data()["createPathway"]["pathway"];
+        let stage = |key: &str| {
+            pathway["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["key"] == key)
+                .unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        PathwayIds {
+            id: pathway["id"].as_str().unwrap().to_string(),
+            inquiry: stage("inquiry"),
+            consultation: stage("consultation"),
+            treatment: stage("treatment"),
+            discharged: stage("discharged"),
+        }
+    }
+
+    /// Creates the standard test pathway in clinic "a".
+    pub async fn pathway(&self) -> PathwayIds {
+        self.pathway_as(&self.token, "Injectables").await
+    }
+
+    /// Creates a patient in the token's clinic; returns its id.
+    pub async fn patient_as(&self, token: &str, given_name: &str) -> String {
+        let created = self
+            .gql_as(
+                Some(token),
+                "mutation($input: CreatePatientInput!) { createPatient(input: $input) { patient { id } } }",
+                json!({ "input": { "givenName": given_name, "familyName": "Test", "email": format!("{}@example.com", given_name.to_lowercase()) } }),
+            )
+            .await;
+        created.data()["createPatient"]["patient"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Creates a patient in clinic "a".
+    pub async fn patient(&self, given_name: &str) -> String {
+        self.patient_as(&self.token, given_name).await
+    }
+
+    /// Starts a journey; returns its id.
+    pub async fn start_journey_as(&self, token: &str, patient: &str, pathway: &str) -> String {
+        let started = self
+            .gql_as(
+                Some(token),
+                "mutation($input: StartJourneyInput!) { startJourney(input: $input) { journey { id } } }",
+                json!({ "input": { "patientId": patient, "pathwayId": pathway } }),
+            )
+            .await;
+        started.data()["startJourney"]["journey"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Starts a journey in clinic "a".
+    pub async fn start_journey(&self, patient: &str, pathway: &str) -> String {
+        self.start_journey_as(&self.token, patient, pathway).await
+    }
+}
+
+/// Runs each named scenario `fn name(app: TestApp)` on SQLite and PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::spawn_app($crate::Backend::Sqlite).await.expect("sqlite app");
+                super::$name(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match $crate::spawn_app($crate::Backend::Postgres).await {
+                    Some(app) => super::$name(app).await,
+                    None => eprintln!("skipped: set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"),
+                }
+            }
+        }
+    )*};
+}
