@@ -5,3 +5,5 @@ mod events;
 mod journeys;
 mod schema;
 mod statements;
+mod tenancy;
+mod validation;

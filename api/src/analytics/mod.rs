@@ -231,11 +231,10 @@ pub async fn journey_map(
         if matches!(
             kind,
             TransitionKind::Started | TransitionKind::Forward | TransitionKind::Backward
-        ) {
-            if let Some(s) = stats.get_mut(&to_stage) {
+        )
+            && let Some(s) = stats.get_mut(&to_stage) {
                 s.entered += n;
             }
-        }
         if let Some(from_stage) = from_stage {
             if let Some(s) = stats.get_mut(&from_stage) {
                 s.exited += n;

@@ -128,14 +128,13 @@ pub async fn submit(
                     "the journey is another patient's",
                 ));
             }
-            if let Some(touchpoint) = &touchpoint {
-                if touchpoint.journey_id.is_some_and(|j| j != journey.id) {
+            if let Some(touchpoint) = &touchpoint
+                && touchpoint.journey_id.is_some_and(|j| j != journey.id) {
                     return Err(DomainError::invalid(
                         "touchpointId",
                         "the touchpoint belongs to another journey",
                     ));
                 }
-            }
             Some(journey)
         }
     };

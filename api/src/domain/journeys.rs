@@ -229,8 +229,8 @@ fn change_time(
         return Ok(write.now);
     };
     let at = validate::past_time("occurredAt", at, write.now)?;
-    if let Some(floor) = not_before {
-        if at < floor {
+    if let Some(floor) = not_before
+        && at < floor {
             return Err(DomainError::invalid(
                 "occurredAt",
                 format!(
@@ -239,7 +239,6 @@ fn change_time(
                 ),
             ));
         }
-    }
     Ok(at)
 }
 
@@ -440,8 +439,8 @@ async fn active_journey(
         .get::<journeys::Entity, _>(&*write.txn, journey_id, "journey")
         .await
         .map_err(|e| e.referenced_by("journeyId"))?;
-    if let Some(expected) = expected_version {
-        if expected != journey.version {
+    if let Some(expected) = expected_version
+        && expected != journey.version {
             return Err(DomainError::conflict_on(
                 "expectedVersion",
                 format!(
@@ -450,7 +449,6 @@ async fn active_journey(
                 ),
             ));
         }
-    }
     if journey.status != JourneyStatus::Active.as_str() {
         return Err(DomainError::conflict_on(
             "journeyId",

@@ -277,6 +277,8 @@ where
         .order_by(parent, Order::Asc)
         .order_by(RANK, Order::Asc)
         .to_owned();
+    // The statement wraps `select`, which carries the caller's clinic filter.
+    #[allow(clippy::disallowed_methods)]
     let rows = E::find()
         .from_raw_sql(conn.get_database_backend().build(&statement))
         .all(conn)

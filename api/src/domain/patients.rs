@@ -321,8 +321,8 @@ fn apply(patient: &mut patients::Model, fields: PatientFields) -> DomainResult<V
     if let Some(tags) = fields.tags {
         set!("tags", tags, json!(validate::tags("tags", &tags)?));
     }
-    if let Some(consent) = fields.consent {
-        if (
+    if let Some(consent) = fields.consent
+        && (
             patient.consent_sms,
             patient.consent_email,
             patient.consent_marketing,
@@ -333,7 +333,6 @@ fn apply(patient: &mut patients::Model, fields: PatientFields) -> DomainResult<V
             patient.consent_marketing = consent.marketing;
             changed.push("consent");
         }
-    }
     patient.search_text = search_text(patient);
     Ok(changed)
 }

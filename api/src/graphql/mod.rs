@@ -42,7 +42,7 @@ impl Default for Limits {
 
 /// Builds the schema around a store.
 pub fn build_schema(store: Store, limits: Limits) -> JourneymapSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    Schema::build(Query, Mutation::default(), EmptySubscription)
         .data(store)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
@@ -62,6 +62,6 @@ pub async fn execute(
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    let schema = Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish();
+    let schema = Schema::build(Query, Mutation::default(), EmptySubscription).finish();
     schema.sdl()
 }

@@ -33,17 +33,13 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Response> {
+/// Parses an optional RFC 3339 query parameter; the error is the message to send.
+fn time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
     value
         .map(|v| {
             DateTime::parse_from_rfc3339(v)
                 .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| {
-                    text(
-                        StatusCode::BAD_REQUEST,
-                        format!("{name} must be an RFC 3339 time such as 2026-01-31T00:00:00Z\n"),
-                    )
-                })
+                .map_err(|_| format!("{name} must be an RFC 3339 time such as 2026-01-31T00:00:00Z\n"))
         })
         .transpose()
 }
@@ -86,7 +82,7 @@ pub async fn svg(
         time("to", params.to.as_deref()),
     ) {
         (Ok(from), Ok(to)) => (from, to),
-        (Err(response), _) | (_, Err(response)) => return response,
+        (Err(message), _) | (_, Err(message)) => return text(StatusCode::BAD_REQUEST, message),
     };
     let result = match analytics::Window::new(from, to) {
         Ok(window) => analytics::journey_map(&state.store, &principal, pathway_id, window).await,

@@ -558,9 +558,8 @@ fn simulate(
             let emotion = rng
                 .random_bool(0.85)
                 .then(|| (spec.emotion + 0.8 * normal(rng)).round().clamp(-2.0, 2.0) as i16);
-            let direction = if index == 0 && n == 0 {
-                Direction::Inbound
-            } else if rng.random_bool(0.5) {
+            // A journey begins with the patient reaching out.
+            let direction = if (index == 0 && n == 0) || rng.random_bool(0.5) {
                 Direction::Inbound
             } else {
                 Direction::Outbound
@@ -591,8 +590,8 @@ fn simulate(
         }
 
         // Feedback on the way out of the stage.
-        if let Some(feedback_spec) = &spec.feedback {
-            if rng.random_bool(feedback_spec.rate) {
+        if let Some(feedback_spec) = &spec.feedback
+            && rng.random_bool(feedback_spec.rate) {
                 let score = *pick(rng, feedback_spec.scores);
                 let pool = if is_unhappy(feedback_spec.kind, score) {
                     feedback_spec.negative_comments
@@ -616,7 +615,6 @@ fn simulate(
                     submitted_at: at,
                 });
             }
-        }
         batch.touchpoints.extend(stage_touchpoints);
 
         // Pending follow-ups of the stage left are cancelled when their rule says so.

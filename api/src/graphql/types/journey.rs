@@ -177,6 +177,7 @@ impl StageTransition {
     }
 
     /// The stage left; null when the journey started.
+    #[allow(clippy::wrong_self_convention)]
     async fn from_stage(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Stage>> {
         match self.0.from_stage_id {
             None => Ok(None),
