@@ -78,6 +78,13 @@ impl App {
             .await
             .map_err(anyhow::Error::from)
         });
+        if self.state.config.sweep_interval_secs > 0 {
+            tokio::spawn(sweep_overdue_follow_ups(
+                self.state.store.clone(),
+                Duration::from_secs(self.state.config.sweep_interval_secs),
+                shutdown.clone(),
+            ));
+        }
         tracing::info!(%addr, "listening");
         Ok(RunningServer {
             addr,
@@ -125,6 +132,34 @@ impl RunningServer {
         tracing::info!("shutting down");
         self.shutdown(grace).await;
         Ok(())
+    }
+}
+
+/// Announces overdue follow-ups every `interval` until shutdown.
+async fn sweep_overdue_follow_ups(store: Store, interval: Duration, shutdown: CancellationToken) {
+    const BATCH: u64 = 500;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        loop {
+            match crate::domain::follow_ups::sweep_overdue(&store, BATCH).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    tracing::info!(announced = n, "overdue follow-ups announced");
+                    if (n as u64) < BATCH {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(?error, "overdue sweep failed; retrying at the next tick");
+                    break;
+                }
+            }
+        }
     }
 }
 

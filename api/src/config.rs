@@ -85,6 +85,10 @@ pub struct ServeConfig {
     #[arg(long, env = "JOURNEYMAP_MAX_BATCH", default_value_t = 10)]
     pub max_batch: usize,
 
+    /// Seconds between sweeps for overdue follow-ups (0 turns the sweeper off).
+    #[arg(long, env = "JOURNEYMAP_SWEEP_INTERVAL_SECS", default_value_t = 30)]
+    pub sweep_interval_secs: u64,
+
     /// Seconds to let in-flight requests finish after Ctrl-C or SIGTERM.
     #[arg(long, env = "JOURNEYMAP_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -102,6 +106,7 @@ impl ServeConfig {
             max_query_depth: 12,
             max_query_complexity: 20_000,
             max_batch: 10,
+            sweep_interval_secs: 30,
             shutdown_grace_secs: 10,
         }
     }

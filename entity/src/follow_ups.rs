@@ -12,6 +12,8 @@ pub struct Model {
     /// The stage whose rule scheduled it, if any.
     pub stage_id: Option<Uuid>,
     pub rule_id: Option<Uuid>,
+    /// STAGE_RULE, SERVICE_RECOVERY or MANUAL.
+    pub kind: String,
     pub due_at: DateTimeUtc,
     pub channel: String,
     pub note: Option<String>,

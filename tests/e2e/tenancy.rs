@@ -266,19 +266,14 @@ async fn expect_query_not_found(
     }
 }
 
+/// A refused mutation: what foreign id it carries, the mutation, its input
+/// type, the payload selection, the input, and the field that must be named.
+type Refusal<'a> = (&'a str, &'a str, &'a str, &'a str, Value, &'a str);
+
 /// A mutation with another clinic's id must be NOT_FOUND on `field`, without
 /// data, and write nothing.
-#[allow(clippy::too_many_arguments)]
-async fn expect_mutation_not_found(
-    app: &TestApp,
-    findings: &mut Findings,
-    what: &str,
-    name: &str,
-    input_type: &str,
-    selection: &str,
-    input: Value,
-    field: &str,
-) {
+async fn expect_mutation_not_found(app: &TestApp, findings: &mut Findings, refusal: Refusal<'_>) {
+    let (what, name, input_type, selection, input, field) = refusal;
     let document =
         format!("mutation($input: {input_type}!) {{ {name}(input: $input) {{ {selection} }} }}");
     let before = app.row_counts().await;
@@ -376,7 +371,7 @@ async fn mutations_with_another_clinics_ids_are_not_found_and_write_nothing(app:
     let b_events_before = read(&app, &b.token, "{ events { totalCount } }", json!({})).await;
     let mut findings = Findings::default();
 
-    let cases: Vec<(&str, &str, &str, &str, Value, &str)> = vec![
+    let cases: Vec<Refusal> = vec![
         (
             "B's patient",
             "updatePatient",
@@ -557,18 +552,8 @@ async fn mutations_with_another_clinics_ids_are_not_found_and_write_nothing(app:
             "input.stageId",
         ),
     ];
-    for (what, name, input_type, selection, input, field) in cases {
-        expect_mutation_not_found(
-            &app,
-            &mut findings,
-            what,
-            name,
-            input_type,
-            selection,
-            input,
-            field,
-        )
-        .await;
+    for case in cases {
+        expect_mutation_not_found(&app, &mut findings, case).await;
     }
 
     // B's records are as B left them.

@@ -124,13 +124,33 @@ fn assert_refused(response: &Gql, code: &str, field: Option<&str>, context: &str
         !message.trim().is_empty(),
         "{context}: error without a message: {pretty}"
     );
+    // A request error runs nothing: no data at all. A field error leaves no
+    // value where it happened.
     let data = &response.body["data"];
-    let empty = match data {
-        Value::Null => true,
-        Value::Object(fields) => fields.values().all(Value::is_null),
-        _ => false,
-    };
-    assert!(empty, "{context}: data came back with the error: {pretty}");
+    match response.errors()[0]["path"].as_array() {
+        Some(path) if !path.is_empty() => {
+            let mut at = data;
+            for segment in path {
+                at = match segment {
+                    Value::String(name) => &at[name.as_str()],
+                    Value::Number(index) => &at[index.as_u64().unwrap() as usize],
+                    _ => &Value::Null,
+                };
+            }
+            assert!(
+                at.is_null(),
+                "{context}: the failed field has a value: {pretty}"
+            );
+        }
+        _ => {
+            let empty = match data {
+                Value::Null => true,
+                Value::Object(fields) => fields.values().all(Value::is_null),
+                _ => false,
+            };
+            assert!(empty, "{context}: data came back with the error: {pretty}");
+        }
+    }
 }
 
 /// Runs `query`, expects it refused with `code` (and `field`), and checks
@@ -376,7 +396,10 @@ async fn create_patient_rejects_bad_tags(app: TestApp) {
     let cases: [(Value, &str); 6] = [
         (json!(["vip", "not ok"]), "input.tags[1]"),
         (json!([""]), "input.tags[0]"),
-        (json!(["vip", "lip-filler", "x".repeat(41)]), "input.tags[2]"),
+        (
+            json!(["vip", "lip-filler", "x".repeat(41)]),
+            "input.tags[2]",
+        ),
         (json!(["émigré"]), "input.tags[0]"),
         (json!(["ok", "semi;colon"]), "input.tags[1]"),
         (
@@ -421,21 +444,51 @@ async fn create_patient_rejects_future_birth_date(app: TestApp) {
         Some("input.birthDate"),
     )
     .await;
-    // Not a date at all: refused while coercing the argument.
-    refused(
-        &app,
-        CREATE_PATIENT,
-        patient_input(json!({ "birthDate": "1990-02-30" })),
-        "BAD_USER_INPUT",
-        None,
-    )
-    .await;
     app.gql(
         CREATE_PATIENT,
         patient_input(json!({ "birthDate": "1990-02-28" })),
     )
     .await
     .data();
+}
+
+/// Values a scalar cannot parse (no such date, not a time) are bad input for
+/// the field that holds them, whether sent as literals or as variables.
+async fn unparsable_scalars_name_their_field(app: TestApp) {
+    let patient = app.patient("Ana").await;
+    refused(
+        &app,
+        r#"mutation { createPatient(input: { givenName: "Ana", familyName: "Lopez", birthDate: "1990-02-30" }) {
+            patient { id } } }"#,
+        json!({}),
+        "BAD_USER_INPUT",
+        Some("input.birthDate"),
+    )
+    .await;
+    refused(
+        &app,
+        CREATE_PATIENT,
+        patient_input(json!({ "birthDate": "1990-02-30" })),
+        "BAD_USER_INPUT",
+        Some("input.birthDate"),
+    )
+    .await;
+    refused(
+        &app,
+        LOG_TOUCHPOINT,
+        touchpoint_input(&patient, json!({ "occurredAt": "yesterday" })),
+        "BAD_USER_INPUT",
+        Some("input.occurredAt"),
+    )
+    .await;
+    refused(
+        &app,
+        SUBMIT_FEEDBACK,
+        json!({ "input": { "patientId": patient, "kind": "NPS", "score": 9, "submittedAt": "not a time" } }),
+        "BAD_USER_INPUT",
+        Some("input.submittedAt"),
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------- feedback
@@ -820,7 +873,14 @@ async fn malformed_ids_are_bad_input(app: TestApp) {
     let journey = app.start_journey(&patient, &pathway.id).await;
     let upper = format!("pat_{}", "ABCDEF0123456789".repeat(2));
 
-    for bad in ["nope", "pat_zz", "", "pat_", upper.as_str(), journey.as_str()] {
+    for bad in [
+        "nope",
+        "pat_zz",
+        "",
+        "pat_",
+        upper.as_str(),
+        journey.as_str(),
+    ] {
         refused(
             &app,
             "query($id: ID!) { patient(id: $id) { id } }",
@@ -1064,7 +1124,10 @@ async fn malformed_cursors_are_bad_input(app: TestApp) {
     app.start_journey(&patient, &pathway.id).await;
     let cases = [
         (r#"{ patients(after: "garbage") { totalCount } }"#, "after"),
-        (r#"{ patients(before: "garbage") { totalCount } }"#, "before"),
+        (
+            r#"{ patients(before: "garbage") { totalCount } }"#,
+            "before",
+        ),
         // Valid base64 ("hello"), not a cursor.
         (r#"{ patients(after: "aGVsbG8") { totalCount } }"#, "after"),
         (r#"{ patients(after: "") { totalCount } }"#, "after"),
@@ -1095,7 +1158,10 @@ async fn malformed_cursors_are_bad_input(app: TestApp) {
 
     // A real cursor works.
     let first = app
-        .gql("{ patients(first: 1) { pageInfo { endCursor } } }", json!({}))
+        .gql(
+            "{ patients(first: 1) { pageInfo { endCursor } } }",
+            json!({}),
+        )
         .await;
     let cursor = first.data()["patients"]["pageInfo"]["endCursor"].clone();
     app.gql(
@@ -1124,10 +1190,24 @@ async fn broken_documents_are_refused(app: TestApp) {
         "{ patients { bogus } }",
         "{ patients(size: 3) { totalCount } }",
         "{ patients }",
-        r#"mutation { createPatient(input: { givenName: "Ana" }) { patient { id } } }"#,
+        "{ patient(id: $undeclared) { id } }",
     ] {
         refused(&app, invalid, json!({}), "GRAPHQL_VALIDATION_FAILED", None).await;
     }
+    // A required input field left out is bad input for that argument.
+    let missing = refused(
+        &app,
+        r#"mutation { createPatient(input: { givenName: "Ana" }) { patient { id } } }"#,
+        json!({}),
+        "BAD_USER_INPUT",
+        None,
+    )
+    .await;
+    assert!(
+        missing.field().is_some_and(|f| f.starts_with("input")),
+        "expected a field under input: {}",
+        missing.body
+    );
     refused(
         &app,
         r#"{ patients(first: "ten") { totalCount } }"#,
@@ -1197,7 +1277,14 @@ async fn over_deep_queries_are_refused(app: TestApp) {
       fragment K on Journey { patient { journeys { patient { journeys { ...L } } } } }
       fragment L on Journey { patient { journeys { patient { journeys { id } } } } }
     "#;
-    refused(&app, fragments, json!({}), "GRAPHQL_VALIDATION_FAILED", None).await;
+    refused(
+        &app,
+        fragments,
+        json!({}),
+        "GRAPHQL_VALIDATION_FAILED",
+        None,
+    )
+    .await;
 }
 
 on_both_backends!(
@@ -1207,6 +1294,7 @@ on_both_backends!(
     over_long_strings_name_their_field,
     create_patient_rejects_bad_tags,
     create_patient_rejects_future_birth_date,
+    unparsable_scalars_name_their_field,
     feedback_scores_are_checked_per_kind,
     touchpoint_emotion_and_time_are_checked,
     move_to_a_stage_of_another_pathway_is_refused,

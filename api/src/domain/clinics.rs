@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::{api_tokens, clinics};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{IntoActiveModel, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -60,14 +60,7 @@ pub async fn create(
         created_at: now(),
     };
     let txn = db.begin_write().await?;
-    clinics::Entity::insert(clinics::ActiveModel {
-        id: Set(clinic.id),
-        name: Set(clinic.name.clone()),
-        slug: Set(clinic.slug.clone()),
-        timezone: Set(clinic.timezone.clone()),
-        event_seq: Set(0),
-        created_at: Set(clinic.created_at),
-    })
+    clinics::Entity::insert(clinic.clone().into_active_model())
     .exec_without_returning(&*txn)
     .await?;
     txn.commit().await?;
@@ -102,19 +95,7 @@ pub async fn create_token(
         created_at: now(),
     };
     let txn = db.begin_write().await?;
-    api_tokens::Entity::insert(api_tokens::ActiveModel {
-        id: Set(token.id),
-        clinic_id: Set(token.clinic_id),
-        name: Set(token.name.clone()),
-        prefix: Set(token.prefix.clone()),
-        secret_hash: Set(token.secret_hash.clone()),
-        scopes: Set(token.scopes.clone()),
-        created_by_staff_id: Set(None),
-        expires_at: Set(token.expires_at),
-        last_used_at: Set(None),
-        revoked_at: Set(None),
-        created_at: Set(token.created_at),
-    })
+    api_tokens::Entity::insert(token.clone().into_active_model())
     .exec_without_returning(&*txn)
     .await?;
     txn.commit().await?;

@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use entity::{feedback, journeys, patients, staff, touchpoints};
-use sea_orm::{ActiveValue::Set, EntityTrait};
+use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    DomainError, DomainResult, FeedbackKind, Store,
+    DomainError, DomainResult, FeedbackKind, JourneyStatus, Store, follow_ups,
     journeys::stage_at,
     page::{Keyset, Sort},
     validate,
@@ -164,22 +164,15 @@ pub async fn submit(
         comment,
         submitted_at,
     };
-    feedback::Entity::insert(feedback::ActiveModel {
-        id: Set(feedback.id),
-        clinic_id: Set(feedback.clinic_id),
-        patient_id: Set(feedback.patient_id),
-        journey_id: Set(feedback.journey_id),
-        stage_id: Set(feedback.stage_id),
-        touchpoint_id: Set(feedback.touchpoint_id),
-        staff_id: Set(feedback.staff_id),
-        kind: Set(feedback.kind.clone()),
-        score: Set(feedback.score),
-        comment: Set(feedback.comment.clone()),
-        submitted_at: Set(feedback.submitted_at),
-    })
+    feedback::Entity::insert(feedback.clone().into_active_model())
     .exec_without_returning(&*write.txn)
     .await?;
     let id = IdKind::Feedback.encode(feedback.id);
+    let detractor = match (input.kind, feedback.score) {
+        (FeedbackKind::Nps, Some(score)) => score <= 6,
+        (FeedbackKind::Csat, Some(score)) => score <= 2,
+        _ => false,
+    };
     write.emit(
         EventType::FeedbackSubmitted,
         id.clone(),
@@ -192,9 +185,33 @@ pub async fn submit(
             "kind": feedback.kind,
             "score": feedback.score,
             "hasComment": feedback.comment.is_some(),
+            "detractor": detractor,
             "submittedAt": timestamp(feedback.submitted_at),
         }),
     );
+    if detractor {
+        // A detractor gets a call within 24 hours: on the journey the feedback
+        // is about, else on the patient's latest active journey.
+        let journey = match journey {
+            Some(journey) => Some(journey),
+            None => who
+                .select::<journeys::Entity>()
+                .filter(journeys::Column::PatientId.eq(patient.id))
+                .filter(journeys::Column::Status.eq(JourneyStatus::Active.as_str()))
+                .order_by_desc(journeys::Column::StartedAt)
+                .one(&*write.txn)
+                .await?,
+        };
+        if let Some(journey) = journey {
+            let reason = format!(
+                "Service recovery: {} {} — call the patient within 24 hours",
+                feedback.kind,
+                feedback.score.unwrap_or_default()
+            );
+            follow_ups::schedule_service_recovery(&mut write, &journey, feedback.stage_id, feedback.submitted_at, reason)
+                .await?;
+        }
+    }
     write.commit().await?;
     Ok(feedback)
 }

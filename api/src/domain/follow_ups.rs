@@ -4,14 +4,14 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::{follow_up_rules, follow_ups, journeys, touchpoints};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     QueryTrait, Select, sea_query::Expr,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    DomainError, DomainResult, FollowUpStatus, Store, Write,
+    DomainError, DomainResult, FollowUpKind, FollowUpStatus, Store, Write,
     page::{Keyset, Page, PageRequest, Sort, SortKey, finish},
 };
 use crate::{
@@ -140,6 +140,7 @@ pub(crate) async fn schedule_for_stage(
             patient_id: journey.patient_id,
             stage_id: Some(stage_id),
             rule_id: Some(rule.id),
+            kind: FollowUpKind::StageRule.as_str().to_string(),
             due_at: entered_at + Duration::hours(rule.delay_hours.into()),
             channel: rule.channel.clone(),
             note: rule.note.clone(),
@@ -156,49 +157,15 @@ pub(crate) async fn schedule_for_stage(
     if scheduled.is_empty() {
         return Ok(scheduled);
     }
-    follow_ups::Entity::insert_many(scheduled.iter().cloned().map(active))
+    follow_ups::Entity::insert_many(scheduled.iter().cloned().map(IntoActiveModel::into_active_model))
         .exec_without_returning(&*write.txn)
         .await?;
     for follow_up in &scheduled {
-        let id = IdKind::FollowUp.encode(follow_up.id);
-        write.emit(
-            EventType::FollowUpScheduled,
-            id.clone(),
-            json!({
-                "followUpId": id,
-                "journeyId": IdKind::Journey.encode(follow_up.journey_id),
-                "patientId": IdKind::Patient.encode(follow_up.patient_id),
-                "stageId": follow_up.stage_id.map(|s| IdKind::Stage.encode(s)),
-                "dueAt": timestamp(follow_up.due_at),
-                "channel": follow_up.channel,
-                "assigneeId": follow_up.assignee_staff_id.map(|s| IdKind::Staff.encode(s)),
-            }),
-        );
+        emit_scheduled(write, follow_up);
     }
     Ok(scheduled)
 }
 
-fn active(model: follow_ups::Model) -> follow_ups::ActiveModel {
-    follow_ups::ActiveModel {
-        id: Set(model.id),
-        clinic_id: Set(model.clinic_id),
-        journey_id: Set(model.journey_id),
-        patient_id: Set(model.patient_id),
-        stage_id: Set(model.stage_id),
-        rule_id: Set(model.rule_id),
-        due_at: Set(model.due_at),
-        channel: Set(model.channel),
-        note: Set(model.note),
-        assignee_staff_id: Set(model.assignee_staff_id),
-        status: Set(model.status),
-        completed_at: Set(model.completed_at),
-        completed_by_touchpoint_id: Set(model.completed_by_touchpoint_id),
-        cancelled_at: Set(model.cancelled_at),
-        cancel_reason: Set(model.cancel_reason),
-        overdue_notified_at: Set(model.overdue_notified_at),
-        created_at: Set(model.created_at),
-    }
-}
 
 /// Cancels a journey's open follow-ups: all of them (`leaving_stage: None`),
 /// or those of the stage being left whose rule says so. Returns their ids.
@@ -261,7 +228,8 @@ pub async fn complete(
     let mut write = store.write(who).await?;
     let follow_up = who
         .get::<follow_ups::Entity, _>(&*write.txn, follow_up_id, "follow-up")
-        .await?;
+        .await
+        .map_err(|e| e.referenced_by("followUpId"))?;
     if let Some(touchpoint_id) = touchpoint_id {
         let touchpoint = who
             .get::<touchpoints::Entity, _>(&*write.txn, touchpoint_id, "touchpoint")
@@ -330,4 +298,130 @@ pub(crate) async fn complete_in(
         }),
     );
     Ok(follow_up)
+}
+
+/// Schedules a service-recovery call on `journey` for a detractor: due 24 h
+/// after the feedback, assigned to the journey's owner. One open service
+/// recovery per journey is enough; returns `None` when one is already open.
+pub(crate) async fn schedule_service_recovery(
+    write: &mut Write<'_>,
+    journey: &journeys::Model,
+    stage_id: Option<Uuid>,
+    feedback_at: DateTime<Utc>,
+    reason: String,
+) -> DomainResult<Option<follow_ups::Model>> {
+    let already = write
+        .who
+        .select::<follow_ups::Entity>()
+        .filter(follow_ups::Column::JourneyId.eq(journey.id))
+        .filter(follow_ups::Column::Kind.eq(FollowUpKind::ServiceRecovery.as_str()))
+        .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
+        .count(&*write.txn)
+        .await?;
+    if already > 0 {
+        return Ok(None);
+    }
+    let follow_up = follow_ups::Model {
+        id: ids::new_id(),
+        clinic_id: journey.clinic_id,
+        journey_id: journey.id,
+        patient_id: journey.patient_id,
+        stage_id,
+        rule_id: None,
+        kind: FollowUpKind::ServiceRecovery.as_str().to_string(),
+        due_at: feedback_at + Duration::hours(24),
+        channel: crate::domain::Channel::Phone.as_str().to_string(),
+        note: Some(reason),
+        assignee_staff_id: journey.owner_staff_id,
+        status: FollowUpStatus::Open.as_str().to_string(),
+        completed_at: None,
+        completed_by_touchpoint_id: None,
+        cancelled_at: None,
+        cancel_reason: None,
+        overdue_notified_at: None,
+        created_at: write.now,
+    };
+    follow_ups::Entity::insert(follow_up.clone().into_active_model())
+        .exec_without_returning(&*write.txn)
+        .await?;
+    emit_scheduled(write, &follow_up);
+    Ok(Some(follow_up))
+}
+
+fn emit_scheduled(write: &mut Write<'_>, follow_up: &follow_ups::Model) {
+    let id = IdKind::FollowUp.encode(follow_up.id);
+    write.emit(
+        EventType::FollowUpScheduled,
+        id.clone(),
+        json!({
+            "followUpId": id,
+            "kind": follow_up.kind,
+            "journeyId": IdKind::Journey.encode(follow_up.journey_id),
+            "patientId": IdKind::Patient.encode(follow_up.patient_id),
+            "stageId": follow_up.stage_id.map(|s| IdKind::Stage.encode(s)),
+            "dueAt": timestamp(follow_up.due_at),
+            "channel": follow_up.channel,
+            "assigneeId": follow_up.assignee_staff_id.map(|s| IdKind::Staff.encode(s)),
+        }),
+    );
+}
+
+/// Announces follow-ups that became overdue: marks up to `limit` of them and
+/// emits `follow_up.overdue` for each, exactly once even when several
+/// replicas sweep at the same time (the conditional update lets one win).
+/// Returns how many were announced.
+pub async fn sweep_overdue(store: &Store, limit: u64) -> DomainResult<usize> {
+    let now = super::now();
+    // The sweeper works for every clinic; each clinic's batch is then written
+    // under that clinic's system principal.
+    #[allow(clippy::disallowed_methods)]
+    let due: Vec<(Uuid, Uuid)> = follow_ups::Entity::find()
+        .select_only()
+        .column(follow_ups::Column::Id)
+        .column(follow_ups::Column::ClinicId)
+        .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
+        .filter(follow_ups::Column::OverdueNotifiedAt.is_null())
+        .filter(follow_ups::Column::DueAt.lt(now))
+        .order_by_asc(follow_ups::Column::DueAt)
+        .limit(limit)
+        .into_tuple()
+        .all(store.db.conn())
+        .await?;
+    let mut by_clinic: std::collections::BTreeMap<Uuid, Vec<Uuid>> = Default::default();
+    for (id, clinic) in due {
+        by_clinic.entry(clinic).or_default().push(id);
+    }
+    let mut announced = 0;
+    for (clinic, ids) in by_clinic {
+        let system = Principal::system(clinic);
+        let mut write = store.write(&system).await?;
+        let marked = system
+            .update_rows::<follow_ups::Entity>()
+            .col_expr(follow_ups::Column::OverdueNotifiedAt, Expr::value(write.now))
+            .filter(follow_ups::Column::Id.is_in(ids))
+            .filter(follow_ups::Column::OverdueNotifiedAt.is_null())
+            .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
+            .exec_with_returning(&*write.txn)
+            .await?;
+        for follow_up in &marked {
+            let id = IdKind::FollowUp.encode(follow_up.id);
+            write.emit(
+                EventType::FollowUpOverdue,
+                id.clone(),
+                json!({
+                    "followUpId": id,
+                    "kind": follow_up.kind,
+                    "journeyId": IdKind::Journey.encode(follow_up.journey_id),
+                    "patientId": IdKind::Patient.encode(follow_up.patient_id),
+                    "stageId": follow_up.stage_id.map(|s| IdKind::Stage.encode(s)),
+                    "dueAt": timestamp(follow_up.due_at),
+                    "channel": follow_up.channel,
+                    "assigneeId": follow_up.assignee_staff_id.map(|s| IdKind::Staff.encode(s)),
+                }),
+            );
+        }
+        announced += marked.len();
+        write.commit().await?;
+    }
+    Ok(announced)
 }

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::{journeys, pathways, patients, staff, stage_transitions, stages};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    IntoActiveModel, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, Select, sea_query::Expr,
 };
 use serde_json::{Value, json};
@@ -265,20 +265,7 @@ async fn insert_transition(
         actor_id: write.who.actor.id(),
         note,
     };
-    stage_transitions::Entity::insert(stage_transitions::ActiveModel {
-        id: Set(transition.id),
-        clinic_id: Set(transition.clinic_id),
-        journey_id: Set(transition.journey_id),
-        pathway_id: Set(transition.pathway_id),
-        kind: Set(transition.kind.clone()),
-        from_stage_id: Set(transition.from_stage_id),
-        to_stage_id: Set(transition.to_stage_id),
-        seconds_in_from_stage: Set(transition.seconds_in_from_stage),
-        occurred_at: Set(transition.occurred_at),
-        actor_kind: Set(transition.actor_kind.clone()),
-        actor_id: Set(transition.actor_id),
-        note: Set(transition.note.clone()),
-    })
+    stage_transitions::Entity::insert(transition.clone().into_active_model())
     .exec_without_returning(&*write.txn)
     .await?;
     Ok(transition)
@@ -378,22 +365,7 @@ pub async fn start(
         end_reason: None,
         updated_at: write.now,
     };
-    journeys::Entity::insert(journeys::ActiveModel {
-        id: Set(journey.id),
-        clinic_id: Set(journey.clinic_id),
-        patient_id: Set(journey.patient_id),
-        pathway_id: Set(journey.pathway_id),
-        current_stage_id: Set(journey.current_stage_id),
-        status: Set(journey.status.clone()),
-        stage_entered_at: Set(journey.stage_entered_at),
-        stalls_at: Set(journey.stalls_at),
-        owner_staff_id: Set(journey.owner_staff_id),
-        version: Set(journey.version),
-        started_at: Set(journey.started_at),
-        ended_at: Set(None),
-        end_reason: Set(None),
-        updated_at: Set(journey.updated_at),
-    })
+    journeys::Entity::insert(journey.clone().into_active_model())
     .exec_without_returning(&*write.txn)
     .await?;
     let transition = insert_transition(

@@ -103,6 +103,18 @@ vocabulary!(
 );
 
 vocabulary!(
+    /// Why a follow-up exists.
+    FollowUpKind {
+        /// Scheduled by a rule of the stage the journey entered.
+        StageRule => "STAGE_RULE",
+        /// Scheduled because the patient gave detractor feedback.
+        ServiceRecovery => "SERVICE_RECOVERY",
+        /// Scheduled by a person.
+        Manual => "MANUAL",
+    }
+);
+
+vocabulary!(
     /// What a stage transition was.
     TransitionKind {
         Started => "STARTED",

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use entity::{follow_up_rules, journeys, pathways, stages};
 use sea_orm::{
-    ActiveValue::Set,
+    IntoActiveModel,
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     sea_query::{Expr, ExprTrait},
 };
@@ -202,18 +202,7 @@ async fn insert_stage(
         terminal: stage.terminal,
         created_at: write.now,
     };
-    stages::Entity::insert(stages::ActiveModel {
-        id: Set(model.id),
-        clinic_id: Set(model.clinic_id),
-        pathway_id: Set(model.pathway_id),
-        key: Set(model.key.clone()),
-        name: Set(model.name.clone()),
-        category: Set(model.category.clone()),
-        position: Set(model.position),
-        target_hours: Set(model.target_hours),
-        terminal: Set(model.terminal),
-        created_at: Set(model.created_at),
-    })
+    stages::Entity::insert(model.clone().into_active_model())
     .exec_without_returning(&*write.txn)
     .await?;
     insert_rules(write, model.id, &stage.follow_up_rules).await?;
@@ -224,15 +213,18 @@ async fn insert_rules(write: &Write<'_>, stage_id: Uuid, rules: &[RuleDraft]) ->
     if rules.is_empty() {
         return Ok(());
     }
-    follow_up_rules::Entity::insert_many(rules.iter().map(|rule| follow_up_rules::ActiveModel {
-        id: Set(ids::new_id()),
-        clinic_id: Set(write.who.clinic_id),
-        stage_id: Set(stage_id),
-        delay_hours: Set(rule.delay_hours),
-        channel: Set(rule.channel.as_str().to_string()),
-        note: Set(rule.note.clone()),
-        cancel_on_stage_exit: Set(rule.cancel_on_stage_exit),
-        created_at: Set(write.now),
+    follow_up_rules::Entity::insert_many(rules.iter().map(|rule| {
+        follow_up_rules::Model {
+            id: ids::new_id(),
+            clinic_id: write.who.clinic_id,
+            stage_id,
+            delay_hours: rule.delay_hours,
+            channel: rule.channel.as_str().to_string(),
+            note: rule.note.clone(),
+            cancel_on_stage_exit: rule.cancel_on_stage_exit,
+            created_at: write.now,
+        }
+        .into_active_model()
     }))
     .exec_without_returning(&*write.txn)
     .await?;
@@ -287,15 +279,7 @@ pub async fn create(
         created_at: write.now,
         updated_at: write.now,
     };
-    pathways::Entity::insert(pathways::ActiveModel {
-        id: Set(pathway.id),
-        clinic_id: Set(pathway.clinic_id),
-        name: Set(pathway.name.clone()),
-        description: Set(pathway.description.clone()),
-        archived_at: Set(None),
-        created_at: Set(pathway.created_at),
-        updated_at: Set(pathway.updated_at),
-    })
+    pathways::Entity::insert(pathway.clone().into_active_model())
     .exec_without_returning(&*write.txn)
     .await?;
     for (position, stage) in stages.iter().enumerate() {
@@ -317,7 +301,8 @@ pub async fn update(
     let write = store.write(who).await?;
     let mut pathway = who
         .get::<pathways::Entity, _>(&*write.txn, id, "pathway")
-        .await?;
+        .await
+        .map_err(|e| e.referenced_by("pathwayId"))?;
     if let Some(name) = name {
         let name = validate::required_text("name", &name, validate::SHORT_TEXT)?;
         if name != pathway.name {
@@ -349,7 +334,8 @@ pub async fn archive(store: &Store, who: &Principal, id: Uuid) -> DomainResult<p
     let write = store.write(who).await?;
     let mut pathway = who
         .get::<pathways::Entity, _>(&*write.txn, id, "pathway")
-        .await?;
+        .await
+        .map_err(|e| e.referenced_by("pathwayId"))?;
     if pathway.archived_at.is_none() {
         pathway.archived_at = Some(write.now);
         pathway.updated_at = write.now;
@@ -379,7 +365,8 @@ pub async fn add_stage(
     let draft = check_stage("stage", &draft)?;
     let write = store.write(who).await?;
     who.get::<pathways::Entity, _>(&*write.txn, pathway_id, "pathway")
-        .await?;
+        .await
+        .map_err(|e| e.referenced_by("pathwayId"))?;
     let existing = stages_of(&*write.txn, who, pathway_id).await?;
     if existing.len() >= MAX_STAGES {
         return Err(DomainError::invalid(
@@ -431,7 +418,8 @@ pub async fn update_stage(
     let write = store.write(who).await?;
     let mut stage = who
         .get::<stages::Entity, _>(&*write.txn, stage_id, "stage")
-        .await?;
+        .await
+        .map_err(|e| e.referenced_by("stageId"))?;
     if let Some(name) = name {
         stage.name = validate::required_text("name", &name, validate::SHORT_TEXT)?;
     }
@@ -501,7 +489,8 @@ pub async fn reorder_stages(
     require_manage(who)?;
     let write = store.write(who).await?;
     who.get::<pathways::Entity, _>(&*write.txn, pathway_id, "pathway")
-        .await?;
+        .await
+        .map_err(|e| e.referenced_by("pathwayId"))?;
     let mut stages = stages_of(&*write.txn, who, pathway_id).await?;
     let current: HashSet<Uuid> = stages.iter().map(|s| s.id).collect();
     let given: HashSet<Uuid> = stage_ids.iter().copied().collect();
@@ -544,7 +533,8 @@ pub async fn set_follow_up_rules(
     let write = store.write(who).await?;
     let stage = who
         .get::<stages::Entity, _>(&*write.txn, stage_id, "stage")
-        .await?;
+        .await
+        .map_err(|e| e.referenced_by("stageId"))?;
     who.delete_rows::<follow_up_rules::Entity>()
         .filter(follow_up_rules::Column::StageId.eq(stage_id))
         .exec(&*write.txn)

@@ -3,7 +3,7 @@
 use chrono::NaiveDate;
 use entity::{journeys, patients};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
     IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait, Select, sea_query::Expr,
 };
 use serde_json::json;
@@ -412,28 +412,7 @@ async fn insert(
     write: &super::Write<'_>,
     patient: patients::Model,
 ) -> DomainResult<patients::Model> {
-    let active = patients::ActiveModel {
-        id: Set(patient.id),
-        clinic_id: Set(patient.clinic_id),
-        external_id: Set(patient.external_id.clone()),
-        given_name: Set(patient.given_name.clone()),
-        family_name: Set(patient.family_name.clone()),
-        email: Set(patient.email.clone()),
-        phone: Set(patient.phone.clone()),
-        birth_date: Set(patient.birth_date),
-        preferred_channel: Set(patient.preferred_channel.clone()),
-        source: Set(patient.source.clone()),
-        tags: Set(patient.tags.clone()),
-        consent_sms: Set(patient.consent_sms),
-        consent_email: Set(patient.consent_email),
-        consent_marketing: Set(patient.consent_marketing),
-        search_text: Set(patient.search_text.clone()),
-        archived_at: Set(None),
-        erased_at: Set(None),
-        created_at: Set(patient.created_at),
-        updated_at: Set(patient.updated_at),
-    };
-    patients::Entity::insert(active)
+    patients::Entity::insert(patient.clone().into_active_model())
         .exec_without_returning(&*write.txn)
         .await?;
     Ok(patient)
@@ -459,7 +438,8 @@ pub async fn update(
     let mut write = store.write(who).await?;
     let current = who
         .get::<patients::Entity, _>(&*write.txn, id, "patient")
-        .await?;
+        .await
+        .map_err(|e| e.referenced_by("patientId"))?;
     let (patient, _) = update_in(&mut write, current, fields).await?;
     write.commit().await?;
     Ok(patient)
@@ -490,21 +470,8 @@ async fn update_in(
         .await?;
     }
     patient.updated_at = write.now;
-    let mut active = current.into_active_model();
-    active.external_id = Set(patient.external_id.clone());
-    active.given_name = Set(patient.given_name.clone());
-    active.family_name = Set(patient.family_name.clone());
-    active.email = Set(patient.email.clone());
-    active.phone = Set(patient.phone.clone());
-    active.birth_date = Set(patient.birth_date);
-    active.preferred_channel = Set(patient.preferred_channel.clone());
-    active.source = Set(patient.source.clone());
-    active.tags = Set(patient.tags.clone());
-    active.consent_sms = Set(patient.consent_sms);
-    active.consent_email = Set(patient.consent_email);
-    active.consent_marketing = Set(patient.consent_marketing);
-    active.search_text = Set(patient.search_text.clone());
-    active.updated_at = Set(patient.updated_at);
+    // Every column is written: the row is the patient as validated above.
+    let active = patient.clone().into_active_model().reset_all();
     active.update(&*write.txn).await?;
     let id = IdKind::Patient.encode(patient.id);
     write.emit(

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::{follow_ups, journeys, patients, staff, touchpoints};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{IntoActiveModel, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -155,23 +155,7 @@ pub async fn log(
         external_ref,
         created_at: write.now,
     };
-    touchpoints::Entity::insert(touchpoints::ActiveModel {
-        id: Set(touchpoint.id),
-        clinic_id: Set(touchpoint.clinic_id),
-        patient_id: Set(touchpoint.patient_id),
-        journey_id: Set(touchpoint.journey_id),
-        stage_id: Set(touchpoint.stage_id),
-        channel: Set(touchpoint.channel.clone()),
-        direction: Set(touchpoint.direction.clone()),
-        kind: Set(touchpoint.kind.clone()),
-        summary: Set(touchpoint.summary.clone()),
-        occurred_at: Set(touchpoint.occurred_at),
-        staff_id: Set(touchpoint.staff_id),
-        emotion: Set(touchpoint.emotion),
-        moment_of_truth: Set(touchpoint.moment_of_truth),
-        external_ref: Set(touchpoint.external_ref.clone()),
-        created_at: Set(touchpoint.created_at),
-    })
+    touchpoints::Entity::insert(touchpoint.clone().into_active_model())
     .exec_without_returning(&*write.txn)
     .await?;
     let id = IdKind::Touchpoint.encode(touchpoint.id);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use entity::{clinics, events};
 use sea_orm::{
-    ActiveValue::Set,
+    IntoActiveModel,
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Query},
 };
@@ -173,15 +173,7 @@ impl Outbox {
                 occurred_at,
             })
             .collect();
-        events::Entity::insert_many(rows.iter().cloned().map(|model| events::ActiveModel {
-            id: Set(model.id),
-            clinic_id: Set(model.clinic_id),
-            sequence: Set(model.sequence),
-            event_type: Set(model.event_type),
-            subject: Set(model.subject),
-            data: Set(model.data),
-            occurred_at: Set(model.occurred_at),
-        }))
+        events::Entity::insert_many(rows.iter().cloned().map(IntoActiveModel::into_active_model))
         .exec_without_returning(txn)
         .await?;
         Ok(rows)

@@ -639,3 +639,12 @@ pub struct SetStageFollowUpRulesInput {
     /// The new rules (at most 10).
     pub rules: Vec<FollowUpRuleInput>,
 }
+
+/// A span of time.
+#[derive(InputObject)]
+pub struct TimeWindowInput {
+    /// Start (inclusive).
+    pub from: DateTime<Utc>,
+    /// End (exclusive).
+    pub to: DateTime<Utc>,
+}

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::{
     connection::{Conn, ConnectionTotals, connection},
     context::{ContextExt, decode_id},
-    inputs::{FollowUpFilter, JourneyFilter, PatientFilter},
+    inputs::{FollowUpFilter, JourneyFilter, PatientFilter, TimeWindowInput},
     types::{FollowUp, Journey, JourneyEvent, JourneyMap, Node, Pathway, Patient, Viewer},
 };
 use crate::{
@@ -259,12 +259,21 @@ impl Query {
             DateTime<Utc>,
         >,
         #[graphql(desc = "End of the window (default: now).")] to: Option<DateTime<Utc>>,
+        #[graphql(
+            desc = "An earlier window to compare with: every stage then gets `previous` and `change`."
+        )]
+        compare_to: Option<TimeWindowInput>,
     ) -> async_graphql::Result<JourneyMap> {
         let pathway_id = decode_id(IdKind::Pathway, "pathwayId", &pathway_id)?;
         let who = ctx.principal()?;
         let window = analytics::Window::new(from, to)?;
+        let compare_to = compare_to
+            .map(|w| {
+                analytics::Window::new(Some(w.from), Some(w.to)).map_err(|e| e.under("compareTo"))
+            })
+            .transpose()?;
         Ok(JourneyMap(
-            analytics::journey_map(ctx.store(), who, pathway_id, window).await?,
+            analytics::journey_map(ctx.store(), who, pathway_id, window, compare_to).await?,
         ))
     }
 

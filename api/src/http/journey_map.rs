@@ -85,7 +85,7 @@ pub async fn svg(
         (Err(message), _) | (_, Err(message)) => return text(StatusCode::BAD_REQUEST, message),
     };
     let result = match analytics::Window::new(from, to) {
-        Ok(window) => analytics::journey_map(&state.store, &principal, pathway_id, window).await,
+        Ok(window) => analytics::journey_map(&state.store, &principal, pathway_id, window, None).await,
         Err(e) => Err(e),
     };
     match result {

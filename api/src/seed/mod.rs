@@ -24,7 +24,7 @@ use self::clinic::{PATHWAYS, PathwaySpec, StageSpec};
 use crate::{
     db::Db,
     domain::{
-        Direction, DomainResult, FeedbackKind, FollowUpStatus, JourneyStatus, StageCategory,
+        Direction, DomainResult, FeedbackKind, FollowUpKind, FollowUpStatus, JourneyStatus, StageCategory,
         TransitionKind,
     },
 };
@@ -508,6 +508,7 @@ fn simulate(
                 patient_id: patient.id,
                 stage_id: Some(stage.row.id),
                 rule_id: Some(rule.id),
+                kind: FollowUpKind::StageRule.as_str().into(),
                 due_at: due,
                 channel: rule.channel.clone(),
                 note: rule.note.clone(),
@@ -600,6 +601,33 @@ fn simulate(
                 };
                 let at = exit - Duration::minutes(rng.random_range(5..600)).min(exit - entered);
                 let touchpoint = stage_touchpoints.last().map(|t| t.id);
+                let detractor = match feedback_spec.kind {
+                    FeedbackKind::Nps => score <= 6,
+                    FeedbackKind::Csat => score <= 2,
+                    _ => false,
+                };
+                if detractor {
+                    follow_ups.push(follow_ups::Model {
+                        id: id_at(rng, at),
+                        clinic_id,
+                        journey_id,
+                        patient_id: patient.id,
+                        stage_id: Some(stage.row.id),
+                        rule_id: None,
+                        kind: FollowUpKind::ServiceRecovery.as_str().into(),
+                        due_at: at + Duration::hours(24),
+                        channel: "PHONE".into(),
+                        note: Some(format!("Service recovery: {} {score}", feedback_spec.kind)),
+                        assignee_staff_id: Some(owner),
+                        status: FollowUpStatus::Open.as_str().into(),
+                        completed_at: None,
+                        completed_by_touchpoint_id: None,
+                        cancelled_at: None,
+                        cancel_reason: None,
+                        overdue_notified_at: None,
+                        created_at: at,
+                    });
+                }
                 batch.feedback.push(feedback::Model {
                     id: id_at(rng, at),
                     clinic_id,
@@ -692,6 +720,13 @@ fn simulate(
                 }
                 .into(),
             );
+        }
+    }
+
+    // History is imported, not lived: overdue follow-ups count as announced.
+    for follow_up in follow_ups.iter_mut() {
+        if follow_up.status == "OPEN" && follow_up.due_at < now {
+            follow_up.overdue_notified_at = Some(follow_up.due_at);
         }
     }
 

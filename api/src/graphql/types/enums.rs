@@ -96,6 +96,18 @@ pub enum FollowUpStatus {
     Cancelled,
 }
 
+/// Why a follow-up exists.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::FollowUpKind")]
+pub enum FollowUpKind {
+    /// Scheduled by a rule of the stage the journey entered.
+    StageRule,
+    /// Scheduled because the patient gave detractor feedback (NPS 0–6, CSAT 1–2).
+    ServiceRecovery,
+    /// Scheduled by a person.
+    Manual,
+}
+
 /// What a stage transition was.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(remote = "domain::TransitionKind")]

@@ -2,7 +2,7 @@ use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 use entity::follow_ups;
 
-use super::{Channel, FollowUpStatus, Journey, Patient, StaffMember, Stage, Touchpoint, stored};
+use super::{Channel, FollowUpKind, FollowUpStatus, Journey, Patient, StaffMember, Stage, Touchpoint, stored};
 use crate::{
     domain,
     graphql::{context::ContextExt, loaders::required},
@@ -17,6 +17,11 @@ impl FollowUp {
     /// The follow-up's global id.
     pub async fn id(&self) -> ID {
         IdKind::FollowUp.encode(self.0.id).into()
+    }
+
+    /// Why it exists: a stage rule, service recovery after detractor feedback, or by hand.
+    async fn kind(&self) -> async_graphql::Result<FollowUpKind> {
+        stored(&self.0.kind, domain::FollowUpKind::parse)
     }
 
     /// When it is due.

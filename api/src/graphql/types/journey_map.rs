@@ -1,12 +1,13 @@
 use async_graphql::{Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::{Channel, Pathway, Stage, TransitionKind};
+use super::{Channel, FeedbackKind, Pathway, Stage, TransitionKind};
 use crate::analytics::{self, Flow, StageStats};
 
 /// A pathway's journey map over a time window. Counts of moves, drops,
-/// touchpoints and feedback cover the window; `activeCount`, `stalledCount`
-/// and `overdueFollowUps` describe now.
+/// touchpoints and feedback cover the window; `activeCount`, `stalledCount`,
+/// `blindSpotCount` and `overdueFollowUps` describe the end of the window
+/// (now, by default).
 pub struct JourneyMap(pub analytics::JourneyMap);
 
 #[Object]
@@ -18,12 +19,20 @@ impl JourneyMap {
 
     /// Start of the window.
     async fn from(&self) -> DateTime<Utc> {
-        self.0.window.from
+        self.0.current.window.from
     }
 
     /// End of the window.
     async fn to(&self) -> DateTime<Utc> {
-        self.0.window.to
+        self.0.current.window.to
+    }
+
+    /// The window compared with (`compareTo`), if any.
+    async fn compared_to(&self) -> Option<TimeWindow> {
+        self.0.previous.as_ref().map(|p| TimeWindow {
+            from: p.window.from,
+            to: p.window.to,
+        })
     }
 
     /// When the map was computed.
@@ -33,14 +42,34 @@ impl JourneyMap {
 
     /// Each stage of the pathway, in order.
     async fn stages(&self) -> Vec<JourneyMapStage<'_>> {
-        self.0.stages.iter().map(JourneyMapStage).collect()
+        self.0
+            .current
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, stats)| JourneyMapStage {
+                stats,
+                previous: self.0.previous.as_ref().and_then(|p| p.stages.get(i)),
+            })
+            .collect()
     }
 
     /// Moves between stages and ends within the window, largest first.
     async fn flows(&self) -> Vec<JourneyMapFlow<'_>> {
         self.0
+            .current
             .flows
             .iter()
+            .map(|f| JourneyMapFlow(f, &self.0))
+            .collect()
+    }
+
+    /// The flows of the window compared with, largest first.
+    async fn previous_flows(&self) -> Vec<JourneyMapFlow<'_>> {
+        self.0
+            .previous
+            .iter()
+            .flat_map(|p| p.flows.iter())
             .map(|f| JourneyMapFlow(f, &self.0))
             .collect()
     }
@@ -51,8 +80,33 @@ impl JourneyMap {
     }
 }
 
+/// A span of time.
+#[derive(SimpleObject)]
+pub struct TimeWindow {
+    /// Start (inclusive).
+    pub from: DateTime<Utc>,
+    /// End (exclusive).
+    pub to: DateTime<Utc>,
+}
+
 /// How one stage is doing.
-pub struct JourneyMapStage<'a>(&'a StageStats);
+pub struct JourneyMapStage<'a> {
+    stats: &'a StageStats,
+    previous: Option<&'a StageStats>,
+}
+
+/// A low score with a comment, without the patient's identity.
+#[derive(SimpleObject)]
+pub struct PainPoint {
+    /// NPS, CSAT or CES.
+    pub kind: FeedbackKind,
+    /// The score given.
+    pub score: i32,
+    /// What the patient said.
+    pub comment: String,
+    /// When.
+    pub submitted_at: DateTime<Utc>,
+}
 
 /// Touchpoints of one channel in a stage.
 #[derive(SimpleObject)]
@@ -67,86 +121,86 @@ pub struct ChannelCount {
 impl JourneyMapStage<'_> {
     /// The stage.
     async fn stage(&self) -> Option<Stage> {
-        self.0.stage.clone().map(Stage)
+        self.stats.stage.clone().map(Stage)
     }
 
     /// Journeys in the stage now.
     async fn active_count(&self) -> i64 {
-        self.0.active as i64
+        self.stats.active as i64
     }
 
     /// Journeys that entered the stage in the window.
     async fn entered_count(&self) -> i64 {
-        self.0.entered as i64
+        self.stats.entered as i64
     }
 
     /// Journeys that left the stage in the window (forward, back, completed or dropped).
     async fn exited_count(&self) -> i64 {
-        self.0.exited as i64
+        self.stats.exited as i64
     }
 
     /// Journeys that moved on to a later stage in the window.
     async fn moved_forward_count(&self) -> i64 {
-        self.0.moved_forward as i64
+        self.stats.moved_forward as i64
     }
 
     /// Journeys that moved back to an earlier stage in the window.
     async fn moved_back_count(&self) -> i64 {
-        self.0.moved_back as i64
+        self.stats.moved_back as i64
     }
 
     /// Journeys that were completed in the stage in the window.
     async fn completed_count(&self) -> i64 {
-        self.0.completed as i64
+        self.stats.completed as i64
     }
 
     /// Journeys dropped in the stage in the window.
     async fn dropped_count(&self) -> i64 {
-        self.0.dropped as i64
+        self.stats.dropped as i64
     }
 
     /// Of the journeys that entered in the window, the share (0 to 1) that has
     /// since moved forward from this stage or completed in it.
     async fn conversion_rate(&self) -> Option<f64> {
-        self.0.conversion_rate
+        self.stats.conversion_rate
     }
 
     /// Median hours spent in the stage, over the exits of the window.
     async fn median_hours_in_stage(&self) -> Option<f64> {
-        self.0.median_hours
+        self.stats.median_hours
     }
 
     /// 90th percentile of hours spent in the stage, over the exits of the window.
     async fn p90_hours_in_stage(&self) -> Option<f64> {
-        self.0.p90_hours
+        self.stats.p90_hours
     }
 
     /// Active journeys past the stage's target hours, now.
     async fn stalled_count(&self) -> i64 {
-        self.0.stalled as i64
+        self.stats.stalled as i64
     }
 
     /// Stalled journeys nobody has been in touch with since they entered the
     /// stage: the blind spots.
     async fn blind_spot_count(&self) -> i64 {
-        self.0.blind_spots as i64
+        self.stats.blind_spots as i64
     }
 
     /// Touchpoints in the stage in the window.
     async fn touchpoint_count(&self) -> i64 {
-        self.0.touchpoints as i64
+        self.stats.touchpoints as i64
     }
 
     /// Touchpoints per journey touched in the stage.
     async fn touchpoints_per_journey(&self) -> Option<f64> {
-        (self.0.journeys_touched > 0).then(|| {
-            (self.0.touchpoints as f64 / self.0.journeys_touched as f64 * 100.0).round() / 100.0
+        (self.stats.journeys_touched > 0).then(|| {
+            (self.stats.touchpoints as f64 / self.stats.journeys_touched as f64 * 100.0).round() / 100.0
         })
     }
 
     /// Touchpoints by channel, most used first.
     async fn channel_mix(&self) -> Vec<ChannelCount> {
-        self.0
+        self.stats
             .channel_mix
             .iter()
             .map(|(channel, count)| ChannelCount {
@@ -158,37 +212,115 @@ impl JourneyMapStage<'_> {
 
     /// Average patient emotion at the stage's touchpoints, -2 to 2: the emotion curve.
     async fn average_emotion(&self) -> Option<f64> {
-        self.0.average_emotion
+        self.stats.average_emotion
     }
 
     /// Moments of truth in the stage in the window.
     async fn moments_of_truth(&self) -> i64 {
-        self.0.moments_of_truth as i64
+        self.stats.moments_of_truth as i64
     }
 
     /// Net Promoter Score of feedback about the stage, -100 to 100.
     async fn nps(&self) -> Option<f64> {
-        self.0.nps
+        self.stats.nps
     }
 
     /// NPS answers behind `nps`.
     async fn nps_responses(&self) -> i64 {
-        self.0.nps_responses as i64
+        self.stats.nps_responses as i64
     }
 
     /// Average CSAT of feedback about the stage, 1 to 5.
     async fn csat(&self) -> Option<f64> {
-        self.0.csat
+        self.stats.csat
     }
 
     /// CSAT answers behind `csat`.
     async fn csat_responses(&self) -> i64 {
-        self.0.csat_responses as i64
+        self.stats.csat_responses as i64
     }
 
-    /// Open follow-ups of the stage past due, now.
+    /// Open follow-ups of the stage past due at the end of the window.
     async fn overdue_follow_ups(&self) -> i64 {
-        self.0.overdue_follow_ups as i64
+        self.stats.overdue_follow_ups as i64
+    }
+
+    /// The worst scored comments about the stage (at most three), worst first.
+    async fn pain_points(&self) -> Vec<PainPoint> {
+        self.stats
+            .pain_points
+            .iter()
+            .map(|p| PainPoint {
+                kind: p.kind.into(),
+                score: p.score.into(),
+                comment: p.comment.clone(),
+                submitted_at: p.submitted_at,
+            })
+            .collect()
+    }
+
+    /// The same figures over the window compared with (`compareTo`).
+    async fn previous(&self) -> Option<JourneyMapStage<'_>> {
+        self.previous.map(|stats| JourneyMapStage { stats, previous: None })
+    }
+
+    /// Each figure minus its value in the window compared with; null without
+    /// `compareTo` (and, per figure, when either side has no value).
+    async fn change(&self) -> Option<JourneyMapStageChange> {
+        self.previous.map(|previous| JourneyMapStageChange::between(self.stats, previous))
+    }
+}
+
+/// How each figure of a stage changed since the window compared with.
+#[derive(SimpleObject, Default)]
+pub struct JourneyMapStageChange {
+    pub active_count: f64,
+    pub entered_count: f64,
+    pub exited_count: f64,
+    pub moved_forward_count: f64,
+    pub moved_back_count: f64,
+    pub completed_count: f64,
+    pub dropped_count: f64,
+    pub conversion_rate: Option<f64>,
+    pub median_hours_in_stage: Option<f64>,
+    pub p90_hours_in_stage: Option<f64>,
+    pub stalled_count: f64,
+    pub blind_spot_count: f64,
+    pub touchpoint_count: f64,
+    pub average_emotion: Option<f64>,
+    pub moments_of_truth: f64,
+    pub nps: Option<f64>,
+    pub csat: Option<f64>,
+    pub overdue_follow_ups: f64,
+}
+
+impl JourneyMapStageChange {
+    fn between(now: &StageStats, then: &StageStats) -> Self {
+        let n = |a: u64, b: u64| a as f64 - b as f64;
+        let o = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(((a - b) * 10_000.0).round() / 10_000.0),
+            _ => None,
+        };
+        Self {
+            active_count: n(now.active, then.active),
+            entered_count: n(now.entered, then.entered),
+            exited_count: n(now.exited, then.exited),
+            moved_forward_count: n(now.moved_forward, then.moved_forward),
+            moved_back_count: n(now.moved_back, then.moved_back),
+            completed_count: n(now.completed, then.completed),
+            dropped_count: n(now.dropped, then.dropped),
+            conversion_rate: o(now.conversion_rate, then.conversion_rate),
+            median_hours_in_stage: o(now.median_hours, then.median_hours),
+            p90_hours_in_stage: o(now.p90_hours, then.p90_hours),
+            stalled_count: n(now.stalled, then.stalled),
+            blind_spot_count: n(now.blind_spots, then.blind_spots),
+            touchpoint_count: n(now.touchpoints, then.touchpoints),
+            average_emotion: o(now.average_emotion, then.average_emotion),
+            moments_of_truth: n(now.moments_of_truth, then.moments_of_truth),
+            nps: o(now.nps, then.nps),
+            csat: o(now.csat, then.csat),
+            overdue_follow_ups: n(now.overdue_follow_ups, then.overdue_follow_ups),
+        }
     }
 }
 
@@ -221,6 +353,7 @@ impl JourneyMapFlow<'_> {
 impl JourneyMapFlow<'_> {
     fn stage(&self, id: uuid::Uuid) -> Option<Stage> {
         self.1
+            .current
             .stages
             .iter()
             .filter_map(|s| s.stage.as_ref())
