@@ -199,6 +199,35 @@ impl std::ops::Deref for WriteTxn {
     }
 }
 
+/// A raw SQL statement written with `?` placeholders, numbered `$1, $2, …`
+/// for PostgreSQL. For the few queries (analytics, unions) the query builder
+/// cannot express.
+pub fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> sea_orm::Statement {
+    let sql = match backend {
+        DbBackend::Postgres => {
+            let mut numbered = String::with_capacity(sql.len() + 16);
+            let mut n = 0;
+            for c in sql.chars() {
+                if c == '?' {
+                    n += 1;
+                    numbered.push('$');
+                    numbered.push_str(&n.to_string());
+                } else {
+                    numbered.push(c);
+                }
+            }
+            numbered
+        }
+        _ => sql.to_string(),
+    };
+    sea_orm::Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// `?, ?, …` for an `IN` list of `n` values.
+pub fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
 /// The URL with any password replaced, for log lines and error messages.
 pub fn redact(url: &str) -> String {
     match url.split_once("://") {

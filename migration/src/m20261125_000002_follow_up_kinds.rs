@@ -40,7 +40,12 @@ impl MigrationTrait for Migration {
             .execute_unprepared("DROP INDEX IF EXISTS ix_follow_ups_overdue_sweep")
             .await?;
         manager
-            .alter_table(Table::alter().table(FollowUps::Table).drop_column(FollowUps::Kind).to_owned())
+            .alter_table(
+                Table::alter()
+                    .table(FollowUps::Table)
+                    .drop_column(FollowUps::Kind)
+                    .to_owned(),
+            )
             .await
     }
 }

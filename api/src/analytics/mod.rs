@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{pathways, stages};
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
 use uuid::Uuid;
 
 use crate::{
@@ -128,26 +128,7 @@ pub struct JourneyMap {
     pub previous: Option<Figures>,
 }
 
-/// Raw SQL with `?` placeholders, numbered for PostgreSQL.
-fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = match backend {
-        DbBackend::Postgres => {
-            let mut numbered = String::with_capacity(sql.len() + 16);
-            let mut n = 0;
-            for c in sql.chars() {
-                if c == '?' {
-                    n += 1;
-                    numbered.push_str(&format!("${n}"));
-                } else {
-                    numbered.push(c);
-                }
-            }
-            numbered
-        }
-        _ => sql.to_string(),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
+use crate::db::statement;
 
 fn count(row: &QueryResult, column: &str) -> DomainResult<u64> {
     let value: Option<i64> = row.try_get("", column)?;
@@ -173,7 +154,9 @@ pub async fn journey_map(
     compare_to: Option<Window>,
 ) -> DomainResult<JourneyMap> {
     if !who.can(Permission::AnalyticsRead) {
-        return Err(DomainError::Forbidden("journey maps need the analytics:read scope".into()));
+        return Err(DomainError::Forbidden(
+            "journey maps need the analytics:read scope".into(),
+        ));
     }
     let conn = store.db.conn();
     let pathway = who
@@ -215,7 +198,10 @@ struct MapQuery<'a, C: ConnectionTrait> {
 
 impl<C: ConnectionTrait> MapQuery<'_, C> {
     async fn rows(&self, sql: &str, values: Vec<Value>) -> DomainResult<Vec<QueryResult>> {
-        Ok(self.conn.query_all_raw(statement(self.backend, sql, values)).await?)
+        Ok(self
+            .conn
+            .query_all_raw(statement(self.backend, sql, values))
+            .await?)
     }
 
     async fn figures(&self, window: Window) -> DomainResult<Figures> {
@@ -293,7 +279,11 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
     /// Journeys in each stage at a past moment, replayed from the history: a
     /// journey is where its last start or move before `at` put it, unless it
     /// ended by then.
-    async fn occupancy_at(&self, stats: &mut HashMap<Uuid, StageStats>, at: DateTime<Utc>) -> DomainResult<()> {
+    async fn occupancy_at(
+        &self,
+        stats: &mut HashMap<Uuid, StageStats>,
+        at: DateTime<Utc>,
+    ) -> DomainResult<()> {
         // A stage's stall threshold: entered before `at` minus its target.
         let mut stalled_case = String::from("CASE");
         let mut stalled_values: Vec<Value> = Vec::new();
@@ -348,7 +338,11 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
     }
 
     /// Every transition of the window, by kind and stages: entries, exits, flows.
-    async fn movements(&self, stats: &mut HashMap<Uuid, StageStats>, window: Window) -> DomainResult<Vec<Flow>> {
+    async fn movements(
+        &self,
+        stats: &mut HashMap<Uuid, StageStats>,
+        window: Window,
+    ) -> DomainResult<Vec<Flow>> {
         let rows = self
             .rows(
                 "SELECT kind, from_stage_id, to_stage_id, COUNT(*) AS n \
@@ -370,12 +364,16 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
             let from_stage: Option<Uuid> = row.try_get("", "from_stage_id")?;
             let to_stage: Uuid = row.try_get("", "to_stage_id")?;
             let n = count(&row, "n")?;
-            if matches!(kind, TransitionKind::Started | TransitionKind::Forward | TransitionKind::Backward)
-                && let Some(s) = stats.get_mut(&to_stage)
+            if matches!(
+                kind,
+                TransitionKind::Started | TransitionKind::Forward | TransitionKind::Backward
+            ) && let Some(s) = stats.get_mut(&to_stage)
             {
                 s.entered += n;
             }
-            let Some(from_stage) = from_stage else { continue };
+            let Some(from_stage) = from_stage else {
+                continue;
+            };
             if let Some(s) = stats.get_mut(&from_stage) {
                 s.exited += n;
                 match kind {
@@ -386,7 +384,8 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
                     TransitionKind::Started => {}
                 }
             }
-            let to = matches!(kind, TransitionKind::Forward | TransitionKind::Backward).then_some(to_stage);
+            let to = matches!(kind, TransitionKind::Forward | TransitionKind::Backward)
+                .then_some(to_stage);
             flows.push(Flow {
                 from: from_stage,
                 to,
@@ -394,13 +393,22 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
                 count: n,
             });
         }
-        flows.sort_by(|a, b| b.count.cmp(&a.count).then(a.from.cmp(&b.from)).then(a.to.cmp(&b.to)));
+        flows.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(a.from.cmp(&b.from))
+                .then(a.to.cmp(&b.to))
+        });
         Ok(flows)
     }
 
     /// Of the journeys that entered a stage in the window, how many have since
     /// moved forward from it (or completed there).
-    async fn conversion(&self, stats: &mut HashMap<Uuid, StageStats>, window: Window) -> DomainResult<()> {
+    async fn conversion(
+        &self,
+        stats: &mut HashMap<Uuid, StageStats>,
+        window: Window,
+    ) -> DomainResult<()> {
         let rows = self
             .rows(
                 "SELECT e.to_stage_id AS stage_id, COUNT(*) AS entered, \
@@ -440,7 +448,11 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
 
     /// Median and 90th percentile of the time spent in each stage (nearest
     /// rank), over the exits of the window.
-    async fn durations(&self, stats: &mut HashMap<Uuid, StageStats>, window: Window) -> DomainResult<()> {
+    async fn durations(
+        &self,
+        stats: &mut HashMap<Uuid, StageStats>,
+        window: Window,
+    ) -> DomainResult<()> {
         let rows = self
             .rows(
                 "SELECT stage_id, seconds, rn, n FROM ( \
@@ -478,7 +490,11 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
     }
 
     /// Touchpoints: volume, reach, emotion, moments of truth, channel mix.
-    async fn touchpoints(&self, stats: &mut HashMap<Uuid, StageStats>, window: Window) -> DomainResult<()> {
+    async fn touchpoints(
+        &self,
+        stats: &mut HashMap<Uuid, StageStats>,
+        window: Window,
+    ) -> DomainResult<()> {
         let values = || {
             vec![
                 self.clinic.into(),
@@ -514,8 +530,10 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
         }
         for (stage, sum) in emotion_sums {
             if let Some(s) = stats.get_mut(&stage) {
-                s.average_emotion = (s.emotion_samples > 0).then(|| round(sum / s.emotion_samples as f64, 2));
-                s.channel_mix.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                s.average_emotion =
+                    (s.emotion_samples > 0).then(|| round(sum / s.emotion_samples as f64, 2));
+                s.channel_mix
+                    .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             }
         }
         let rows = self
@@ -537,7 +555,11 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
     }
 
     /// Feedback: NPS (promoters minus detractors) and average CSAT.
-    async fn feedback(&self, stats: &mut HashMap<Uuid, StageStats>, window: Window) -> DomainResult<()> {
+    async fn feedback(
+        &self,
+        stats: &mut HashMap<Uuid, StageStats>,
+        window: Window,
+    ) -> DomainResult<()> {
         let nps = FeedbackKind::Nps.as_str();
         let csat = FeedbackKind::Csat.as_str();
         let rows = self
@@ -568,12 +590,18 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
             let stage: Uuid = row.try_get("", "stage_id")?;
             if let Some(s) = stats.get_mut(&stage) {
                 s.nps_responses = count(&row, "nps_n")?;
-                let (promoters, detractors) = (count(&row, "promoters")?, count(&row, "detractors")?);
-                s.nps = (s.nps_responses > 0)
-                    .then(|| round((promoters as f64 - detractors as f64) * 100.0 / s.nps_responses as f64, 1));
+                let (promoters, detractors) =
+                    (count(&row, "promoters")?, count(&row, "detractors")?);
+                s.nps = (s.nps_responses > 0).then(|| {
+                    round(
+                        (promoters as f64 - detractors as f64) * 100.0 / s.nps_responses as f64,
+                        1,
+                    )
+                });
                 s.csat_responses = count(&row, "csat_n")?;
                 let csat_sum: Option<f64> = row.try_get("", "csat_sum")?;
-                s.csat = (s.csat_responses > 0).then(|| round(csat_sum.unwrap_or(0.0) / s.csat_responses as f64, 2));
+                s.csat = (s.csat_responses > 0)
+                    .then(|| round(csat_sum.unwrap_or(0.0) / s.csat_responses as f64, 2));
             }
         }
         Ok(())
@@ -581,7 +609,11 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
 
     /// The three worst scored comments per stage: scores are put on one
     /// scale (0 worst, 1 best) across NPS, CSAT and CES.
-    async fn pain_points(&self, stats: &mut HashMap<Uuid, StageStats>, window: Window) -> DomainResult<()> {
+    async fn pain_points(
+        &self,
+        stats: &mut HashMap<Uuid, StageStats>,
+        window: Window,
+    ) -> DomainResult<()> {
         let rows = self
             .rows(
                 "SELECT stage_id, kind, score, comment, submitted_at FROM ( \
@@ -626,7 +658,11 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
     }
 
     /// Follow-ups of each stage that were open and past due at `at`.
-    async fn overdue(&self, stats: &mut HashMap<Uuid, StageStats>, at: DateTime<Utc>) -> DomainResult<()> {
+    async fn overdue(
+        &self,
+        stats: &mut HashMap<Uuid, StageStats>,
+        at: DateTime<Utc>,
+    ) -> DomainResult<()> {
         let rows = self
             .rows(
                 "SELECT f.stage_id, COUNT(*) AS n \

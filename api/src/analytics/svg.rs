@@ -95,9 +95,20 @@ pub fn render(map: &JourneyMap) -> String {
         .take(4)
         .collect();
     let quotes_top = CURVE_TOP + CURVE_HEIGHT + 50.0;
-    let legend_top = quotes_top + if quotes.is_empty() { 0.0 } else { 30.0 + quotes.len() as f64 * 20.0 };
+    let legend_top = quotes_top
+        + if quotes.is_empty() {
+            0.0
+        } else {
+            30.0 + quotes.len() as f64 * 20.0
+        };
     let height = legend_top + 50.0;
-    let max_flow = figures.flows.iter().map(|f| f.count).max().unwrap_or(1).max(1) as f64;
+    let max_flow = figures
+        .flows
+        .iter()
+        .map(|f| f.count)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let band = |count: u64| 3.0 + (MAX_BAND - 3.0) * (count as f64 / max_flow).sqrt();
     let index_of = |id: uuid::Uuid| {
         stages
@@ -111,7 +122,10 @@ pub fn render(map: &JourneyMap) -> String {
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif" role="img" aria-label="Journey map of {name}">"##,
         name = esc(&map.pathway.name)
     );
-    let _ = write!(svg, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
+    let _ = write!(
+        svg,
+        r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
+    );
     let active: u64 = stages.iter().map(|s| s.active).sum();
     let started: u64 = stages.first().map_or(0, |s| s.entered);
     let dropped: u64 = stages.iter().map(|s| s.dropped).sum();
@@ -129,7 +143,9 @@ pub fn render(map: &JourneyMap) -> String {
     // Bands and arcs behind the cards.
     let mid = CARD_TOP + CARD_HEIGHT / 2.0;
     for flow in &figures.flows {
-        let Some(from) = index_of(flow.from) else { continue };
+        let Some(from) = index_of(flow.from) else {
+            continue;
+        };
         let width = band(flow.count);
         match (flow.kind, flow.to.and_then(index_of)) {
             (TransitionKind::Forward, Some(to)) if to == from + 1 => {
@@ -148,7 +164,10 @@ pub fn render(map: &JourneyMap) -> String {
                 );
             }
             (TransitionKind::Forward, Some(to)) => {
-                let (x1, x2) = (card_x(from) + CARD_WIDTH * 0.7, card_x(to) + CARD_WIDTH * 0.3);
+                let (x1, x2) = (
+                    card_x(from) + CARD_WIDTH * 0.7,
+                    card_x(to) + CARD_WIDTH * 0.3,
+                );
                 let lift = CARD_TOP - 26.0;
                 let _ = write!(
                     svg,
@@ -158,7 +177,10 @@ pub fn render(map: &JourneyMap) -> String {
                 );
             }
             (TransitionKind::Backward, Some(to)) => {
-                let (x1, x2) = (card_x(from) + CARD_WIDTH * 0.4, card_x(to) + CARD_WIDTH * 0.6);
+                let (x1, x2) = (
+                    card_x(from) + CARD_WIDTH * 0.4,
+                    card_x(to) + CARD_WIDTH * 0.6,
+                );
                 let bottom = CARD_TOP + CARD_HEIGHT;
                 let dip = bottom + 84.0;
                 let _ = write!(
@@ -256,14 +278,24 @@ fn render_card(svg: &mut String, i: usize, stats: &StageStats, drop_band: f64) {
             y1 = CARD_TOP + 76.0,
             y2 = CARD_TOP + 92.0,
             active = stats.active,
-            stalled = if stats.stalled > 0 { format!(" · {} stalled", stats.stalled) } else { String::new() },
+            stalled = if stats.stalled > 0 {
+                format!(" · {} stalled", stats.stalled)
+            } else {
+                String::new()
+            },
         );
         let lines = [
             format!("conversion {}", percent(stats.conversion_rate)),
-            format!("median {} · p90 {}", hours(stats.median_hours), hours(stats.p90_hours)),
+            format!(
+                "median {} · p90 {}",
+                hours(stats.median_hours),
+                hours(stats.p90_hours)
+            ),
             match (stats.nps, stats.csat) {
                 (Some(nps), _) => format!("NPS {nps:+.0} ({} answers)", stats.nps_responses),
-                (None, Some(csat)) => format!("CSAT {csat:.1}/5 ({} answers)", stats.csat_responses),
+                (None, Some(csat)) => {
+                    format!("CSAT {csat:.1}/5 ({} answers)", stats.csat_responses)
+                }
                 _ => "no scores yet".into(),
             },
             format!("{} follow-ups overdue", stats.overdue_follow_ups),
@@ -280,7 +312,8 @@ fn render_card(svg: &mut String, i: usize, stats: &StageStats, drop_band: f64) {
             },
         ];
         for (n, line) in lines.iter().enumerate() {
-            let alarming = (n == 3 && stats.overdue_follow_ups > 0) || (n == 4 && stats.dropped > 0);
+            let alarming =
+                (n == 3 && stats.overdue_follow_ups > 0) || (n == 4 && stats.dropped > 0);
             let colour = if alarming { DROPPED } else { "#374151" };
             let _ = write!(
                 svg,
@@ -329,7 +362,11 @@ fn render_emotion_curve(svg: &mut String, map: &JourneyMap, width: f64) {
         r##"<text x="{MARGIN}" y="{y:.1}" font-size="14" font-weight="bold" fill="{INK}">How patients feel at each stage</text>"##,
         y = CURVE_TOP - 16.0,
     );
-    for (emotion, label, colour) in [(2.0, "delighted", "#16a34a"), (0.0, "neutral", MUTED), (-2.0, "upset", "#dc2626")] {
+    for (emotion, label, colour) in [
+        (2.0, "delighted", "#16a34a"),
+        (0.0, "neutral", MUTED),
+        (-2.0, "upset", "#dc2626"),
+    ] {
         let y = y_of(emotion);
         let _ = write!(
             svg,
@@ -348,7 +385,10 @@ fn render_emotion_curve(svg: &mut String, map: &JourneyMap, width: f64) {
         })
         .collect();
     if points.len() > 1 {
-        let path: Vec<String> = points.iter().map(|(x, y, _, _)| format!("{x:.1},{y:.1}")).collect();
+        let path: Vec<String> = points
+            .iter()
+            .map(|(x, y, _, _)| format!("{x:.1},{y:.1}"))
+            .collect();
         let _ = write!(
             svg,
             r##"<polyline points="{}" fill="none" stroke="#8b5cf6" stroke-width="3" stroke-linejoin="round"/>"##,
@@ -369,11 +409,21 @@ fn render_legend(svg: &mut String, top: f64) {
     let y = top + 14.0;
     let items: [(fn(f64, f64) -> String, &str); 5] = [
         (
-            |x, y| format!(r##"<rect x="{x:.1}" y="{:.1}" width="28" height="10" fill="{FORWARD}" fill-opacity="0.35"/>"##, y - 9.0),
+            |x, y| {
+                format!(
+                    r##"<rect x="{x:.1}" y="{:.1}" width="28" height="10" fill="{FORWARD}" fill-opacity="0.35"/>"##,
+                    y - 9.0
+                )
+            },
             "moved on (width = patients)",
         ),
         (
-            |x, y| format!(r##"<rect x="{x:.1}" y="{:.1}" width="28" height="10" fill="{DROPPED}" fill-opacity="0.35"/>"##, y - 9.0),
+            |x, y| {
+                format!(
+                    r##"<rect x="{x:.1}" y="{:.1}" width="28" height="10" fill="{DROPPED}" fill-opacity="0.35"/>"##,
+                    y - 9.0
+                )
+            },
             "dropped off",
         ),
         (
@@ -387,11 +437,21 @@ fn render_legend(svg: &mut String, top: f64) {
             "went back",
         ),
         (
-            |x, y| format!(r##"<rect x="{x:.1}" y="{:.1}" width="28" height="14" rx="7" fill="{DROPPED}"/>"##, y - 11.0),
+            |x, y| {
+                format!(
+                    r##"<rect x="{x:.1}" y="{:.1}" width="28" height="14" rx="7" fill="{DROPPED}"/>"##,
+                    y - 11.0
+                )
+            },
             "pain point: negative NPS, low CSAT or many drop-offs",
         ),
         (
-            |x, y| format!(r##"<rect x="{x:.1}" y="{:.1}" width="28" height="14" rx="7" fill="{INK}"/>"##, y - 11.0),
+            |x, y| {
+                format!(
+                    r##"<rect x="{x:.1}" y="{:.1}" width="28" height="14" rx="7" fill="{INK}"/>"##,
+                    y - 11.0
+                )
+            },
             "unseen: stalled, and nobody in touch",
         ),
     ];

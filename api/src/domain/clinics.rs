@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::{api_tokens, clinics};
-use sea_orm::{IntoActiveModel, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -61,8 +61,8 @@ pub async fn create(
     };
     let txn = db.begin_write().await?;
     clinics::Entity::insert(clinic.clone().into_active_model())
-    .exec_without_returning(&*txn)
-    .await?;
+        .exec_without_returning(&*txn)
+        .await?;
     txn.commit().await?;
     Ok(clinic)
 }
@@ -96,8 +96,8 @@ pub async fn create_token(
     };
     let txn = db.begin_write().await?;
     api_tokens::Entity::insert(token.clone().into_active_model())
-    .exec_without_returning(&*txn)
-    .await?;
+        .exec_without_returning(&*txn)
+        .await?;
     txn.commit().await?;
     Ok((token, generated.secret))
 }

@@ -129,12 +129,13 @@ pub async fn submit(
                 ));
             }
             if let Some(touchpoint) = &touchpoint
-                && touchpoint.journey_id.is_some_and(|j| j != journey.id) {
-                    return Err(DomainError::invalid(
-                        "touchpointId",
-                        "the touchpoint belongs to another journey",
-                    ));
-                }
+                && touchpoint.journey_id.is_some_and(|j| j != journey.id)
+            {
+                return Err(DomainError::invalid(
+                    "touchpointId",
+                    "the touchpoint belongs to another journey",
+                ));
+            }
             Some(journey)
         }
     };
@@ -165,8 +166,8 @@ pub async fn submit(
         submitted_at,
     };
     feedback::Entity::insert(feedback.clone().into_active_model())
-    .exec_without_returning(&*write.txn)
-    .await?;
+        .exec_without_returning(&*write.txn)
+        .await?;
     let id = IdKind::Feedback.encode(feedback.id);
     let detractor = match (input.kind, feedback.score) {
         (FeedbackKind::Nps, Some(score)) => score <= 6,
@@ -194,13 +195,14 @@ pub async fn submit(
         // is about, else on the patient's latest active journey.
         let journey = match journey {
             Some(journey) => Some(journey),
-            None => who
-                .select::<journeys::Entity>()
-                .filter(journeys::Column::PatientId.eq(patient.id))
-                .filter(journeys::Column::Status.eq(JourneyStatus::Active.as_str()))
-                .order_by_desc(journeys::Column::StartedAt)
-                .one(&*write.txn)
-                .await?,
+            None => {
+                who.select::<journeys::Entity>()
+                    .filter(journeys::Column::PatientId.eq(patient.id))
+                    .filter(journeys::Column::Status.eq(JourneyStatus::Active.as_str()))
+                    .order_by_desc(journeys::Column::StartedAt)
+                    .one(&*write.txn)
+                    .await?
+            }
         };
         if let Some(journey) = journey {
             let reason = format!(
@@ -208,8 +210,14 @@ pub async fn submit(
                 feedback.kind,
                 feedback.score.unwrap_or_default()
             );
-            follow_ups::schedule_service_recovery(&mut write, &journey, feedback.stage_id, feedback.submitted_at, reason)
-                .await?;
+            follow_ups::schedule_service_recovery(
+                &mut write,
+                &journey,
+                feedback.stage_id,
+                feedback.submitted_at,
+                reason,
+            )
+            .await?;
         }
     }
     write.commit().await?;

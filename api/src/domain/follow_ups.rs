@@ -4,8 +4,8 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::{follow_up_rules, follow_ups, journeys, touchpoints};
 use sea_orm::{
-    ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Select, sea_query::Expr,
+    ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Select, sea_query::Expr,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -157,15 +157,19 @@ pub(crate) async fn schedule_for_stage(
     if scheduled.is_empty() {
         return Ok(scheduled);
     }
-    follow_ups::Entity::insert_many(scheduled.iter().cloned().map(IntoActiveModel::into_active_model))
-        .exec_without_returning(&*write.txn)
-        .await?;
+    follow_ups::Entity::insert_many(
+        scheduled
+            .iter()
+            .cloned()
+            .map(IntoActiveModel::into_active_model),
+    )
+    .exec_without_returning(&*write.txn)
+    .await?;
     for follow_up in &scheduled {
         emit_scheduled(write, follow_up);
     }
     Ok(scheduled)
 }
-
 
 /// Cancels a journey's open follow-ups: all of them (`leaving_stage: None`),
 /// or those of the stage being left whose rule says so. Returns their ids.
@@ -397,7 +401,10 @@ pub async fn sweep_overdue(store: &Store, limit: u64) -> DomainResult<usize> {
         let mut write = store.write(&system).await?;
         let marked = system
             .update_rows::<follow_ups::Entity>()
-            .col_expr(follow_ups::Column::OverdueNotifiedAt, Expr::value(write.now))
+            .col_expr(
+                follow_ups::Column::OverdueNotifiedAt,
+                Expr::value(write.now),
+            )
             .filter(follow_ups::Column::Id.is_in(ids))
             .filter(follow_ups::Column::OverdueNotifiedAt.is_null())
             .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))

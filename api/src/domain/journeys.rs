@@ -9,7 +9,7 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::{journeys, pathways, patients, staff, stage_transitions, stages};
 use sea_orm::{
-    IntoActiveModel, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
     QueryFilter, QueryOrder, Select, sea_query::Expr,
 };
 use serde_json::{Value, json};
@@ -230,15 +230,16 @@ fn change_time(
     };
     let at = validate::past_time("occurredAt", at, write.now)?;
     if let Some(floor) = not_before
-        && at < floor {
-            return Err(DomainError::invalid(
-                "occurredAt",
-                format!(
-                    "must not be before the journey entered its current stage ({})",
-                    timestamp(floor)
-                ),
-            ));
-        }
+        && at < floor
+    {
+        return Err(DomainError::invalid(
+            "occurredAt",
+            format!(
+                "must not be before the journey entered its current stage ({})",
+                timestamp(floor)
+            ),
+        ));
+    }
     Ok(at)
 }
 
@@ -266,8 +267,8 @@ async fn insert_transition(
         note,
     };
     stage_transitions::Entity::insert(transition.clone().into_active_model())
-    .exec_without_returning(&*write.txn)
-    .await?;
+        .exec_without_returning(&*write.txn)
+        .await?;
     Ok(transition)
 }
 
@@ -366,8 +367,8 @@ pub async fn start(
         updated_at: write.now,
     };
     journeys::Entity::insert(journey.clone().into_active_model())
-    .exec_without_returning(&*write.txn)
-    .await?;
+        .exec_without_returning(&*write.txn)
+        .await?;
     let transition = insert_transition(
         &write,
         &journey,
@@ -412,15 +413,16 @@ async fn active_journey(
         .await
         .map_err(|e| e.referenced_by("journeyId"))?;
     if let Some(expected) = expected_version
-        && expected != journey.version {
-            return Err(DomainError::conflict_on(
-                "expectedVersion",
-                format!(
-                    "the journey is at version {}, not {expected}; reload it and try again",
-                    journey.version
-                ),
-            ));
-        }
+        && expected != journey.version
+    {
+        return Err(DomainError::conflict_on(
+            "expectedVersion",
+            format!(
+                "the journey is at version {}, not {expected}; reload it and try again",
+                journey.version
+            ),
+        ));
+    }
     if journey.status != JourneyStatus::Active.as_str() {
         return Err(DomainError::conflict_on(
             "journeyId",

@@ -16,6 +16,7 @@ pub mod pathways;
 pub mod patients;
 pub mod store;
 pub mod tenant;
+pub mod timeline;
 pub mod touchpoints;
 pub mod validate;
 

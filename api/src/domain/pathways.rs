@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use entity::{follow_up_rules, journeys, pathways, stages};
 use sea_orm::{
-    IntoActiveModel,
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -203,8 +203,8 @@ async fn insert_stage(
         created_at: write.now,
     };
     stages::Entity::insert(model.clone().into_active_model())
-    .exec_without_returning(&*write.txn)
-    .await?;
+        .exec_without_returning(&*write.txn)
+        .await?;
     insert_rules(write, model.id, &stage.follow_up_rules).await?;
     Ok(model)
 }
@@ -280,8 +280,8 @@ pub async fn create(
         updated_at: write.now,
     };
     pathways::Entity::insert(pathway.clone().into_active_model())
-    .exec_without_returning(&*write.txn)
-    .await?;
+        .exec_without_returning(&*write.txn)
+        .await?;
     for (position, stage) in stages.iter().enumerate() {
         insert_stage(&write, pathway.id, position as i32, stage).await?;
     }

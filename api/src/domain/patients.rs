@@ -3,8 +3,8 @@
 use chrono::NaiveDate;
 use entity::{journeys, patients};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait, Select, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QuerySelect, QueryTrait, Select, sea_query::Expr,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -327,12 +327,12 @@ fn apply(patient: &mut patients::Model, fields: PatientFields) -> DomainResult<V
             patient.consent_email,
             patient.consent_marketing,
         ) != (consent.sms, consent.email, consent.marketing)
-        {
-            patient.consent_sms = consent.sms;
-            patient.consent_email = consent.email;
-            patient.consent_marketing = consent.marketing;
-            changed.push("consent");
-        }
+    {
+        patient.consent_sms = consent.sms;
+        patient.consent_email = consent.email;
+        patient.consent_marketing = consent.marketing;
+        changed.push("consent");
+    }
     patient.search_text = search_text(patient);
     Ok(changed)
 }

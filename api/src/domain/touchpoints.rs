@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::{follow_ups, journeys, patients, staff, touchpoints};
-use sea_orm::{IntoActiveModel, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -156,8 +156,8 @@ pub async fn log(
         created_at: write.now,
     };
     touchpoints::Entity::insert(touchpoint.clone().into_active_model())
-    .exec_without_returning(&*write.txn)
-    .await?;
+        .exec_without_returning(&*write.txn)
+        .await?;
     let id = IdKind::Touchpoint.encode(touchpoint.id);
     write.emit(
         EventType::TouchpointLogged,

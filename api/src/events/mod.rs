@@ -12,8 +12,8 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use entity::{clinics, events};
 use sea_orm::{
-    IntoActiveModel,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, ExprTrait, Query},
 };
 use serde_json::{Value, json};
@@ -174,8 +174,8 @@ impl Outbox {
             })
             .collect();
         events::Entity::insert_many(rows.iter().cloned().map(IntoActiveModel::into_active_model))
-        .exec_without_returning(txn)
-        .await?;
+            .exec_without_returning(txn)
+            .await?;
         Ok(rows)
     }
 }

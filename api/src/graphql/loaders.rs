@@ -31,7 +31,7 @@ use crate::{
     domain::{
         DomainError, Store,
         page::{Page, PageRequest, SortKey, first_pages},
-        touchpoints as touchpoint_rules,
+        timeline, touchpoints as touchpoint_rules,
     },
 };
 
@@ -177,6 +177,36 @@ where
     }
 }
 
+/// A timeline page per patient.
+pub struct TimelinePages {
+    store: Store,
+    who: Principal,
+}
+
+impl Loader<(Uuid, PageRequest)> for TimelinePages {
+    type Value = Page<timeline::Entry>;
+    type Error = DomainError;
+
+    async fn load(
+        &self,
+        keys: &[(Uuid, PageRequest)],
+    ) -> Result<HashMap<(Uuid, PageRequest), Page<timeline::Entry>>, DomainError> {
+        let mut by_shape: HashMap<PageRequest, Vec<Uuid>> = HashMap::new();
+        for (patient, page) in keys {
+            by_shape.entry(*page).or_default().push(*patient);
+        }
+        let mut pages = HashMap::new();
+        for (page, patients) in by_shape {
+            for (patient, found) in
+                timeline::pages(self.store.db.conn(), &self.who, &patients, &page).await?
+            {
+                pages.insert((patient, page), found);
+            }
+        }
+        Ok(pages)
+    }
+}
+
 type Loads<T> = DataLoader<T>;
 
 /// Runs a request's batched loads on the request's own task, once the request
@@ -281,6 +311,7 @@ pub struct Loaders {
     pub touchpoint_count_of_patient: Loads<CountByParent<touchpoints::Entity>>,
     pub touchpoint_count_of_journey: Loads<CountByParent<touchpoints::Entity>>,
     pub feedback_count_of_patient: Loads<CountByParent<feedback::Entity>>,
+    pub timeline_of_patient: Loads<TimelinePages>,
 }
 
 fn loader<T: Send + Sync + 'static>(inner: T, queue: &LoadQueue) -> DataLoader<T> {
@@ -422,6 +453,13 @@ impl Loaders {
                     store: store.clone(),
                     who: who.clone(),
                     parent: touchpoints::Column::JourneyId,
+                },
+                queue,
+            ),
+            timeline_of_patient: loader(
+                TimelinePages {
+                    store: store.clone(),
+                    who: who.clone(),
                 },
                 queue,
             ),

@@ -266,9 +266,10 @@ fn parse_request(value: Value) -> Result<GraphqlRequest, String> {
         None => return Err("the request has no query".into()),
     }
     if let Some(variables) = map.get("variables")
-        && !matches!(variables, Value::Object(_) | Value::Null) {
-            return Err("variables must be a JSON object".into());
-        }
+        && !matches!(variables, Value::Object(_) | Value::Null)
+    {
+        return Err("variables must be a JSON object".into());
+    }
     serde_json::from_value(Value::Object(map)).map_err(|e| format!("invalid GraphQL request: {e}"))
 }
 

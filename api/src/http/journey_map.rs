@@ -39,7 +39,9 @@ fn time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, String
         .map(|v| {
             DateTime::parse_from_rfc3339(v)
                 .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| format!("{name} must be an RFC 3339 time such as 2026-01-31T00:00:00Z\n"))
+                .map_err(|_| {
+                    format!("{name} must be an RFC 3339 time such as 2026-01-31T00:00:00Z\n")
+                })
         })
         .transpose()
 }
@@ -85,7 +87,9 @@ pub async fn svg(
         (Err(message), _) | (_, Err(message)) => return text(StatusCode::BAD_REQUEST, message),
     };
     let result = match analytics::Window::new(from, to) {
-        Ok(window) => analytics::journey_map(&state.store, &principal, pathway_id, window, None).await,
+        Ok(window) => {
+            analytics::journey_map(&state.store, &principal, pathway_id, window, None).await
+        }
         Err(e) => Err(e),
     };
     match result {

@@ -24,8 +24,8 @@ use self::clinic::{PATHWAYS, PathwaySpec, StageSpec};
 use crate::{
     db::Db,
     domain::{
-        Direction, DomainResult, FeedbackKind, FollowUpKind, FollowUpStatus, JourneyStatus, StageCategory,
-        TransitionKind,
+        Direction, DomainResult, FeedbackKind, FollowUpKind, FollowUpStatus, JourneyStatus,
+        StageCategory, TransitionKind,
     },
 };
 
@@ -592,69 +592,76 @@ fn simulate(
 
         // Feedback on the way out of the stage.
         if let Some(feedback_spec) = &spec.feedback
-            && rng.random_bool(feedback_spec.rate) {
-                let score = *pick(rng, feedback_spec.scores);
-                let pool = if is_unhappy(feedback_spec.kind, score) {
-                    feedback_spec.negative_comments
-                } else {
-                    feedback_spec.positive_comments
-                };
-                let at = exit - Duration::minutes(rng.random_range(5..600)).min(exit - entered);
-                let touchpoint = stage_touchpoints.last().map(|t| t.id);
-                let detractor = match feedback_spec.kind {
-                    FeedbackKind::Nps => score <= 6,
-                    FeedbackKind::Csat => score <= 2,
-                    _ => false,
-                };
-                if detractor {
-                    follow_ups.push(follow_ups::Model {
-                        id: id_at(rng, at),
-                        clinic_id,
-                        journey_id,
-                        patient_id: patient.id,
-                        stage_id: Some(stage.row.id),
-                        rule_id: None,
-                        kind: FollowUpKind::ServiceRecovery.as_str().into(),
-                        due_at: at + Duration::hours(24),
-                        channel: "PHONE".into(),
-                        note: Some(format!("Service recovery: {} {score}", feedback_spec.kind)),
-                        assignee_staff_id: Some(owner),
-                        status: FollowUpStatus::Open.as_str().into(),
-                        completed_at: None,
-                        completed_by_touchpoint_id: None,
-                        cancelled_at: None,
-                        cancel_reason: None,
-                        overdue_notified_at: None,
-                        created_at: at,
-                    });
-                }
-                batch.feedback.push(feedback::Model {
+            && rng.random_bool(feedback_spec.rate)
+        {
+            let score = *pick(rng, feedback_spec.scores);
+            let pool = if is_unhappy(feedback_spec.kind, score) {
+                feedback_spec.negative_comments
+            } else {
+                feedback_spec.positive_comments
+            };
+            let at = exit - Duration::minutes(rng.random_range(5..600)).min(exit - entered);
+            let touchpoint = stage_touchpoints.last().map(|t| t.id);
+            let detractor = match feedback_spec.kind {
+                FeedbackKind::Nps => score <= 6,
+                FeedbackKind::Csat => score <= 2,
+                _ => false,
+            };
+            if detractor {
+                follow_ups.push(follow_ups::Model {
                     id: id_at(rng, at),
                     clinic_id,
+                    journey_id,
                     patient_id: patient.id,
-                    journey_id: Some(journey_id),
                     stage_id: Some(stage.row.id),
-                    touchpoint_id: touchpoint.filter(|_| rng.random_bool(0.5)),
-                    staff_id: stage_touchpoints.last().and_then(|t| t.staff_id),
-                    kind: feedback_spec.kind.as_str().into(),
-                    score: Some(score),
-                    comment: (!pool.is_empty() && rng.random_bool(0.6))
-                        .then(|| pick(rng, pool).to_string()),
-                    submitted_at: at,
+                    rule_id: None,
+                    kind: FollowUpKind::ServiceRecovery.as_str().into(),
+                    due_at: at + Duration::hours(24),
+                    channel: "PHONE".into(),
+                    note: Some(format!("Service recovery: {} {score}", feedback_spec.kind)),
+                    assignee_staff_id: Some(owner),
+                    status: FollowUpStatus::Open.as_str().into(),
+                    completed_at: None,
+                    completed_by_touchpoint_id: None,
+                    cancelled_at: None,
+                    cancel_reason: None,
+                    overdue_notified_at: None,
+                    created_at: at,
                 });
             }
+            batch.feedback.push(feedback::Model {
+                id: id_at(rng, at),
+                clinic_id,
+                patient_id: patient.id,
+                journey_id: Some(journey_id),
+                stage_id: Some(stage.row.id),
+                touchpoint_id: touchpoint.filter(|_| rng.random_bool(0.5)),
+                staff_id: stage_touchpoints.last().and_then(|t| t.staff_id),
+                kind: feedback_spec.kind.as_str().into(),
+                score: Some(score),
+                comment: (!pool.is_empty() && rng.random_bool(0.6))
+                    .then(|| pick(rng, pool).to_string()),
+                submitted_at: at,
+            });
+        }
         batch.touchpoints.extend(stage_touchpoints);
 
-        // Pending follow-ups of the stage left are cancelled when their rule says so.
-        for follow_up in follow_ups
-            .iter_mut()
-            .filter(|f| f.stage_id == Some(stage.row.id))
-        {
+        // Leaving the stage settles its follow-ups: those due while the
+        // patient was here were mostly done; the rest are cancelled when their
+        // rule says so, as the domain does.
+        for follow_up in follow_ups.iter_mut().filter(|f| f.stage_id == Some(stage.row.id)) {
             let cancels = stage
                 .rules
                 .iter()
                 .any(|r| Some(r.id) == follow_up.rule_id && r.cancel_on_stage_exit);
-            if follow_up.status == "OPEN" && cancels && follow_up.due_at > exit {
+            if follow_up.status != "OPEN" || !cancels {
+                continue;
+            }
+            if follow_up.due_at <= exit && !rng.random_bool(spec.follow_up_neglect) {
+                let done = (follow_up.due_at + Duration::minutes(rng.random_range(0..12 * 60))).min(exit);
+                follow_up.status = FollowUpStatus::Done.as_str().into();
+                follow_up.completed_at = Some(done);
+            } else {
                 follow_up.status = FollowUpStatus::Cancelled.as_str().into();
                 follow_up.cancelled_at = Some(exit);
                 follow_up.cancel_reason = Some("journey left the stage".into());

@@ -2,7 +2,9 @@ use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 use entity::follow_ups;
 
-use super::{Channel, FollowUpKind, FollowUpStatus, Journey, Patient, StaffMember, Stage, Touchpoint, stored};
+use super::{
+    Channel, FollowUpKind, FollowUpStatus, Journey, Patient, StaffMember, Stage, Touchpoint, stored,
+};
 use crate::{
     domain,
     graphql::{context::ContextExt, loaders::required},

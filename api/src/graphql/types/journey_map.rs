@@ -194,7 +194,8 @@ impl JourneyMapStage<'_> {
     /// Touchpoints per journey touched in the stage.
     async fn touchpoints_per_journey(&self) -> Option<f64> {
         (self.stats.journeys_touched > 0).then(|| {
-            (self.stats.touchpoints as f64 / self.stats.journeys_touched as f64 * 100.0).round() / 100.0
+            (self.stats.touchpoints as f64 / self.stats.journeys_touched as f64 * 100.0).round()
+                / 100.0
         })
     }
 
@@ -261,13 +262,17 @@ impl JourneyMapStage<'_> {
 
     /// The same figures over the window compared with (`compareTo`).
     async fn previous(&self) -> Option<JourneyMapStage<'_>> {
-        self.previous.map(|stats| JourneyMapStage { stats, previous: None })
+        self.previous.map(|stats| JourneyMapStage {
+            stats,
+            previous: None,
+        })
     }
 
     /// Each figure minus its value in the window compared with; null without
     /// `compareTo` (and, per figure, when either side has no value).
     async fn change(&self) -> Option<JourneyMapStageChange> {
-        self.previous.map(|previous| JourneyMapStageChange::between(self.stats, previous))
+        self.previous
+            .map(|previous| JourneyMapStageChange::between(self.stats, previous))
     }
 }
 

@@ -10,6 +10,7 @@ mod journey_map;
 mod node;
 mod pathway;
 mod patient;
+mod timeline;
 mod touchpoint;
 mod viewer;
 
@@ -22,5 +23,6 @@ pub use journey_map::JourneyMap;
 pub use node::Node;
 pub use pathway::{FollowUpRule, Pathway, Stage};
 pub use patient::{Consent, Patient};
+pub use timeline::TimelineEntry;
 pub use touchpoint::Touchpoint;
 pub use viewer::{Clinic, StaffMember, Viewer};

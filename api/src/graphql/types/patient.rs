@@ -3,7 +3,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use entity::patients;
 
 use super::{
-    Channel, Feedback, FollowUp, FollowUpStatus, Journey, JourneyStatus, Touchpoint, stored,
+    Channel, Feedback, FollowUp, FollowUpStatus, Journey, JourneyStatus, TimelineEntry, Touchpoint,
+    stored,
 };
 use crate::{
     domain::{self, page::PageRequest},
@@ -186,6 +187,34 @@ impl Patient {
                         .await?
                         .unwrap_or(0))
                 }
+            }),
+        ))
+    }
+
+    /// Everything that happened with the patient — stage transitions,
+    /// touchpoints, feedback and follow-ups — newest first. Follow-ups appear
+    /// at their due time, so upcoming ones come first.
+    async fn timeline(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last entry seen.")] after: Option<String>,
+    ) -> async_graphql::Result<Conn<TimelineEntry>> {
+        let loaders = ctx.loaders()?.clone();
+        let page = PageRequest::new(first, after.as_deref(), None, None)?;
+        let found = loaders
+            .timeline_of_patient
+            .load_one((self.0.id, page))
+            .await?;
+        let patient_id = self.0.id;
+        let (store, who) = (ctx.store().clone(), ctx.principal()?.clone());
+        Ok(connection(
+            found.unwrap_or_else(|| empty(&page)),
+            |entry| entry.keyset().encode(),
+            TimelineEntry,
+            ConnectionTotals::new(move || {
+                let (store, who) = (store.clone(), who.clone());
+                async move { domain::timeline::count(store.db.conn(), &who, patient_id).await }
             }),
         ))
     }
