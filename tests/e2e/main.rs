@@ -2,6 +2,7 @@
 //! on SQLite and (with `JOURNEYMAP_TEST_DATABASE_URL`) PostgreSQL.
 
 mod events;
+mod journey_map;
 mod journeys;
 mod schema;
 mod statements;

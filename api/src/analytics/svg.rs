@@ -405,9 +405,12 @@ fn render_emotion_curve(svg: &mut String, map: &JourneyMap, width: f64) {
     }
 }
 
+/// Draws a legend swatch at (x, baseline y).
+type Swatch = fn(f64, f64) -> String;
+
 fn render_legend(svg: &mut String, top: f64) {
     let y = top + 14.0;
-    let items: [(fn(f64, f64) -> String, &str); 5] = [
+    let items: [(Swatch, &str); 5] = [
         (
             |x, y| {
                 format!(

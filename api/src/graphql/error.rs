@@ -119,13 +119,20 @@ fn apply_domain(error: &mut ServerError, domain: &DomainError, request_id: &str)
     }
 }
 
-/// The argument path named by async-graphql's
-/// `Invalid value for argument "input.score", …` messages.
+/// The argument path named by async-graphql's validation messages:
+/// `Invalid value for argument "input.score", …`, and, for a missing or
+/// unknown input field, `… "input", field "familyName" of type … is required`.
 fn invalid_argument(message: &str) -> Option<String> {
-    let rest = message
-        .strip_prefix("Invalid value for argument \"")
-        .or_else(|| message.strip_prefix("Failed to parse \"").and(None))?;
-    rest.split_once('"').map(|(field, _)| field.to_string())
+    let rest = message.strip_prefix("Invalid value for argument \"")?;
+    let (path, rest) = rest.split_once('"')?;
+    let nested = rest
+        .split_once("field \"")
+        .and_then(|(_, after)| after.split_once('"'))
+        .map(|(field, _)| field);
+    Some(match nested {
+        Some(field) => format!("{path}.{field}"),
+        None => path.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -140,6 +147,11 @@ mod tests {
             Some("input.channel")
         );
         assert_eq!(invalid_argument("Unknown field \"x\""), None);
+        assert_eq!(
+            invalid_argument(r#"Invalid value for argument "input", field "familyName" of type "CreatePatientInput" is required but not provided"#)
+                .as_deref(),
+            Some("input.familyName")
+        );
     }
 
     #[test]

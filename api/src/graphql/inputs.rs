@@ -2,10 +2,10 @@
 //! paths in errors use the names clients send (`input.email`).
 
 use async_graphql::{ID, InputObject, MaybeUndefined};
-use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
     context::{decode_id, decode_opt_id},
+    scalars::{Date, DateTime},
     types::{Channel, Direction, FeedbackKind, FollowUpStatus, JourneyStatus, StageCategory},
 };
 use crate::{
@@ -67,7 +67,7 @@ pub struct CreatePatientInput {
     /// Phone number in E.164 form (`+14155550123`); spaces and dashes are removed.
     pub phone: Option<String>,
     /// Date of birth.
-    pub birth_date: Option<NaiveDate>,
+    pub birth_date: Option<Date>,
     /// How the patient prefers to be reached.
     pub preferred_channel: Option<Channel>,
     /// Where the patient came from ("instagram", "referral", …).
@@ -88,7 +88,7 @@ impl From<CreatePatientInput> for PatientFields {
             family_name: Some(input.family_name),
             email: optional(input.email, |v| v),
             phone: optional(input.phone, |v| v),
-            birth_date: optional(input.birth_date, |v| v),
+            birth_date: optional(input.birth_date, |v| v.0),
             preferred_channel: optional(input.preferred_channel, domain::Channel::from),
             source: optional(input.source, |v| v),
             tags: input.tags,
@@ -111,7 +111,7 @@ pub struct UpdatePatientInput {
     /// Phone number in E.164 form; `null` removes it.
     pub phone: MaybeUndefined<String>,
     /// Date of birth; `null` removes it.
-    pub birth_date: MaybeUndefined<NaiveDate>,
+    pub birth_date: MaybeUndefined<Date>,
     /// Preferred channel; `null` removes it.
     pub preferred_channel: MaybeUndefined<Channel>,
     /// Source; `null` removes it.
@@ -135,7 +135,7 @@ impl UpdatePatientInput {
                 family_name: self.family_name,
                 email: change(self.email, |v| v),
                 phone: change(self.phone, |v| v),
-                birth_date: change(self.birth_date, |v| v),
+                birth_date: change(self.birth_date, |v| v.0),
                 preferred_channel: change(self.preferred_channel, domain::Channel::from),
                 source: change(self.source, |v| v),
                 tags: self.tags,
@@ -159,7 +159,7 @@ pub struct UpsertPatientInput {
     /// Phone number in E.164 form; `null` removes it.
     pub phone: MaybeUndefined<String>,
     /// Date of birth; `null` removes it.
-    pub birth_date: MaybeUndefined<NaiveDate>,
+    pub birth_date: MaybeUndefined<Date>,
     /// Preferred channel; `null` removes it.
     pub preferred_channel: MaybeUndefined<Channel>,
     /// Source; `null` removes it.
@@ -180,7 +180,7 @@ impl UpsertPatientInput {
                 family_name: self.family_name,
                 email: change(self.email, |v| v),
                 phone: change(self.phone, |v| v),
-                birth_date: change(self.birth_date, |v| v),
+                birth_date: change(self.birth_date, |v| v.0),
                 preferred_channel: change(self.preferred_channel, domain::Channel::from),
                 source: change(self.source, |v| v),
                 tags: self.tags,
@@ -268,7 +268,7 @@ pub struct FollowUpFilter {
     /// Only open follow-ups past their due time (`true`), or all others (`false`).
     pub overdue: Option<bool>,
     /// Follow-ups due before this time.
-    pub due_before: Option<DateTime<Utc>>,
+    pub due_before: Option<DateTime>,
     /// Follow-ups assigned to this staff member.
     pub assignee_id: Option<ID>,
     /// Follow-ups of this journey.
@@ -282,7 +282,7 @@ impl FollowUpFilter {
         Ok(domain::follow_ups::FollowUpFilter {
             status: self.status.map(Into::into),
             overdue: self.overdue,
-            due_before: self.due_before,
+            due_before: self.due_before.map(|t| t.0),
             assignee_id: decode_opt_id(
                 IdKind::Staff,
                 "filter.assigneeId",
@@ -314,7 +314,7 @@ pub struct StartJourneyInput {
     /// The staff member responsible; scheduled follow-ups are assigned to them.
     pub owner_id: Option<ID>,
     /// When the journey really began (for back-fills from a CRM); now when absent.
-    pub occurred_at: Option<DateTime<Utc>>,
+    pub occurred_at: Option<DateTime>,
     /// Why, for the history.
     pub note: Option<String>,
 }
@@ -326,7 +326,7 @@ impl StartJourneyInput {
             pathway_id: decode_id(IdKind::Pathway, "pathwayId", &self.pathway_id)?,
             stage_id: decode_opt_id(IdKind::Stage, "stageId", self.stage_id.as_ref())?,
             owner_id: decode_opt_id(IdKind::Staff, "ownerId", self.owner_id.as_ref())?,
-            occurred_at: self.occurred_at,
+            occurred_at: self.occurred_at.map(|t| t.0),
             note: self.note,
         })
     }
@@ -346,7 +346,7 @@ pub struct MoveJourneyToStageInput {
     pub note: Option<String>,
     /// When the move really happened (for back-fills); now when absent. Not
     /// before the journey entered its current stage.
-    pub occurred_at: Option<DateTime<Utc>>,
+    pub occurred_at: Option<DateTime>,
 }
 
 impl MoveJourneyToStageInput {
@@ -356,7 +356,7 @@ impl MoveJourneyToStageInput {
             stage_id: decode_id(IdKind::Stage, "stageId", &self.stage_id)?,
             expected_version: self.expected_version,
             note: self.note,
-            occurred_at: self.occurred_at,
+            occurred_at: self.occurred_at.map(|t| t.0),
         })
     }
 }
@@ -371,7 +371,7 @@ pub struct CompleteJourneyInput {
     /// A closing note.
     pub note: Option<String>,
     /// When it really ended; now when absent.
-    pub occurred_at: Option<DateTime<Utc>>,
+    pub occurred_at: Option<DateTime>,
 }
 
 /// Record that a patient dropped off.
@@ -384,7 +384,7 @@ pub struct DropJourneyInput {
     /// Why the patient dropped off ("price", "no-show", "went elsewhere", …).
     pub reason: Option<String>,
     /// When it really ended; now when absent.
-    pub occurred_at: Option<DateTime<Utc>>,
+    pub occurred_at: Option<DateTime>,
 }
 
 impl CompleteJourneyInput {
@@ -393,7 +393,7 @@ impl CompleteJourneyInput {
             journey_id: decode_id(IdKind::Journey, "journeyId", &self.journey_id)?,
             expected_version: self.expected_version,
             note: self.note,
-            occurred_at: self.occurred_at,
+            occurred_at: self.occurred_at.map(|t| t.0),
         })
     }
 }
@@ -404,7 +404,7 @@ impl DropJourneyInput {
             journey_id: decode_id(IdKind::Journey, "journeyId", &self.journey_id)?,
             expected_version: self.expected_version,
             note: self.reason,
-            occurred_at: self.occurred_at,
+            occurred_at: self.occurred_at.map(|t| t.0),
         })
     }
 }
@@ -426,7 +426,7 @@ pub struct LogTouchpointInput {
     /// What happened (at most 4000 characters).
     pub summary: Option<String>,
     /// When it happened; now when absent. Not in the future.
-    pub occurred_at: Option<DateTime<Utc>>,
+    pub occurred_at: Option<DateTime>,
     /// How the patient felt: -2 (very upset) to 2 (delighted).
     pub emotion: Option<i32>,
     /// A moment that makes or breaks the patient's trust.
@@ -449,7 +449,7 @@ impl LogTouchpointInput {
             direction: self.direction.into(),
             kind: self.kind,
             summary: self.summary,
-            occurred_at: self.occurred_at,
+            occurred_at: self.occurred_at.map(|t| t.0),
             emotion: self.emotion,
             moment_of_truth: self.moment_of_truth,
             staff_id: decode_opt_id(IdKind::Staff, "staffId", self.staff_id.as_ref())?,
@@ -481,7 +481,7 @@ pub struct SubmitFeedbackInput {
     /// The staff member it is about.
     pub staff_id: Option<ID>,
     /// When the patient gave it; now when absent.
-    pub submitted_at: Option<DateTime<Utc>>,
+    pub submitted_at: Option<DateTime>,
 }
 
 impl SubmitFeedbackInput {
@@ -498,7 +498,7 @@ impl SubmitFeedbackInput {
             score: self.score,
             comment: self.comment,
             staff_id: decode_opt_id(IdKind::Staff, "staffId", self.staff_id.as_ref())?,
-            submitted_at: self.submitted_at,
+            submitted_at: self.submitted_at.map(|t| t.0),
         })
     }
 }
@@ -644,7 +644,7 @@ pub struct SetStageFollowUpRulesInput {
 #[derive(InputObject)]
 pub struct TimeWindowInput {
     /// Start (inclusive).
-    pub from: DateTime<Utc>,
+    pub from: DateTime,
     /// End (exclusive).
-    pub to: DateTime<Utc>,
+    pub to: DateTime,
 }

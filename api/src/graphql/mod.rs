@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
+pub mod scalars;
 pub mod types;
 
 use async_graphql::{EmptySubscription, Schema};

@@ -1,12 +1,12 @@
 //! The query root.
 
 use async_graphql::{Context, ID, Object};
-use chrono::{DateTime, Utc};
 
 use super::{
     connection::{Conn, ConnectionTotals, connection},
     context::{ContextExt, decode_id},
     inputs::{FollowUpFilter, JourneyFilter, PatientFilter, TimeWindowInput},
+    scalars::DateTime,
     types::{FollowUp, Journey, JourneyEvent, JourneyMap, Node, Pathway, Patient, Viewer},
 };
 use crate::{
@@ -256,9 +256,9 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "The pathway to map.")] pathway_id: ID,
         #[graphql(desc = "Start of the window (default: 90 days before `to`).")] from: Option<
-            DateTime<Utc>,
+            DateTime,
         >,
-        #[graphql(desc = "End of the window (default: now).")] to: Option<DateTime<Utc>>,
+        #[graphql(desc = "End of the window (default: now).")] to: Option<DateTime>,
         #[graphql(
             desc = "An earlier window to compare with: every stage then gets `previous` and `change`."
         )]
@@ -266,10 +266,11 @@ impl Query {
     ) -> async_graphql::Result<JourneyMap> {
         let pathway_id = decode_id(IdKind::Pathway, "pathwayId", &pathway_id)?;
         let who = ctx.principal()?;
-        let window = analytics::Window::new(from, to)?;
+        let window = analytics::Window::new(from.map(|t| t.0), to.map(|t| t.0))?;
         let compare_to = compare_to
             .map(|w| {
-                analytics::Window::new(Some(w.from), Some(w.to)).map_err(|e| e.under("compareTo"))
+                analytics::Window::new(Some(w.from.0), Some(w.to.0))
+                    .map_err(|e| e.under("compareTo"))
             })
             .transpose()?;
         Ok(JourneyMap(

@@ -649,7 +649,10 @@ fn simulate(
         // Leaving the stage settles its follow-ups: those due while the
         // patient was here were mostly done; the rest are cancelled when their
         // rule says so, as the domain does.
-        for follow_up in follow_ups.iter_mut().filter(|f| f.stage_id == Some(stage.row.id)) {
+        for follow_up in follow_ups
+            .iter_mut()
+            .filter(|f| f.stage_id == Some(stage.row.id))
+        {
             let cancels = stage
                 .rules
                 .iter()
@@ -658,7 +661,8 @@ fn simulate(
                 continue;
             }
             if follow_up.due_at <= exit && !rng.random_bool(spec.follow_up_neglect) {
-                let done = (follow_up.due_at + Duration::minutes(rng.random_range(0..12 * 60))).min(exit);
+                let done =
+                    (follow_up.due_at + Duration::minutes(rng.random_range(0..12 * 60))).min(exit);
                 follow_up.status = FollowUpStatus::Done.as_str().into();
                 follow_up.completed_at = Some(done);
             } else {

@@ -1,5 +1,5 @@
+use crate::graphql::scalars::DateTime;
 use async_graphql::{ID, Json, Object};
-use chrono::{DateTime, Utc};
 use entity::events;
 
 use crate::{events::cursor, ids::IdKind};
@@ -31,8 +31,8 @@ impl JourneyEvent {
     }
 
     /// When the change was committed.
-    async fn occurred_at(&self) -> DateTime<Utc> {
-        self.0.occurred_at
+    async fn occurred_at(&self) -> DateTime {
+        DateTime(self.0.occurred_at)
     }
 
     /// The global id of the record the event is about.

@@ -1,5 +1,5 @@
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, ID, Object};
-use chrono::{DateTime, Utc};
 use entity::feedback;
 
 use super::{FeedbackKind, Journey, Patient, Stage, Touchpoint, stored};
@@ -35,8 +35,8 @@ impl Feedback {
     }
 
     /// When the patient gave it.
-    async fn submitted_at(&self) -> DateTime<Utc> {
-        self.0.submitted_at
+    async fn submitted_at(&self) -> DateTime {
+        DateTime(self.0.submitted_at)
     }
 
     /// The patient.

@@ -1,5 +1,5 @@
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, ID, Object};
-use chrono::{DateTime, Utc};
 use entity::follow_ups;
 
 use super::{
@@ -27,8 +27,8 @@ impl FollowUp {
     }
 
     /// When it is due.
-    async fn due_at(&self) -> DateTime<Utc> {
-        self.0.due_at
+    async fn due_at(&self) -> DateTime {
+        DateTime(self.0.due_at)
     }
 
     /// How to reach out.
@@ -52,13 +52,13 @@ impl FollowUp {
     }
 
     /// When it was done.
-    async fn completed_at(&self) -> Option<DateTime<Utc>> {
-        self.0.completed_at
+    async fn completed_at(&self) -> Option<DateTime> {
+        self.0.completed_at.map(DateTime)
     }
 
     /// When it was cancelled, and below, why.
-    async fn cancelled_at(&self) -> Option<DateTime<Utc>> {
-        self.0.cancelled_at
+    async fn cancelled_at(&self) -> Option<DateTime> {
+        self.0.cancelled_at.map(DateTime)
     }
 
     /// Why it was cancelled.

@@ -1,5 +1,5 @@
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, ID, Object};
-use chrono::{DateTime, Utc};
 use entity::{journeys, stage_transitions};
 
 use super::{
@@ -60,15 +60,16 @@ impl Journey {
     }
 
     /// When the journey entered its current stage.
-    async fn stage_entered_at(&self) -> DateTime<Utc> {
-        self.0.stage_entered_at
+    async fn stage_entered_at(&self) -> DateTime {
+        DateTime(self.0.stage_entered_at)
     }
 
     /// When the journey counts as stalled if it is still in the stage.
-    async fn stalls_at(&self) -> Option<DateTime<Utc>> {
+    async fn stalls_at(&self) -> Option<DateTime> {
         self.0
             .stalls_at
             .filter(|_| self.0.status == domain::JourneyStatus::Active.as_str())
+            .map(DateTime)
     }
 
     /// True when the journey is active and has been in its stage longer than
@@ -93,13 +94,13 @@ impl Journey {
     }
 
     /// When the journey started.
-    async fn started_at(&self) -> DateTime<Utc> {
-        self.0.started_at
+    async fn started_at(&self) -> DateTime {
+        DateTime(self.0.started_at)
     }
 
     /// When the journey was completed or dropped.
-    async fn ended_at(&self) -> Option<DateTime<Utc>> {
-        self.0.ended_at
+    async fn ended_at(&self) -> Option<DateTime> {
+        self.0.ended_at.map(DateTime)
     }
 
     /// Why the journey ended, as recorded.
@@ -195,8 +196,8 @@ impl StageTransition {
     }
 
     /// When it happened.
-    async fn occurred_at(&self) -> DateTime<Utc> {
-        self.0.occurred_at
+    async fn occurred_at(&self) -> DateTime {
+        DateTime(self.0.occurred_at)
     }
 
     /// Hours spent in `fromStage` before this transition.

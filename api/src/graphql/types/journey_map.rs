@@ -1,5 +1,5 @@
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Object, SimpleObject};
-use chrono::{DateTime, Utc};
 
 use super::{Channel, FeedbackKind, Pathway, Stage, TransitionKind};
 use crate::analytics::{self, Flow, StageStats};
@@ -18,26 +18,26 @@ impl JourneyMap {
     }
 
     /// Start of the window.
-    async fn from(&self) -> DateTime<Utc> {
-        self.0.current.window.from
+    async fn from(&self) -> DateTime {
+        DateTime(self.0.current.window.from)
     }
 
     /// End of the window.
-    async fn to(&self) -> DateTime<Utc> {
-        self.0.current.window.to
+    async fn to(&self) -> DateTime {
+        DateTime(self.0.current.window.to)
     }
 
     /// The window compared with (`compareTo`), if any.
     async fn compared_to(&self) -> Option<TimeWindow> {
         self.0.previous.as_ref().map(|p| TimeWindow {
-            from: p.window.from,
-            to: p.window.to,
+            from: DateTime(p.window.from),
+            to: DateTime(p.window.to),
         })
     }
 
     /// When the map was computed.
-    async fn generated_at(&self) -> DateTime<Utc> {
-        self.0.generated_at
+    async fn generated_at(&self) -> DateTime {
+        DateTime(self.0.generated_at)
     }
 
     /// Each stage of the pathway, in order.
@@ -84,9 +84,9 @@ impl JourneyMap {
 #[derive(SimpleObject)]
 pub struct TimeWindow {
     /// Start (inclusive).
-    pub from: DateTime<Utc>,
+    pub from: DateTime,
     /// End (exclusive).
-    pub to: DateTime<Utc>,
+    pub to: DateTime,
 }
 
 /// How one stage is doing.
@@ -105,7 +105,7 @@ pub struct PainPoint {
     /// What the patient said.
     pub comment: String,
     /// When.
-    pub submitted_at: DateTime<Utc>,
+    pub submitted_at: DateTime,
 }
 
 /// Touchpoints of one channel in a stage.
@@ -255,7 +255,7 @@ impl JourneyMapStage<'_> {
                 kind: p.kind.into(),
                 score: p.score.into(),
                 comment: p.comment.clone(),
-                submitted_at: p.submitted_at,
+                submitted_at: DateTime(p.submitted_at),
             })
             .collect()
     }

@@ -1,5 +1,5 @@
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, ID, Object};
-use chrono::{DateTime, Utc};
 use entity::{follow_up_rules, pathways, stages};
 
 use super::{Channel, StageCategory, stored};
@@ -35,8 +35,8 @@ impl Pathway {
     }
 
     /// When the pathway was created.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
     }
 
     /// The pathway's stages, in order.

@@ -1,5 +1,5 @@
+use crate::graphql::scalars::{Date, DateTime};
 use async_graphql::{Context, ID, Object, SimpleObject};
-use chrono::{DateTime, NaiveDate, Utc};
 use entity::patients;
 
 use super::{
@@ -62,8 +62,8 @@ impl Patient {
     }
 
     /// Date of birth.
-    async fn birth_date(&self) -> Option<NaiveDate> {
-        self.0.birth_date
+    async fn birth_date(&self) -> Option<Date> {
+        self.0.birth_date.map(Date)
     }
 
     /// How the patient prefers to be reached.
@@ -100,13 +100,13 @@ impl Patient {
     }
 
     /// When the patient was registered.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
     }
 
     /// When the patient's details last changed.
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+    async fn updated_at(&self) -> DateTime {
+        DateTime(self.0.updated_at)
     }
 
     /// The patient's journeys, oldest first, optionally only those with `status`.

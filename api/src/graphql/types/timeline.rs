@@ -1,5 +1,5 @@
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, Enum, Object, Union};
-use chrono::{DateTime, Utc};
 
 use super::{Feedback, FollowUp, StageTransition, Touchpoint};
 use crate::{
@@ -35,8 +35,8 @@ pub struct TimelineEntry(pub Entry);
 #[Object]
 impl TimelineEntry {
     /// When: a transition's or touchpoint's time, feedback's submission, a follow-up's due time.
-    async fn at(&self) -> DateTime<Utc> {
-        self.0.at
+    async fn at(&self) -> DateTime {
+        DateTime(self.0.at)
     }
 
     /// What kind of record the entry is.

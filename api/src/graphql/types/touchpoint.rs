@@ -1,5 +1,5 @@
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, ID, Object};
-use chrono::{DateTime, Utc};
 use entity::touchpoints;
 
 use super::{Channel, Direction, Journey, Patient, StaffMember, Stage, stored};
@@ -40,8 +40,8 @@ impl Touchpoint {
     }
 
     /// When it happened.
-    async fn occurred_at(&self) -> DateTime<Utc> {
-        self.0.occurred_at
+    async fn occurred_at(&self) -> DateTime {
+        DateTime(self.0.occurred_at)
     }
 
     /// How the patient felt: -2 (very upset) to 2 (delighted).

@@ -1,0 +1,390 @@
+//! The journey map over a history whose every figure is known: entries,
+//! exits, conversion, time in stage, stalls, blind spots, emotion, NPS,
+//! overdue follow-ups, flows, a past window replayed from the history,
+//! `compareTo`, and the SVG picture.
+
+use chrono::{Duration, SecondsFormat, Utc};
+use journeymap_tests::{PathwayIds, TestApp, on_both_backends};
+use serde_json::{Value, json};
+
+fn ago(hours: i64) -> String {
+    (Utc::now() - Duration::hours(hours)).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+const DAY: i64 = 24;
+
+async fn start(app: &TestApp, patient: &str, pathway: &str, at: String) -> String {
+    app.gql(
+        "mutation($input: StartJourneyInput!) { startJourney(input: $input) { journey { id } } }",
+        json!({ "input": { "patientId": patient, "pathwayId": pathway, "occurredAt": at } }),
+    )
+    .await
+    .data()["startJourney"]["journey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn move_to(app: &TestApp, journey: &str, stage: &str, at: String) {
+    app.gql(
+        "mutation($input: MoveJourneyToStageInput!) { moveJourneyToStage(input: $input) { journey { id } } }",
+        json!({ "input": { "journeyId": journey, "stageId": stage, "occurredAt": at } }),
+    )
+    .await
+    .data();
+}
+
+async fn touch(
+    app: &TestApp,
+    patient: &str,
+    journey: &str,
+    at: String,
+    emotion: i32,
+    moment: bool,
+) {
+    app.gql(
+        "mutation($input: LogTouchpointInput!) { logTouchpoint(input: $input) { touchpoint { id } } }",
+        json!({ "input": { "patientId": patient, "journeyId": journey, "channel": "IN_PERSON", "direction": "OUTBOUND",
+                           "kind": "consultation", "occurredAt": at, "emotion": emotion, "momentOfTruth": moment } }),
+    )
+    .await
+    .data();
+}
+
+async fn nps(app: &TestApp, patient: &str, journey: &str, at: String, score: i32, comment: &str) {
+    app.gql(
+        "mutation($input: SubmitFeedbackInput!) { submitFeedback(input: $input) { feedback { id } } }",
+        json!({ "input": { "patientId": patient, "journeyId": journey, "kind": "NPS", "score": score,
+                           "comment": comment, "submittedAt": at } }),
+    )
+    .await
+    .data();
+}
+
+/// Four patients on the standard pathway:
+/// - P1: started 10 d ago, consultation 9 d ago, treatment 5 d ago, discharged 3 d ago;
+/// - P2: started 9 d ago, consultation 8 d ago, dropped 2 d ago (NPS 3, "Too expensive");
+/// - P3: started 6 d ago, still in inquiry, never contacted (stalled, unseen);
+/// - P4: started 3 d ago, consultation 2 d ago (NPS 2 there), back to inquiry 20 h ago.
+async fn known_history(app: &TestApp) -> PathwayIds {
+    let p = app.pathway().await;
+    let (p1, p2, p3, p4) = (
+        app.patient("Pia").await,
+        app.patient("Quin").await,
+        app.patient("Rae").await,
+        app.patient("Sol").await,
+    );
+    let j1 = start(app, &p1, &p.id, ago(10 * DAY)).await;
+    move_to(app, &j1, &p.consultation, ago(9 * DAY)).await;
+    touch(app, &p1, &j1, ago(8 * DAY), -2, true).await;
+    nps(
+        app,
+        &p1,
+        &j1,
+        ago(6 * DAY),
+        9,
+        "Great explanation of the plan",
+    )
+    .await;
+    move_to(app, &j1, &p.treatment, ago(5 * DAY)).await;
+    move_to(app, &j1, &p.discharged, ago(3 * DAY)).await;
+
+    let j2 = start(app, &p2, &p.id, ago(9 * DAY)).await;
+    move_to(app, &j2, &p.consultation, ago(8 * DAY)).await;
+    touch(app, &p2, &j2, ago(7 * DAY), 0, false).await;
+    nps(
+        app,
+        &p2,
+        &j2,
+        ago(3 * DAY),
+        3,
+        "Too expensive and nobody called back",
+    )
+    .await;
+    app.gql(
+        "mutation($input: DropJourneyInput!) { dropJourney(input: $input) { journey { id } } }",
+        json!({ "input": { "journeyId": j2, "reason": "price", "occurredAt": ago(2 * DAY) } }),
+    )
+    .await
+    .data();
+
+    start(app, &p3, &p.id, ago(6 * DAY)).await;
+
+    let j4 = start(app, &p4, &p.id, ago(3 * DAY)).await;
+    move_to(app, &j4, &p.consultation, ago(2 * DAY)).await;
+    nps(app, &p4, &j4, ago(30), 2, "Waited an hour").await;
+    move_to(app, &j4, &p.inquiry, ago(20)).await;
+    touch(app, &p4, &j4, ago(10), 2, false).await;
+    p
+}
+
+const MAP: &str = r#"query($p: ID!, $from: DateTime, $to: DateTime, $compareTo: TimeWindowInput) {
+  journeyMap(pathwayId: $p, from: $from, to: $to, compareTo: $compareTo) {
+    pathway { name }
+    stages {
+      stage { key }
+      activeCount enteredCount exitedCount movedForwardCount movedBackCount completedCount droppedCount
+      conversionRate medianHoursInStage p90HoursInStage stalledCount blindSpotCount
+      touchpointCount averageEmotion momentsOfTruth nps npsResponses overdueFollowUps
+      painPoints { kind score comment }
+      previous { enteredCount activeCount }
+      change { enteredCount activeCount nps }
+    }
+    flows { from { key } to { key } kind count }
+    svg
+  }
+}"#;
+
+fn stage<'a>(map: &'a Value, key: &str) -> &'a Value {
+    map["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"]["key"] == key)
+        .unwrap()
+}
+
+fn approx(value: &Value, expected: f64) -> bool {
+    value.as_f64().is_some_and(|v| (v - expected).abs() < 0.05)
+}
+
+async fn the_map_tells_the_known_story(app: TestApp) {
+    let p = known_history(&app).await;
+    let map = app.gql(MAP, json!({ "p": p.id })).await;
+    let map = &map.data()["journeyMap"];
+
+    let inquiry = stage(map, "inquiry");
+    assert_eq!(inquiry["enteredCount"], 5, "{inquiry:#}"); // four starts and one move back
+    assert_eq!(inquiry["movedForwardCount"], 3);
+    assert_eq!(inquiry["activeCount"], 2); // P3 and P4
+    assert_eq!(inquiry["stalledCount"], 1); // P3: 6 days against a 24 h target
+    assert_eq!(inquiry["blindSpotCount"], 1); // P3 was never contacted
+    assert!(approx(&inquiry["conversionRate"], 0.6), "{inquiry:#}"); // 3 of 5 entries moved on
+    assert!(approx(&inquiry["medianHoursInStage"], 24.0), "{inquiry:#}");
+    assert_eq!(inquiry["overdueFollowUps"], 2); // P3's and P4's call-backs
+    assert!(approx(&inquiry["averageEmotion"], 2.0));
+
+    let consultation = stage(map, "consultation");
+    assert_eq!(consultation["enteredCount"], 3);
+    assert_eq!(consultation["exitedCount"], 3);
+    assert_eq!(
+        (
+            &consultation["movedForwardCount"],
+            &consultation["movedBackCount"],
+            &consultation["droppedCount"]
+        ),
+        (&json!(1), &json!(1), &json!(1))
+    );
+    assert!(
+        approx(&consultation["conversionRate"], 0.3333),
+        "{consultation:#}"
+    );
+    assert!(
+        approx(&consultation["medianHoursInStage"], 96.0),
+        "{consultation:#}"
+    ); // of 24, 96, 144
+    assert!(
+        approx(&consultation["p90HoursInStage"], 144.0),
+        "{consultation:#}"
+    );
+    assert!(approx(&consultation["averageEmotion"], -1.0)); // -2 and 0
+    assert_eq!(consultation["momentsOfTruth"], 1);
+    assert!(approx(&consultation["nps"], -33.3), "{consultation:#}"); // one promoter, two detractors
+    assert_eq!(consultation["npsResponses"], 3);
+    // P4's NPS 2 asked for a service-recovery call, now overdue; P2's was
+    // cancelled when P2's journey was dropped.
+    assert_eq!(consultation["overdueFollowUps"], 1);
+    assert_eq!(
+        consultation["painPoints"],
+        json!([
+            { "kind": "NPS", "score": 2, "comment": "Waited an hour" },
+            { "kind": "NPS", "score": 3, "comment": "Too expensive and nobody called back" }
+        ])
+    );
+    assert_eq!(consultation["activeCount"], 0);
+
+    let treatment = stage(map, "treatment");
+    assert_eq!(
+        (&treatment["enteredCount"], &treatment["exitedCount"]),
+        (&json!(1), &json!(1))
+    );
+    assert!(approx(&treatment["conversionRate"], 1.0));
+    assert!(approx(&treatment["medianHoursInStage"], 48.0));
+    assert_eq!(stage(map, "discharged")["enteredCount"], 1);
+
+    let flows: Vec<(String, String, String, i64)> = map["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["from"]["key"].as_str().unwrap().to_string(),
+                f["to"]["key"].as_str().unwrap_or("-").to_string(),
+                f["kind"].as_str().unwrap().to_string(),
+                f["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("inquiry", "consultation", "FORWARD", 3),
+        ("consultation", "treatment", "FORWARD", 1),
+        ("consultation", "inquiry", "BACKWARD", 1),
+        ("consultation", "-", "DROPPED", 1),
+        ("treatment", "discharged", "FORWARD", 1),
+    ] {
+        let expected = (
+            expected.0.to_string(),
+            expected.1.to_string(),
+            expected.2.to_string(),
+            expected.3,
+        );
+        assert!(
+            flows.contains(&expected),
+            "missing flow {expected:?} in {flows:?}"
+        );
+    }
+    assert_eq!(flows.len(), 5);
+
+    let svg = map["svg"].as_str().unwrap();
+    assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+    for text in [
+        "Injectables",
+        "New inquiry",
+        "Consultation",
+        "Waited an hour",
+        "1 unseen",
+    ] {
+        assert!(svg.contains(text), "the picture lacks {text:?}");
+    }
+}
+
+async fn a_past_window_is_replayed_and_compared(app: TestApp) {
+    let p = known_history(&app).await;
+    // Four days ago: P1 in treatment, P2 stalled in consultation (96 h of 72),
+    // P3 stalled and unseen in inquiry (48 h of 24); P4 had not started.
+    let map = app
+        .gql(
+            MAP,
+            json!({ "p": p.id, "from": ago(30 * DAY), "to": ago(4 * DAY) }),
+        )
+        .await;
+    let map = &map.data()["journeyMap"];
+    let inquiry = stage(map, "inquiry");
+    assert_eq!(
+        (
+            &inquiry["activeCount"],
+            &inquiry["stalledCount"],
+            &inquiry["blindSpotCount"]
+        ),
+        (&json!(1), &json!(1), &json!(1)),
+        "{inquiry:#}"
+    );
+    let consultation = stage(map, "consultation");
+    assert_eq!(
+        (
+            &consultation["activeCount"],
+            &consultation["stalledCount"],
+            &consultation["blindSpotCount"]
+        ),
+        (&json!(1), &json!(1), &json!(0)),
+        "{consultation:#}"
+    );
+    assert_eq!(stage(map, "treatment")["activeCount"], 1);
+    assert_eq!(inquiry["enteredCount"], 3); // P1, P2, P3 started before then
+    assert!(inquiry["change"].is_null());
+
+    // Now against the month before: nothing happened then.
+    let compared = app
+        .gql(
+            MAP,
+            json!({ "p": p.id, "compareTo": { "from": ago(60 * DAY), "to": ago(30 * DAY) } }),
+        )
+        .await;
+    let inquiry = stage(&compared.data()["journeyMap"], "inquiry").clone();
+    assert_eq!(
+        inquiry["previous"],
+        json!({ "enteredCount": 0, "activeCount": 0 })
+    );
+    assert_eq!(inquiry["change"]["enteredCount"], 5.0);
+    assert_eq!(inquiry["change"]["activeCount"], 2.0);
+    assert!(inquiry["change"]["nps"].is_null());
+
+    // Bad windows are refused.
+    app.gql(MAP, json!({ "p": p.id, "from": ago(1), "to": ago(2) }))
+        .await
+        .assert_error("BAD_USER_INPUT", Some("from"));
+    app.gql(
+        MAP,
+        json!({ "p": p.id, "compareTo": { "from": ago(1), "to": ago(2) } }),
+    )
+    .await
+    .assert_error("BAD_USER_INPUT", Some("compareTo.from"));
+}
+
+async fn the_picture_is_served_with_the_same_credential(app: TestApp) {
+    let p = known_history(&app).await;
+    let url = format!("{}/journey-maps/{}.svg", app.url, p.id);
+    let response = app
+        .client
+        .get(&url)
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("image/svg+xml")
+    );
+    let body = response.text().await.unwrap();
+    assert!(body.starts_with("<svg") && body.contains("Consultation"));
+
+    let windowed = app
+        .client
+        .get(format!("{url}?from={}&to={}", ago(30 * DAY), ago(4 * DAY)))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(windowed.status(), 200);
+
+    assert_eq!(app.client.get(&url).send().await.unwrap().status(), 401);
+    let other = app.clinic("other").await;
+    assert_eq!(
+        app.client
+            .get(&url)
+            .bearer_auth(&other)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let bad = app
+        .client
+        .get(format!("{url}?from=yesterday"))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let not_a_pathway = app
+        .client
+        .get(format!(
+            "{}/journey-maps/pat_0193a4b2c3d47e8f9a0b1c2d3e4f5a6b.svg",
+            app.url
+        ))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_a_pathway.status(), 400);
+}
+
+on_both_backends!(
+    the_map_tells_the_known_story,
+    a_past_window_is_replayed_and_compared,
+    the_picture_is_served_with_the_same_credential,
+);
