@@ -35,6 +35,8 @@ pub struct TestApp {
     /// A token of clinic "a" with every scope.
     pub token: String,
     pub store: Store,
+    /// The URL of the test's own database.
+    pub database_url: String,
     server: Option<RunningServer>,
     _dir: Option<tempfile::TempDir>,
     postgres: Option<(String, String)>,
@@ -108,7 +110,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
             (url, None, Some((server, name)))
         }
     };
-    let mut database = DatabaseConfig::new(database_url);
+    let mut database = DatabaseConfig::new(database_url.clone());
     database.db_max_connections = 8;
     let app = App::build(&database, options.config)
         .await
@@ -132,6 +134,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
             .expect("http client"),
         token,
         store,
+        database_url,
         server: Some(server),
         _dir: dir,
         postgres,
@@ -306,6 +309,14 @@ impl TestApp {
             counts.push((table, row.try_get::<i64>("", "n").expect("n")));
         }
         counts
+    }
+
+    /// Another connection pool to the test's database, as a second replica would have.
+    pub async fn second_store(&self) -> Store {
+        let db = Db::connect(&DatabaseConfig::new(self.database_url.clone()))
+            .await
+            .expect("second pool");
+        Store::new(db)
     }
 
     /// The database, for checks a client cannot make.
