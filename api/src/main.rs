@@ -50,6 +50,8 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL), as committed in schema.graphql.
     Schema,
+    /// Benchmark: seed a clinic, start the server, drive load, print figures.
+    Bench(journeymap::bench::BenchConfig),
     /// Manage clinics.
     Clinic {
         #[command(subcommand)]
@@ -111,6 +113,13 @@ async fn main() -> ExitCode {
 }
 
 async fn connect(database: &DatabaseConfig) -> anyhow::Result<Db> {
+    let url = &database.database_url;
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // A fresh server needs no `createdb`: the database is created on first use.
+        db::ensure_postgres_database(url)
+            .await
+            .with_context(|| format!("cannot reach PostgreSQL at {}", db::redact(url)))?;
+    }
     let db = Db::connect(database).await.with_context(|| {
         format!(
             "cannot open the database at {}",
@@ -216,6 +225,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(config) => serve(cli.database, config).await,
+        Command::Bench(config) => {
+            let url = &cli.database.database_url;
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                db::ensure_postgres_database(url).await?;
+            }
+            journeymap::bench::run(&cli.database, &config).await
+        }
     }
 }
 

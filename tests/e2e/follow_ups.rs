@@ -52,14 +52,20 @@ async fn overdue_follow_ups_are_announced_exactly_once(app: TestApp) {
 
     let announced = events_of(&app, "follow_up.overdue").await;
     assert_eq!(announced.len(), 3, "{announced:#?}");
-    let mut ids: Vec<&str> = announced.iter().map(|e| e["data"]["followUpId"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = announced
+        .iter()
+        .map(|e| e["data"]["followUpId"].as_str().unwrap())
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3, "a follow-up was announced twice");
 
     // Done follow-ups are never announced; the work list shows the overdue ones.
     let list = app
-        .gql("{ followUps(filter: {overdue: true}) { totalCount } }", json!({}))
+        .gql(
+            "{ followUps(filter: {overdue: true}) { totalCount } }",
+            json!({}),
+        )
         .await;
     assert_eq!(list.data()["followUps"]["totalCount"], 3);
 }
@@ -95,9 +101,19 @@ async fn detractors_get_a_service_recovery_call(app: TestApp) {
     assert_eq!(recovery(&app, &journey).await.len(), 1);
 
     let scheduled = events_of(&app, "follow_up.scheduled").await;
-    assert!(scheduled.iter().any(|e| e["data"]["kind"] == "SERVICE_RECOVERY"));
+    assert!(
+        scheduled
+            .iter()
+            .any(|e| e["data"]["kind"] == "SERVICE_RECOVERY")
+    );
     let submitted = events_of(&app, "feedback.submitted").await;
-    assert_eq!(submitted.iter().filter(|e| e["data"]["detractor"] == true).count(), 2);
+    assert_eq!(
+        submitted
+            .iter()
+            .filter(|e| e["data"]["detractor"] == true)
+            .count(),
+        2
+    );
 }
 
 async fn recovery(app: &TestApp, journey: &str) -> Vec<Value> {
@@ -115,7 +131,10 @@ async fn recovery(app: &TestApp, journey: &str) -> Vec<Value> {
         .collect()
 }
 
-on_both_backends!(overdue_follow_ups_are_announced_exactly_once, detractors_get_a_service_recovery_call);
+on_both_backends!(
+    overdue_follow_ups_are_announced_exactly_once,
+    detractors_get_a_service_recovery_call
+);
 
 /// The server's own sweeper finds overdue follow-ups without being asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

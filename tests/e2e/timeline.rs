@@ -58,7 +58,9 @@ async fn the_timeline_merges_everything_in_time_order(app: TestApp) {
     .data();
 
     // Everything at once: the consultation check-in is due in 42 h, first.
-    let all = app.gql(TIMELINE, json!({ "id": patient, "first": 20 })).await;
+    let all = app
+        .gql(TIMELINE, json!({ "id": patient, "first": 20 }))
+        .await;
     let timeline = &all.data()["patient"]["timeline"];
     let kinds: Vec<String> = timeline["edges"]
         .as_array()
@@ -93,7 +95,10 @@ async fn the_timeline_merges_everything_in_time_order(app: TestApp) {
     let mut after: Option<String> = None;
     loop {
         let page = app
-            .gql(TIMELINE, json!({ "id": patient, "first": 2, "after": after }))
+            .gql(
+                TIMELINE,
+                json!({ "id": patient, "first": 2, "after": after }),
+            )
             .await;
         let timeline = page.data()["patient"]["timeline"].clone();
         for edge in timeline["edges"].as_array().unwrap() {
@@ -102,7 +107,9 @@ async fn the_timeline_merges_everything_in_time_order(app: TestApp) {
         if timeline["pageInfo"]["hasNextPage"] != true {
             break;
         }
-        after = timeline["pageInfo"]["endCursor"].as_str().map(str::to_string);
+        after = timeline["pageInfo"]["endCursor"]
+            .as_str()
+            .map(str::to_string);
     }
     assert_eq!(seen, ats);
 }

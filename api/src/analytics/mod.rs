@@ -197,6 +197,18 @@ struct MapQuery<'a, C: ConnectionTrait> {
 }
 
 impl<C: ConnectionTrait> MapQuery<'_, C> {
+    /// `?, ?, …` for the pathway's stage ids, and their values.
+    fn stage_list(&self) -> (String, Vec<Value>) {
+        (
+            crate::db::placeholders(self.stages.len().max(1)),
+            if self.stages.is_empty() {
+                vec![Uuid::nil().into()]
+            } else {
+                self.stages.iter().map(|s| Value::from(s.id)).collect()
+            },
+        )
+    }
+
     async fn rows(&self, sql: &str, values: Vec<Value>) -> DomainResult<Vec<QueryResult>> {
         Ok(self
             .conn
@@ -220,7 +232,13 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
             .collect();
         // Occupancy, stalls and overdue follow-ups are taken at the end of
         // the window, or now if the window reaches into the future.
-        let at = window.to.min(self.now);
+        // A window ending within the last minute (the default ends "now",
+        // as of when the request was read) is taken as ending now.
+        let at = if window.to >= self.now - Duration::minutes(1) {
+            self.now
+        } else {
+            window.to
+        };
         if at == self.now {
             self.occupancy_now(&mut stats).await?;
         } else {
@@ -304,7 +322,7 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
                     ) THEN 1 ELSE 0 END) AS blind_spots \
              FROM ( \
                 SELECT journey_id, kind, to_stage_id, occurred_at, \
-                       ROW_NUMBER() OVER (PARTITION BY journey_id ORDER BY occurred_at DESC, id DESC) AS rn \
+                       ROW_NUMBER() OVER (PARTITION BY journey_id ORDER BY occurred_at DESC) AS rn \
                 FROM stage_transitions \
                 WHERE clinic_id = ? AND pathway_id = ? AND occurred_at < ? \
              ) last \
@@ -495,22 +513,23 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
         stats: &mut HashMap<Uuid, StageStats>,
         window: Window,
     ) -> DomainResult<()> {
+        let (list, stage_values) = self.stage_list();
         let values = || {
-            vec![
-                self.clinic.into(),
-                self.pathway.into(),
-                window.from.into(),
-                window.to.into(),
-            ]
+            let mut values: Vec<Value> = vec![self.clinic.into()];
+            values.extend(stage_values.iter().cloned());
+            values.extend([window.from.into(), window.to.into()]);
+            values
         };
         let rows = self
             .rows(
-                "SELECT t.stage_id, t.channel, COUNT(*) AS n, COUNT(t.emotion) AS emotion_samples, \
-                        CAST(SUM(t.emotion) AS DOUBLE PRECISION) AS emotion_sum, \
-                        SUM(CASE WHEN t.moment_of_truth THEN 1 ELSE 0 END) AS moments \
-                 FROM touchpoints t JOIN stages s ON s.id = t.stage_id \
-                 WHERE t.clinic_id = ? AND s.pathway_id = ? AND t.occurred_at >= ? AND t.occurred_at < ? \
-                 GROUP BY t.stage_id, t.channel",
+                &format!(
+                    "SELECT t.stage_id, t.channel, COUNT(*) AS n, COUNT(t.emotion) AS emotion_samples, \
+                            CAST(SUM(t.emotion) AS DOUBLE PRECISION) AS emotion_sum, \
+                            SUM(CASE WHEN t.moment_of_truth THEN 1 ELSE 0 END) AS moments \
+                     FROM touchpoints t \
+                     WHERE t.clinic_id = ? AND t.stage_id IN ({list}) AND t.occurred_at >= ? AND t.occurred_at < ? \
+                     GROUP BY t.stage_id, t.channel"
+                ),
                 values(),
             )
             .await?;
@@ -538,10 +557,12 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
         }
         let rows = self
             .rows(
-                "SELECT t.stage_id, COUNT(DISTINCT t.journey_id) AS journeys \
-                 FROM touchpoints t JOIN stages s ON s.id = t.stage_id \
-                 WHERE t.clinic_id = ? AND s.pathway_id = ? AND t.occurred_at >= ? AND t.occurred_at < ? \
-                 GROUP BY t.stage_id",
+                &format!(
+                    "SELECT t.stage_id, COUNT(DISTINCT t.journey_id) AS journeys \
+                     FROM touchpoints t \
+                     WHERE t.clinic_id = ? AND t.stage_id IN ({list}) AND t.occurred_at >= ? AND t.occurred_at < ? \
+                     GROUP BY t.stage_id"
+                ),
                 values(),
             )
             .await?;
@@ -562,28 +583,29 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
     ) -> DomainResult<()> {
         let nps = FeedbackKind::Nps.as_str();
         let csat = FeedbackKind::Csat.as_str();
+        let (list, stages) = self.stage_list();
+        let mut values: Vec<Value> = vec![
+            nps.into(),
+            nps.into(),
+            nps.into(),
+            csat.into(),
+            csat.into(),
+            self.clinic.into(),
+        ];
+        values.extend(stages);
+        values.extend([window.from.into(), window.to.into()]);
         let rows = self
             .rows(
-                "SELECT f.stage_id, \
+                &format!("SELECT f.stage_id, \
                         SUM(CASE WHEN f.kind = ? THEN 1 ELSE 0 END) AS nps_n, \
                         SUM(CASE WHEN f.kind = ? AND f.score >= 9 THEN 1 ELSE 0 END) AS promoters, \
                         SUM(CASE WHEN f.kind = ? AND f.score <= 6 THEN 1 ELSE 0 END) AS detractors, \
                         SUM(CASE WHEN f.kind = ? THEN 1 ELSE 0 END) AS csat_n, \
                         CAST(SUM(CASE WHEN f.kind = ? THEN f.score ELSE 0 END) AS DOUBLE PRECISION) AS csat_sum \
-                 FROM feedback f JOIN stages s ON s.id = f.stage_id \
-                 WHERE f.clinic_id = ? AND s.pathway_id = ? AND f.submitted_at >= ? AND f.submitted_at < ? \
-                 GROUP BY f.stage_id",
-                vec![
-                    nps.into(),
-                    nps.into(),
-                    nps.into(),
-                    csat.into(),
-                    csat.into(),
-                    self.clinic.into(),
-                    self.pathway.into(),
-                    window.from.into(),
-                    window.to.into(),
-                ],
+                 FROM feedback f \
+                 WHERE f.clinic_id = ? AND f.stage_id IN ({list}) AND f.submitted_at >= ? AND f.submitted_at < ? \
+                 GROUP BY f.stage_id"),
+                values,
             )
             .await?;
         for row in rows {
@@ -614,32 +636,33 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
         stats: &mut HashMap<Uuid, StageStats>,
         window: Window,
     ) -> DomainResult<()> {
+        let (list, stages) = self.stage_list();
+        let mut values: Vec<Value> = vec![
+            FeedbackKind::Nps.as_str().into(),
+            FeedbackKind::Csat.as_str().into(),
+            self.clinic.into(),
+        ];
+        values.extend(stages);
+        values.extend([window.from.into(), window.to.into()]);
+        for kind in [FeedbackKind::Nps, FeedbackKind::Csat, FeedbackKind::Ces] {
+            values.push(kind.as_str().into());
+        }
+        for kind in [FeedbackKind::Nps, FeedbackKind::Csat, FeedbackKind::Ces] {
+            values.push(kind.as_str().into());
+        }
         let rows = self
             .rows(
-                "SELECT stage_id, kind, score, comment, submitted_at FROM ( \
+                &format!("SELECT stage_id, kind, score, comment, submitted_at FROM ( \
                     SELECT f.stage_id, f.kind, f.score, f.comment, f.submitted_at, \
                            ROW_NUMBER() OVER (PARTITION BY f.stage_id ORDER BY \
                                CASE f.kind WHEN ? THEN f.score / 10.0 WHEN ? THEN (f.score - 1) / 4.0 \
                                            ELSE (7 - f.score) / 6.0 END, f.submitted_at DESC, f.id DESC) AS rn \
-                    FROM feedback f JOIN stages s ON s.id = f.stage_id \
-                    WHERE f.clinic_id = ? AND s.pathway_id = ? AND f.submitted_at >= ? AND f.submitted_at < ? \
+                    FROM feedback f \
+                    WHERE f.clinic_id = ? AND f.stage_id IN ({list}) AND f.submitted_at >= ? AND f.submitted_at < ? \
                       AND f.comment IS NOT NULL AND f.score IS NOT NULL AND f.kind IN (?, ?, ?) \
                       AND ((f.kind = ? AND f.score <= 6) OR (f.kind = ? AND f.score <= 2) OR (f.kind = ? AND f.score >= 5)) \
-                 ) worst WHERE rn <= 3 ORDER BY stage_id, rn",
-                vec![
-                    FeedbackKind::Nps.as_str().into(),
-                    FeedbackKind::Csat.as_str().into(),
-                    self.clinic.into(),
-                    self.pathway.into(),
-                    window.from.into(),
-                    window.to.into(),
-                    FeedbackKind::Nps.as_str().into(),
-                    FeedbackKind::Csat.as_str().into(),
-                    FeedbackKind::Ces.as_str().into(),
-                    FeedbackKind::Nps.as_str().into(),
-                    FeedbackKind::Csat.as_str().into(),
-                    FeedbackKind::Ces.as_str().into(),
-                ],
+                 ) worst WHERE rn <= 3 ORDER BY stage_id, rn"),
+                values,
             )
             .await?;
         for row in rows {
@@ -663,24 +686,41 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
         stats: &mut HashMap<Uuid, StageStats>,
         at: DateTime<Utc>,
     ) -> DomainResult<()> {
-        let rows = self
-            .rows(
-                "SELECT f.stage_id, COUNT(*) AS n \
-                 FROM follow_ups f JOIN stages s ON s.id = f.stage_id \
-                 WHERE f.clinic_id = ? AND s.pathway_id = ? AND f.due_at < ? AND f.created_at <= ? \
-                   AND (f.completed_at IS NULL OR f.completed_at > ?) \
-                   AND (f.cancelled_at IS NULL OR f.cancelled_at > ?) \
-                 GROUP BY f.stage_id",
-                vec![
-                    self.clinic.into(),
-                    self.pathway.into(),
-                    at.into(),
-                    at.into(),
-                    at.into(),
-                    at.into(),
-                ],
+        let (list, stages) = self.stage_list();
+        let rows = if at == self.now {
+            // Now: the open ones, straight from the status index.
+            let mut values: Vec<Value> = vec![
+                self.clinic.into(),
+                domain::FollowUpStatus::Open.as_str().into(),
+                at.into(),
+            ];
+            values.extend(stages);
+            self.rows(
+                &format!(
+                    "SELECT f.stage_id, COUNT(*) AS n FROM follow_ups f \
+                     WHERE f.clinic_id = ? AND f.status = ? AND f.due_at < ? AND f.stage_id IN ({list}) \
+                     GROUP BY f.stage_id"
+                ),
+                values,
             )
-            .await?;
+            .await?
+        } else {
+            // Then: open at that moment, whatever happened to them since.
+            let mut values: Vec<Value> = vec![self.clinic.into()];
+            values.extend(stages);
+            values.extend([at.into(), at.into(), at.into(), at.into()]);
+            self.rows(
+                &format!(
+                    "SELECT f.stage_id, COUNT(*) AS n FROM follow_ups f \
+                     WHERE f.clinic_id = ? AND f.stage_id IN ({list}) AND f.due_at < ? AND f.created_at <= ? \
+                       AND (f.completed_at IS NULL OR f.completed_at > ?) \
+                       AND (f.cancelled_at IS NULL OR f.cancelled_at > ?) \
+                     GROUP BY f.stage_id"
+                ),
+                values,
+            )
+            .await?
+        };
         for row in rows {
             let stage: Uuid = row.try_get("", "stage_id")?;
             if let Some(s) = stats.get_mut(&stage) {

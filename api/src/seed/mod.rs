@@ -217,6 +217,8 @@ pub async fn demo(db: &Db, options: &SeedOptions) -> DomainResult<SeedReport> {
             tracing::info!(patients = made, of = total, "seeding");
         }
     }
+    // Fresh statistics, so the query planner knows the tables' new sizes.
+    db.conn().execute_unprepared("ANALYZE").await?;
     Ok(report)
 }
 

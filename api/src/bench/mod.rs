@@ -1,0 +1,132 @@
+//! `journeymap bench`: seeds a clinic of a given size, starts the real server
+//! as a child process on PostgreSQL or SQLite, drives load over HTTP from this
+//! process, and prints figures — throughput, latency percentiles, SQL
+//! statements per request, server CPU and peak memory.
+//!
+//! These are measurements, not tests: nothing here fails on a slow machine.
+
+mod report;
+mod server;
+mod workloads;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+use crate::{
+    auth::Permission,
+    config::DatabaseConfig,
+    db::Db,
+    domain::clinics,
+    seed::{self, SeedOptions},
+};
+
+pub use report::Figures;
+
+/// A workload of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Workload {
+    /// Nested read: `patients(first: 50)` with journeys, stages, touchpoints, feedback.
+    W1,
+    /// Stage moves: `moveJourneyToStage`, events included.
+    W2,
+    /// The journey map of every pathway.
+    W5,
+}
+
+/// Settings of `journeymap bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchConfig {
+    /// Patients in the benchmark clinic (seeded when the database has none).
+    #[arg(long, default_value_t = 10_000)]
+    pub patients: u32,
+
+    /// Workloads to run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Workload::W1, Workload::W2, Workload::W5])]
+    pub workloads: Vec<Workload>,
+
+    /// Seconds each load workload runs (after a short warm-up).
+    #[arg(long, default_value_t = 20)]
+    pub duration_secs: u64,
+
+    /// Concurrent connections of W1.
+    #[arg(long, default_value_t = 50)]
+    pub read_concurrency: usize,
+
+    /// Concurrent connections of W2.
+    #[arg(long, default_value_t = 20)]
+    pub write_concurrency: usize,
+
+    /// Rounds of W5 (each maps every pathway).
+    #[arg(long, default_value_t = 5)]
+    pub map_rounds: usize,
+}
+
+/// Runs the benchmark against `database` and prints the figures.
+pub async fn run(database: &DatabaseConfig, config: &BenchConfig) -> anyhow::Result<()> {
+    let db = Db::connect(database)
+        .await
+        .context("cannot open the database")?;
+    db.migrate().await?;
+    let clinic = match clinics::by_slug(&db, seed::DEMO_SLUG).await? {
+        Some(clinic) => {
+            eprintln!("using the existing benchmark clinic ({})", seed::DEMO_SLUG);
+            clinic
+        }
+        None => {
+            eprintln!("seeding {} patients…", config.patients);
+            let started = std::time::Instant::now();
+            let report = seed::demo(
+                &db,
+                &SeedOptions {
+                    patients: config.patients,
+                    seed: 42,
+                },
+            )
+            .await?;
+            eprintln!("{report} in {:.1} s", started.elapsed().as_secs_f64());
+            clinics::by_slug(&db, seed::DEMO_SLUG)
+                .await?
+                .context("the benchmark clinic was not created")?
+        }
+    };
+    let (_, token) = clinics::create_token(&db, clinic.id, "bench", &Permission::ALL, None).await?;
+    let size = workloads::clinic_size(&db, clinic.id).await?;
+    db.close().await;
+
+    let server = server::Server::start(database).await?;
+    let machine = report::machine();
+    println!("Journeymap benchmark");
+    println!("  machine   {machine}");
+    println!("  database  {}", server.backend());
+    println!(
+        "  clinic    {} patients, {} journeys, {} touchpoints",
+        size.patients, size.journeys, size.touchpoints
+    );
+    println!(
+        "  server    started and ready in {:.0} ms, idle memory {:.1} MiB",
+        server.ready_ms,
+        server.rss_mib()
+    );
+    println!();
+
+    let client = workloads::Client::new(&server.url, &token)?;
+    let duration = Duration::from_secs(config.duration_secs);
+    let mut results = Vec::new();
+    for workload in &config.workloads {
+        let figures = match workload {
+            Workload::W1 => {
+                workloads::nested_read(&client, &server, config.read_concurrency, duration).await?
+            }
+            Workload::W2 => {
+                workloads::stage_moves(&client, &server, config.write_concurrency, duration).await?
+            }
+            Workload::W5 => workloads::journey_map(&client, &server, config.map_rounds).await?,
+        };
+        println!("{figures}");
+        results.push(figures);
+    }
+    server.stop().await;
+    Ok(())
+}

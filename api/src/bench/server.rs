@@ -1,0 +1,146 @@
+//! The server under test: this binary's `serve`, as a child process, so that
+//! its CPU time and memory are its own.
+
+use std::{
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use tokio::process::{Child, Command};
+
+use crate::config::DatabaseConfig;
+
+/// A running server child process.
+pub struct Server {
+    child: Child,
+    pid: u32,
+    pub url: String,
+    /// Milliseconds from spawning to a ready `/readyz`.
+    pub ready_ms: f64,
+    backend: &'static str,
+}
+
+impl Server {
+    /// Starts `journeymap serve` on a free port and waits until it is ready.
+    pub async fn start(database: &DatabaseConfig) -> anyhow::Result<Self> {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            listener.local_addr()?.port()
+        };
+        let exe = std::env::current_exe().context("cannot find the journeymap binary")?;
+        let started = Instant::now();
+        let child = Command::new(exe)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--database-url")
+            .arg(&database.database_url)
+            .arg("--db-max-connections")
+            .arg(database.db_max_connections.to_string())
+            .arg("--sweep-interval-secs")
+            .arg("0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start the server")?;
+        let pid = child.id().context("the server exited at once")?;
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(response) = client.get(format!("{url}/readyz")).send().await
+                && response.status().is_success()
+            {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                anyhow::bail!("the server was not ready within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let backend = if database.database_url.starts_with("postgres") {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        };
+        Ok(Self {
+            child,
+            pid,
+            url,
+            ready_ms: started.elapsed().as_secs_f64() * 1000.0,
+            backend,
+        })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// CPU seconds (user + system) the server has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+            return 0.0;
+        };
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            return 0.0;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (ticks(11) + ticks(12)) / clock_ticks()
+    }
+
+    fn status_kib(&self, key: &str) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.status_kib("VmRSS:") / 1024.0
+    }
+
+    /// Peak resident memory so far, in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        self.status_kib("VmHWM:") / 1024.0
+    }
+
+    /// SQL statements the server has executed (from `/metrics`).
+    pub async fn statements(&self) -> anyhow::Result<u64> {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await?
+            .text()
+            .await?;
+        text.lines()
+            .find_map(|line| line.strip_prefix("journeymap_db_statements_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .context("no statement counter in /metrics")
+    }
+
+    /// Stops the server.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // The kernel's USER_HZ; 100 on every Linux this runs on.
+    100.0
+}

@@ -1,0 +1,412 @@
+//! The workloads: each drives the server over HTTP and returns its figures.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use entity::{journeys, patients, touchpoints};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::{Figures, server::Server};
+use crate::db::Db;
+
+/// Warm-up before a timed workload.
+const WARM_UP: Duration = Duration::from_secs(2);
+
+/// How big the benchmark clinic is.
+pub struct ClinicSize {
+    pub patients: u64,
+    pub journeys: u64,
+    pub touchpoints: u64,
+}
+
+/// Counts the clinic's rows.
+#[allow(clippy::disallowed_methods)] // the benchmark inspects its own clinic
+pub async fn clinic_size(db: &Db, clinic: Uuid) -> anyhow::Result<ClinicSize> {
+    Ok(ClinicSize {
+        patients: patients::Entity::find()
+            .filter(patients::Column::ClinicId.eq(clinic))
+            .count(db.conn())
+            .await?,
+        journeys: journeys::Entity::find()
+            .filter(journeys::Column::ClinicId.eq(clinic))
+            .count(db.conn())
+            .await?,
+        touchpoints: touchpoints::Entity::find()
+            .filter(touchpoints::Column::ClinicId.eq(clinic))
+            .count(db.conn())
+            .await?,
+    })
+}
+
+/// A GraphQL client with the benchmark token.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    endpoint: String,
+    authorization: String,
+}
+
+impl Client {
+    pub fn new(url: &str, token: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()?,
+            endpoint: format!("{url}/graphql"),
+            authorization: format!("Bearer {token}"),
+        })
+    }
+
+    /// Runs an operation; `Err` for transport failures, `Ok(body)` otherwise.
+    pub async fn gql(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(&self.endpoint)
+            .header("authorization", &self.authorization)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await?;
+        Ok(response.json().await?)
+    }
+}
+
+fn failed(body: &Value) -> bool {
+    body.get("errors").is_some_and(|e| !e.is_null())
+}
+
+/// Runs `workers` copies of `operation` for `duration` after a warm-up and
+/// measures them.
+async fn timed<F, Fut>(
+    name: &str,
+    server: &Server,
+    workers: usize,
+    duration: Duration,
+    operation: F,
+) -> anyhow::Result<Figures>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<bool>> + Send,
+{
+    let operation = Arc::new(operation);
+    let warm_until = Instant::now() + WARM_UP;
+    let results = Arc::new(Mutex::new((Vec::new(), 0usize)));
+    let start_gate = Arc::new(tokio::sync::Barrier::new(workers + 1));
+    let stop_at = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let mut handles = Vec::new();
+    for worker in 0..workers {
+        let operation = operation.clone();
+        let results = results.clone();
+        let gate = start_gate.clone();
+        let stop_at = stop_at.clone();
+        handles.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut n = 0u64;
+            // Warm-up: not measured.
+            while Instant::now() < warm_until {
+                let _ = operation(worker, n).await;
+                n += 1;
+            }
+            gate.wait().await;
+            let until = stop_at
+                .lock()
+                .expect("lock")
+                .expect("set before the gate opens");
+            while Instant::now() < until {
+                let started = Instant::now();
+                match operation(worker, n).await {
+                    Ok(true) => latencies.push(started.elapsed()),
+                    _ => errors += 1,
+                }
+                n += 1;
+            }
+            let mut all = results.lock().await;
+            all.0.extend(latencies);
+            all.1 += errors;
+        }));
+    }
+    // Every worker has warmed up: measure from here.
+    while Instant::now() < warm_until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    *stop_at.lock().expect("lock") = Some(Instant::now() + duration);
+    let statements_before = server.statements().await?;
+    let cpu_before = server.cpu_seconds();
+    let started = Instant::now();
+    start_gate.wait().await;
+    for handle in handles {
+        handle.await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = server.cpu_seconds() - cpu_before;
+    let statements = server.statements().await? - statements_before;
+    let (latencies, errors) = std::mem::take(&mut *results.lock().await);
+    let requests = latencies.len();
+    Ok(Figures {
+        name: name.to_string(),
+        requests,
+        errors,
+        seconds,
+        statements_per_request: statements as f64 / (requests + errors).max(1) as f64,
+        latencies,
+        server_cpu_seconds: cpu,
+        server_peak_mib: server.peak_rss_mib(),
+        notes: Vec::new(),
+    })
+}
+
+const NESTED: &str = r#"query Nested($after: String) {
+  patients(first: 50, after: $after) {
+    pageInfo { endCursor hasNextPage }
+    edges { node {
+      id givenName familyName
+      journeys { id status stalled currentStage { id name category } }
+      touchpoints(first: 5) { edges { node { id channel occurredAt emotion } } }
+      feedback(first: 3) { edges { node { id kind score } } }
+    } }
+  }
+}"#;
+
+/// W1: pages of 50 patients with their journeys, current stages, last five
+/// touchpoints and last three feedback.
+pub async fn nested_read(
+    client: &Client,
+    server: &Server,
+    workers: usize,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
+    // Twenty pages to cycle through, as front ends page.
+    let mut cursors: Vec<Option<String>> = vec![None];
+    while cursors.len() < 20 {
+        let body = client
+            .gql(
+                NESTED,
+                json!({ "after": cursors.last().cloned().flatten() }),
+            )
+            .await?;
+        let page = &body["data"]["patients"]["pageInfo"];
+        match page["endCursor"].as_str() {
+            Some(cursor) if page["hasNextPage"] == true => cursors.push(Some(cursor.to_string())),
+            _ => break,
+        }
+    }
+    let pages = cursors.len();
+    let cursors = Arc::new(cursors);
+    let client = client.clone();
+    let mut figures = timed(
+        &format!("W1 nested read: patients(first: 50) with journeys, stages, touchpoints(first: 5), feedback(first: 3) — {workers} connections"),
+        server,
+        workers,
+        duration,
+        move |worker, n| {
+            let client = client.clone();
+            let cursors = cursors.clone();
+            async move {
+                let after = cursors[(worker + n as usize) % cursors.len()].clone();
+                let body = client.gql(NESTED, json!({ "after": after })).await?;
+                Ok(!failed(&body) && body["data"]["patients"]["edges"].as_array().is_some_and(|e| !e.is_empty()))
+            }
+        },
+    )
+    .await?;
+    figures
+        .notes
+        .push(format!("{pages} pages of 50 patients cycled"));
+    Ok(figures)
+}
+
+const ACTIVE_JOURNEYS: &str = r#"query($after: String) {
+  journeys(first: 100, after: $after, filter: {status: ACTIVE}) {
+    pageInfo { endCursor hasNextPage }
+    edges { node { id version currentStage { id } pathway { stages { id terminal } } } }
+  }
+}"#;
+
+const MOVE: &str = r#"mutation Move($input: MoveJourneyToStageInput!) {
+  moveJourneyToStage(input: $input) { journey { id version } }
+}"#;
+
+/// A journey a W2 worker moves back and forth between two stages.
+struct Mover {
+    journey: String,
+    version: i64,
+    here: String,
+    there: String,
+}
+
+/// W2: `moveJourneyToStage` on active journeys, each worker with journeys of
+/// its own, alternating between two stages with `expectedVersion`.
+pub async fn stage_moves(
+    client: &Client,
+    server: &Server,
+    workers: usize,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
+    let mut movers = Vec::new();
+    let mut after: Option<String> = None;
+    while movers.len() < workers * 50 {
+        let body = client
+            .gql(ACTIVE_JOURNEYS, json!({ "after": after }))
+            .await?;
+        let page = &body["data"]["journeys"];
+        for edge in page["edges"].as_array().context("no journeys")? {
+            let node = &edge["node"];
+            let here = node["currentStage"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let there = node["pathway"]["stages"]
+                .as_array()
+                .and_then(|stages| {
+                    stages
+                        .iter()
+                        .find(|s| s["terminal"] == false && s["id"] != here.as_str())
+                        .and_then(|s| s["id"].as_str())
+                })
+                .map(str::to_string);
+            if let Some(there) = there {
+                movers.push(Mover {
+                    journey: node["id"].as_str().unwrap_or_default().to_string(),
+                    version: node["version"].as_i64().unwrap_or(1),
+                    here,
+                    there,
+                });
+            }
+        }
+        match page["pageInfo"]["endCursor"].as_str() {
+            Some(cursor) if page["pageInfo"]["hasNextPage"] == true => {
+                after = Some(cursor.to_string())
+            }
+            _ => break,
+        }
+    }
+    anyhow::ensure!(
+        movers.len() >= workers,
+        "too few active journeys to move ({})",
+        movers.len()
+    );
+    let per_worker = movers.len() / workers;
+    let mut shares: Vec<Arc<Mutex<Vec<Mover>>>> = Vec::new();
+    let mut movers = movers.into_iter();
+    for _ in 0..workers {
+        shares.push(Arc::new(Mutex::new(
+            movers.by_ref().take(per_worker).collect(),
+        )));
+    }
+    let shares = Arc::new(shares);
+    let client = client.clone();
+    timed(
+        &format!("W2 stage moves: moveJourneyToStage with expectedVersion, events included — {workers} connections"),
+        server,
+        workers,
+        duration,
+        move |worker, n| {
+            let client = client.clone();
+            let shares = shares.clone();
+            async move {
+                let mut mine = shares[worker].lock().await;
+                let index = n as usize % mine.len();
+                let mover = &mut mine[index];
+                let body = client
+                    .gql(
+                        MOVE,
+                        json!({ "input": { "journeyId": mover.journey, "stageId": mover.there, "expectedVersion": mover.version } }),
+                    )
+                    .await?;
+                if failed(&body) {
+                    return Ok(false);
+                }
+                mover.version = body["data"]["moveJourneyToStage"]["journey"]["version"].as_i64().unwrap_or(mover.version + 1);
+                std::mem::swap(&mut mover.here, &mut mover.there);
+                Ok(true)
+            }
+        },
+    )
+    .await
+}
+
+const MAP: &str = r#"query Map($p: ID!) {
+  journeyMap(pathwayId: $p) {
+    stages {
+      stage { id name }
+      activeCount enteredCount exitedCount movedForwardCount movedBackCount droppedCount
+      conversionRate medianHoursInStage p90HoursInStage stalledCount blindSpotCount
+      touchpointCount touchpointsPerJourney channelMix { channel count } averageEmotion momentsOfTruth
+      nps csat overdueFollowUps painPoints { score comment }
+    }
+    flows { from { id } to { id } kind count }
+    svg
+  }
+}"#;
+
+/// W5: the full journey map (figures and SVG) of every pathway, one at a time.
+pub async fn journey_map(
+    client: &Client,
+    server: &Server,
+    rounds: usize,
+) -> anyhow::Result<Figures> {
+    let body = client.gql("{ pathways { id name } }", json!({})).await?;
+    let pathways: Vec<(String, String)> = body["data"]["pathways"]
+        .as_array()
+        .context("no pathways")?
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap_or_default().to_string(),
+                p["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    // One untimed round warms caches, as a dashboard's first load would.
+    for (id, _) in &pathways {
+        client.gql(MAP, json!({ "p": id })).await?;
+    }
+    let statements_before = server.statements().await?;
+    let cpu_before = server.cpu_seconds();
+    let started = Instant::now();
+    let mut figures = Figures {
+        name: format!(
+            "W5 journey map: journeyMap (all figures and the SVG) of {} pathways × {rounds} rounds",
+            pathways.len()
+        ),
+        ..Default::default()
+    };
+    let mut worst: Vec<(String, f64)> = pathways
+        .iter()
+        .map(|(_, name)| (name.clone(), 0.0))
+        .collect();
+    for _ in 0..rounds {
+        for (i, (id, _)) in pathways.iter().enumerate() {
+            let t = Instant::now();
+            let body = client.gql(MAP, json!({ "p": id })).await?;
+            let elapsed = t.elapsed();
+            if failed(&body) {
+                figures.errors += 1;
+            } else {
+                figures.requests += 1;
+                figures.latencies.push(elapsed);
+                worst[i].1 = worst[i].1.max(elapsed.as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    figures.seconds = started.elapsed().as_secs_f64();
+    figures.server_cpu_seconds = server.cpu_seconds() - cpu_before;
+    figures.statements_per_request = (server.statements().await? - statements_before) as f64
+        / (figures.requests + figures.errors).max(1) as f64;
+    figures.server_peak_mib = server.peak_rss_mib();
+    figures.notes.push(format!(
+        "slowest per pathway: {}",
+        worst
+            .iter()
+            .map(|(name, ms)| format!("{name} {ms:.0} ms"))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    ));
+    Ok(figures)
+}
