@@ -3,14 +3,19 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use anyhow::Context as _;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    auth::jwt::JwtKeys,
     config::{DatabaseConfig, ServeConfig},
     db::{self, Db},
-    domain::Store,
-    graphql::{self, JourneymapSchema, Limits},
+    domain::{Store, audit::AuditSink, settings},
+    graphql::{
+        self, Limits, Schemas, Services,
+        limits::{CostBudget, LoginThrottle},
+    },
     http,
     metrics::Metrics,
 };
@@ -19,7 +24,9 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    pub schema: JourneymapSchema,
+    pub schemas: Schemas,
+    pub keys: Arc<JwtKeys>,
+    pub audit: AuditSink,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ServeConfig>,
 }
@@ -27,6 +34,8 @@ pub struct AppState {
 /// A configured, migrated Journeymap, ready to start serving.
 pub struct App {
     state: AppState,
+    shutdown: CancellationToken,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl App {
@@ -35,27 +44,54 @@ impl App {
         let db = Db::connect(database).await?;
         db.migrate().await?;
         tracing::info!(database = %db::redact(&database.database_url), "database ready");
-        Ok(Self::from_db(db, config))
+        Self::from_db(db, config).await
     }
 
     /// Wraps an already migrated database.
-    pub fn from_db(db: Db, config: ServeConfig) -> Self {
-        let store = Store::new(db);
-        let schema = graphql::build_schema(
-            store.clone(),
+    pub async fn from_db(db: Db, config: ServeConfig) -> anyhow::Result<Self> {
+        let secret = match &config.jwt_secret {
+            Some(secret) if secret.len() >= 32 => secret.as_bytes().to_vec(),
+            Some(_) => anyhow::bail!("--jwt-secret must be at least 32 bytes"),
+            None => settings::signing_key(&db)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+                .context("cannot load the token signing key")?,
+        };
+        let keys = Arc::new(JwtKeys::new(
+            &secret,
+            chrono::Duration::seconds(config.access_token_ttl_secs.clamp(60, 86_400) as i64),
+        ));
+        let store = Store::new(db.clone());
+        let shutdown = CancellationToken::new();
+        let (audit, audit_task) = AuditSink::start(db, shutdown.clone());
+        let budget = Arc::new(CostBudget::new(config.rate_limit_capacity, config.rate_limit_refill_per_second));
+        let schemas = graphql::build_schemas(
+            Services {
+                store: store.clone(),
+                keys: keys.clone(),
+                audit: audit.clone(),
+                budget: budget.clone(),
+                logins: Arc::new(LoginThrottle::default()),
+            },
             Limits {
                 max_depth: config.max_query_depth,
                 max_complexity: config.max_query_complexity,
             },
         );
-        Self {
+        let mut background = vec![audit_task];
+        background.push(tokio::spawn(forget_idle_budgets(budget, shutdown.clone())));
+        Ok(Self {
             state: AppState {
                 store,
-                schema,
+                schemas,
+                keys,
+                audit,
                 metrics: Arc::new(Metrics::new()),
                 config: Arc::new(config),
             },
-        }
+            shutdown,
+            background,
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -63,33 +99,30 @@ impl App {
     }
 
     /// Binds the listen address and serves until [`RunningServer::shutdown`].
-    pub async fn start(self) -> anyhow::Result<RunningServer> {
+    pub async fn start(mut self) -> anyhow::Result<RunningServer> {
         let listener = TcpListener::bind(self.state.config.listen).await?;
         let addr = listener.local_addr()?;
-        let shutdown = CancellationToken::new();
         let router = http::router(self.state.clone());
-        let signal = shutdown.clone();
+        let signal = self.shutdown.clone();
         let task = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { signal.cancelled().await })
-            .await
-            .map_err(anyhow::Error::from)
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { signal.cancelled().await })
+                .await
+                .map_err(anyhow::Error::from)
         });
         if self.state.config.sweep_interval_secs > 0 {
-            tokio::spawn(sweep_overdue_follow_ups(
+            self.background.push(tokio::spawn(sweep_overdue_follow_ups(
                 self.state.store.clone(),
                 Duration::from_secs(self.state.config.sweep_interval_secs),
-                shutdown.clone(),
-            ));
+                self.shutdown.clone(),
+            )));
         }
         tracing::info!(%addr, "listening");
         Ok(RunningServer {
             addr,
-            shutdown,
+            shutdown: self.shutdown,
             task,
+            background: self.background,
             state: self.state,
         })
     }
@@ -100,6 +133,7 @@ pub struct RunningServer {
     addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
+    background: Vec<JoinHandle<()>>,
     state: AppState,
 }
 
@@ -114,13 +148,16 @@ impl RunningServer {
     }
 
     /// Stops accepting connections, lets in-flight requests finish for up to
-    /// `grace`, then closes the database pool.
+    /// `grace`, writes pending audit entries, then closes the database pool.
     pub async fn shutdown(self, grace: Duration) {
         self.shutdown.cancel();
         let mut task = self.task;
         if tokio::time::timeout(grace, &mut task).await.is_err() {
             tracing::warn!("requests still running after the grace period; closing anyway");
             task.abort();
+        }
+        for job in self.background {
+            let _ = tokio::time::timeout(grace, job).await;
         }
         self.state.store.db.close().await;
     }
@@ -132,6 +169,17 @@ impl RunningServer {
         tracing::info!("shutting down");
         self.shutdown(grace).await;
         Ok(())
+    }
+}
+
+/// Drops the cost budgets of callers that went quiet, so memory stays flat.
+async fn forget_idle_budgets(budget: Arc<CostBudget>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => budget.forget_idle(),
+        }
     }
 }
 

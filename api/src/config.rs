@@ -85,6 +85,28 @@ pub struct ServeConfig {
     #[arg(long, env = "JOURNEYMAP_MAX_BATCH", default_value_t = 10)]
     pub max_batch: usize,
 
+    /// Most aliases one GraphQL document may use.
+    #[arg(long, env = "JOURNEYMAP_MAX_ALIASES", default_value_t = 30)]
+    pub max_aliases: usize,
+
+    /// Cost units a credential's budget holds (a query's cost is its
+    /// complexity, list fields counted by page size).
+    #[arg(long, env = "JOURNEYMAP_RATE_LIMIT_CAPACITY", default_value_t = 50_000)]
+    pub rate_limit_capacity: u32,
+
+    /// Cost units a credential's budget regains per second (0 turns rate limiting off).
+    #[arg(long, env = "JOURNEYMAP_RATE_LIMIT_REFILL_PER_SECOND", default_value_t = 5_000)]
+    pub rate_limit_refill_per_second: u32,
+
+    /// Secret for signing staff access tokens (at least 32 bytes); generated
+    /// and stored in the database on first start when not given.
+    #[arg(long, env = "JOURNEYMAP_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Lifetime of a staff access token, in seconds.
+    #[arg(long, env = "JOURNEYMAP_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+
     /// Seconds between sweeps for overdue follow-ups (0 turns the sweeper off).
     #[arg(long, env = "JOURNEYMAP_SWEEP_INTERVAL_SECS", default_value_t = 30)]
     pub sweep_interval_secs: u64,
@@ -106,6 +128,11 @@ impl ServeConfig {
             max_query_depth: 12,
             max_query_complexity: 20_000,
             max_batch: 10,
+            max_aliases: 30,
+            rate_limit_capacity: 50_000,
+            rate_limit_refill_per_second: 5_000,
+            jwt_secret: None,
+            access_token_ttl_secs: 900,
             sweep_interval_secs: 30,
             shutdown_grace_secs: 10,
         }

@@ -29,6 +29,16 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::DatabaseConfig;
 
+tokio::task_local! {
+    static UNCOUNTED: ();
+}
+
+/// Runs `work` without counting its statements in [`Db::statement_count`]:
+/// for background bookkeeping (audit batches) that belongs to no request.
+pub async fn uncounted<F: std::future::Future>(work: F) -> F::Output {
+    UNCOUNTED.scope((), work).await
+}
+
 /// A pooled connection to the Journeymap database.
 #[derive(Clone)]
 pub struct Db {
@@ -99,7 +109,9 @@ impl Db {
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
         conn.set_metric_callback(move |_info| {
-            counter.fetch_add(1, Ordering::Relaxed);
+            if UNCOUNTED.try_with(|_| ()).is_err() {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
         });
         let write_gate =
             (conn.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
@@ -119,7 +131,8 @@ impl Db {
         self.conn.get_database_backend()
     }
 
-    /// SQL statements executed through this pool since it opened.
+    /// SQL statements executed through this pool since it opened, except
+    /// those run [`uncounted`].
     pub fn statement_count(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
     }

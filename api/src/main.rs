@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use clap::{Parser, Subcommand};
 use journeymap::{
     App,
-    auth::Permission,
+    auth::{Permission, Role},
     config::{DatabaseConfig, LogFormat, ServeConfig},
     db::{self, Db},
     domain::{DomainError, clinics},
@@ -61,6 +61,36 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Manage staff accounts.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StaffCommand {
+    /// Create a staff member who can sign in with `login`. Without
+    /// --password, a temporary password is generated and printed (alone, on
+    /// stdout).
+    Create {
+        /// The clinic's slug.
+        #[arg(long)]
+        clinic: String,
+        /// Sign-in email.
+        #[arg(long)]
+        email: String,
+        /// Full name.
+        #[arg(long)]
+        name: String,
+        /// owner, admin, coordinator, practitioner or viewer.
+        #[arg(long)]
+        role: String,
+        /// Password (at least 12 characters); prefer JOURNEYMAP_STAFF_PASSWORD
+        /// so it stays out of shell history.
+        #[arg(long, env = "JOURNEYMAP_STAFF_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
     },
 }
 
@@ -224,6 +254,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{secret}");
             Ok(())
         }
+        Command::Staff {
+            command:
+                StaffCommand::Create {
+                    clinic,
+                    email,
+                    name,
+                    role,
+                    password,
+                },
+        } => {
+            let db = connect(&cli.database).await?;
+            let clinic = clinics::by_slug(&db, &clinic)
+                .await
+                .map_err(user_error)?
+                .with_context(|| format!("no clinic with slug {clinic:?}"))?;
+            let role = Role::parse(&role).with_context(|| {
+                format!("unknown role {role:?}; roles: owner, admin, coordinator, practitioner, viewer")
+            })?;
+            let store = journeymap::domain::Store::new(db);
+            let (member, temporary) = journeymap::domain::staff::create_from_cli(
+                &store,
+                clinic.id,
+                journeymap::domain::staff::NewStaff {
+                    email,
+                    name,
+                    role,
+                    password,
+                },
+            )
+            .await
+            .map_err(user_error)?;
+            eprintln!("created {} ({}) as {} of {}", member.name, member.email, role, clinic.slug);
+            if let Some(password) = temporary {
+                println!("{password}");
+            }
+            Ok(())
+        }
         Command::Serve(config) => serve(cli.database, config).await,
         Command::Bench(config) => {
             let url = &cli.database.database_url;
@@ -264,7 +331,7 @@ async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<
         None
     };
     tracing::info!(database = %db::redact(&database.database_url), "database ready");
-    let server = App::from_db(db, config).start().await?;
+    let server = App::from_db(db, config).await?.start().await?;
     let url = format!("http://{}", server.addr());
     if let Some(token) = demo_token {
         println!();

@@ -16,6 +16,8 @@ pub struct Model {
     /// JSON array of scope strings.
     pub scopes: Json,
     pub created_by_staff_id: Option<Uuid>,
+    /// The token that minted this one, when a token did.
+    pub created_by_token_id: Option<Uuid>,
     pub expires_at: Option<DateTimeUtc>,
     pub last_used_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,

@@ -6,6 +6,7 @@
 //! the schema means the same on SQLite and PostgreSQL.
 
 pub mod api_tokens;
+pub mod audit_log;
 pub mod clinics;
 pub mod events;
 pub mod feedback;
@@ -14,7 +15,10 @@ pub mod follow_ups;
 pub mod journeys;
 pub mod pathways;
 pub mod patients;
+pub mod refresh_tokens;
+pub mod settings;
 pub mod staff;
+pub mod staff_sessions;
 pub mod stage_transitions;
 pub mod stages;
 pub mod touchpoints;
@@ -46,6 +50,7 @@ macro_rules! clinic_owned {
 
 clinic_owned!(
     api_tokens,
+    audit_log,
     events,
     feedback,
     follow_up_rules,
@@ -53,7 +58,9 @@ clinic_owned!(
     journeys,
     pathways,
     patients,
+    refresh_tokens,
     staff,
+    staff_sessions,
     stage_transitions,
     stages,
     touchpoints,

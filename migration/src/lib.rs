@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_core;
 mod m20261125_000002_follow_up_kinds;
 mod m20261125_000003_journey_map_indexes;
+mod m20261126_000004_access;
 
 /// The ordered list of Journeymap migrations.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_core::Migration),
             Box::new(m20261125_000002_follow_up_kinds::Migration),
             Box::new(m20261125_000003_journey_map_indexes::Migration),
+            Box::new(m20261126_000004_access::Migration),
         ]
     }
 }

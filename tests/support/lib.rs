@@ -10,7 +10,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use journeymap::{
     App, RunningServer,
-    auth::Permission,
+    auth::{Permission, Role},
     config::{DatabaseConfig, ServeConfig},
     db::Db,
     domain::{Store, clinics},
@@ -54,6 +54,9 @@ impl Default for Options {
         // Background work would add statements and events behind a test's
         // back; tests that want the sweeper turn it on.
         config.sweep_interval_secs = 0;
+        // Tests send bursts of requests with one token; the rate-limit test
+        // turns limiting on.
+        config.rate_limit_refill_per_second = 0;
         Self { config }
     }
 }
@@ -254,6 +257,44 @@ impl TestApp {
             .await
             .expect("token")
             .1
+    }
+
+    /// Creates a staff member of clinic `slug` with `role` and a known password;
+    /// returns (email, password).
+    pub async fn staff_in(&self, slug: &str, role: Role) -> (String, String) {
+        let clinic = clinics::by_slug(&self.store.db, slug).await.unwrap().expect("clinic");
+        let email = format!("{}-{}@{slug}.example", role.as_str().to_lowercase(), uuid::Uuid::new_v4().simple());
+        let password = "correct horse battery staple".to_string();
+        journeymap::domain::staff::create_from_cli(
+            &self.store,
+            clinic.id,
+            journeymap::domain::staff::NewStaff {
+                email: email.clone(),
+                name: format!("{} of {slug}", role.as_str()),
+                role,
+                password: Some(password.clone()),
+            },
+        )
+        .await
+        .expect("staff");
+        (email, password)
+    }
+
+    /// Signs in through the API; returns the whole `login` payload.
+    pub async fn login(&self, clinic: &str, email: &str, password: &str) -> Gql {
+        self.gql_as(
+            None,
+            "mutation($input: LoginInput!) { login(input: $input) { accessToken accessTokenExpiresAt refreshToken refreshTokenExpiresAt staff { id role } } }",
+            json!({ "input": { "clinic": clinic, "email": email, "password": password } }),
+        )
+        .await
+    }
+
+    /// A signed-in staff member of clinic "a" with `role`: their access token.
+    pub async fn staff_token(&self, role: Role) -> String {
+        let (email, password) = self.staff_in("a", role).await;
+        let signed_in = self.login("a", &email, &password).await;
+        signed_in.data()["login"]["accessToken"].as_str().expect("access token").to_string()
     }
 
     /// The server's `/metrics` text.

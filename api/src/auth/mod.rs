@@ -4,6 +4,8 @@
 //! header or the WebSocket `connection_init` payload) and travels with it.
 //! Everything that reads or writes a clinic's rows takes it.
 
+pub mod jwt;
+pub mod passwords;
 pub mod tokens;
 
 use std::collections::BTreeSet;
@@ -23,11 +25,15 @@ pub enum Permission {
     EventsRead,
     WebhooksManage,
     PathwaysManage,
+    StaffManage,
+    TokensManage,
+    AuditRead,
+    PrivacyManage,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 13] = [
         Permission::PatientsRead,
         Permission::PatientsWrite,
         Permission::JourneysRead,
@@ -37,6 +43,10 @@ impl Permission {
         Permission::EventsRead,
         Permission::WebhooksManage,
         Permission::PathwaysManage,
+        Permission::StaffManage,
+        Permission::TokensManage,
+        Permission::AuditRead,
+        Permission::PrivacyManage,
     ];
 
     /// The scope string of an API token that grants this permission.
@@ -51,12 +61,72 @@ impl Permission {
             Permission::EventsRead => "events:read",
             Permission::WebhooksManage => "webhooks:manage",
             Permission::PathwaysManage => "pathways:manage",
+            Permission::StaffManage => "staff:manage",
+            Permission::TokensManage => "tokens:manage",
+            Permission::AuditRead => "audit:read",
+            Permission::PrivacyManage => "privacy:manage",
         }
     }
 
     /// Parses a scope string.
     pub fn from_scope(scope: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.scope() == scope)
+    }
+}
+
+/// A staff member's role. Each grants a fixed set of permissions (the
+/// permission matrix in the README); the order is the order of authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Viewer,
+    Practitioner,
+    Coordinator,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [Role::Owner, Role::Admin, Role::Coordinator, Role::Practitioner, Role::Viewer];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "OWNER",
+            Role::Admin => "ADMIN",
+            Role::Coordinator => "COORDINATOR",
+            Role::Practitioner => "PRACTITIONER",
+            Role::Viewer => "VIEWER",
+        }
+    }
+
+    /// Parses the stored (or command-line, any case) spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(text))
+    }
+
+    /// What the role may do.
+    pub fn permissions(self) -> BTreeSet<Permission> {
+        use Permission::*;
+        let list: &[Permission] = match self {
+            Role::Owner | Role::Admin => &Permission::ALL,
+            Role::Coordinator => &[
+                PatientsRead,
+                PatientsWrite,
+                JourneysRead,
+                JourneysWrite,
+                FeedbackWrite,
+                AnalyticsRead,
+            ],
+            Role::Practitioner => &[PatientsRead, JourneysRead, JourneysWrite, FeedbackWrite, AnalyticsRead],
+            Role::Viewer => &[JourneysRead, AnalyticsRead],
+        };
+        list.iter().copied().collect()
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -106,6 +176,12 @@ pub struct Principal {
     /// A display name: the token's or the staff member's name.
     pub name: String,
     pub permissions: BTreeSet<Permission>,
+    /// The staff member's role; `None` for tokens and the system.
+    pub role: Option<Role>,
+    /// The staff member's session (refresh-token family), when signed in.
+    pub session_id: Option<Uuid>,
+    /// The request this principal acts in, for the audit log.
+    pub request_id: Option<String>,
 }
 
 impl Principal {
@@ -116,7 +192,16 @@ impl Principal {
             actor: Actor::System,
             name: "journeymap".into(),
             permissions: Permission::ALL.into_iter().collect(),
+            role: None,
+            session_id: None,
+            request_id: None,
         }
+    }
+
+    /// The same principal, acting in request `request_id`.
+    pub fn in_request(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
     }
 
     pub fn can(&self, permission: Permission) -> bool {

@@ -8,6 +8,8 @@ use sha2::{Digest, Sha256};
 
 /// Every Journeymap API token starts with this.
 pub const TOKEN_PREFIX: &str = "jm_";
+/// Every refresh token starts with this.
+pub const REFRESH_PREFIX: &str = "jmr_";
 const RANDOM_LEN: usize = 32;
 const CHECKSUM_LEN: usize = 6;
 
@@ -34,6 +36,18 @@ pub fn generate() -> NewToken {
         display_prefix: secret[..TOKEN_PREFIX.len() + 8].to_string(),
         secret,
     }
+}
+
+/// A new refresh token and the hash that is stored.
+pub fn generate_refresh() -> (String, String) {
+    let random: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect();
+    let token = format!("{REFRESH_PREFIX}{random}");
+    let stored = hash(&token);
+    (token, stored)
 }
 
 /// True when `token` has the shape and checksum of a Journeymap token.

@@ -40,6 +40,9 @@ impl Server {
             .arg(database.db_max_connections.to_string())
             .arg("--sweep-interval-secs")
             .arg("0")
+            // The benchmark measures the server, not the partner rate limit.
+            .arg("--rate-limit-refill-per-second")
+            .arg("0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -89,6 +89,7 @@ pub async fn create_token(
         secret_hash: generated.hash.clone(),
         scopes: json!(scopes),
         created_by_staff_id: None,
+        created_by_token_id: None,
         expires_at,
         last_used_at: None,
         revoked_at: None,
@@ -146,5 +147,8 @@ pub async fn authenticate_token(db: &Db, secret: &str) -> DomainResult<Option<Pr
             .iter()
             .filter_map(|s| Permission::from_scope(s))
             .collect(),
+        role: None,
+        session_id: None,
+        request_id: None,
     }))
 }

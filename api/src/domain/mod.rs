@@ -5,6 +5,9 @@
 //! goes through [`tenant::Tenant`], which adds the caller's clinic filter.
 //! Nothing in this layer knows about GraphQL or HTTP.
 
+pub mod access;
+pub mod api_tokens;
+pub mod audit;
 pub mod clinics;
 pub mod error;
 pub mod feedback;
@@ -14,6 +17,8 @@ pub mod kinds;
 pub mod page;
 pub mod pathways;
 pub mod patients;
+pub mod settings;
+pub mod staff;
 pub mod store;
 pub mod tenant;
 pub mod timeline;

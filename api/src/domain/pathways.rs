@@ -12,11 +12,12 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    Channel, DomainError, DomainResult, JourneyStatus, StageCategory, Store, Write, validate,
+    Channel, DomainError, DomainResult, JourneyStatus, StageCategory, Store, Write, audit::AuditEntry,
+    validate,
 };
 use crate::{
     auth::{Permission, Principal},
-    ids,
+    ids::{self, IdKind},
 };
 
 /// Most stages one pathway may have.
@@ -268,7 +269,7 @@ pub async fn create(
         ));
     }
 
-    let write = store.write(who).await?;
+    let mut write = store.write(who).await?;
     ensure_name_free(&*write.txn, who, &name, None).await?;
     let pathway = pathways::Model {
         id: ids::new_id(),
@@ -285,6 +286,7 @@ pub async fn create(
     for (position, stage) in stages.iter().enumerate() {
         insert_stage(&write, pathway.id, position as i32, stage).await?;
     }
+    write.audit(AuditEntry::new("pathway.created", IdKind::Pathway, pathway.id, None));
     write.commit().await?;
     Ok(pathway)
 }
@@ -298,7 +300,7 @@ pub async fn update(
     description: Option<Option<String>>,
 ) -> DomainResult<pathways::Model> {
     require_manage(who)?;
-    let write = store.write(who).await?;
+    let mut write = store.write(who).await?;
     let mut pathway = who
         .get::<pathways::Entity, _>(&*write.txn, id, "pathway")
         .await
@@ -324,6 +326,7 @@ pub async fn update(
         .filter(pathways::Column::Id.eq(id))
         .exec(&*write.txn)
         .await?;
+    write.audit(AuditEntry::new("pathway.updated", IdKind::Pathway, id, None));
     write.commit().await?;
     Ok(pathway)
 }
@@ -331,7 +334,7 @@ pub async fn update(
 /// Archives a pathway: its journeys go on, but no new journey can start on it.
 pub async fn archive(store: &Store, who: &Principal, id: Uuid) -> DomainResult<pathways::Model> {
     require_manage(who)?;
-    let write = store.write(who).await?;
+    let mut write = store.write(who).await?;
     let mut pathway = who
         .get::<pathways::Entity, _>(&*write.txn, id, "pathway")
         .await
@@ -349,6 +352,7 @@ pub async fn archive(store: &Store, who: &Principal, id: Uuid) -> DomainResult<p
             .exec(&*write.txn)
             .await?;
     }
+    write.audit(AuditEntry::new("pathway.archived", IdKind::Pathway, id, None));
     write.commit().await?;
     Ok(pathway)
 }
@@ -363,7 +367,7 @@ pub async fn add_stage(
 ) -> DomainResult<stages::Model> {
     require_manage(who)?;
     let draft = check_stage("stage", &draft)?;
-    let write = store.write(who).await?;
+    let mut write = store.write(who).await?;
     who.get::<pathways::Entity, _>(&*write.txn, pathway_id, "pathway")
         .await
         .map_err(|e| e.referenced_by("pathwayId"))?;
@@ -401,6 +405,7 @@ pub async fn add_stage(
         .exec(&*write.txn)
         .await?;
     let stage = insert_stage(&write, pathway_id, position, &draft).await?;
+    write.audit(AuditEntry::new("stage.added", IdKind::Stage, stage.id, None));
     write.commit().await?;
     Ok(stage)
 }
@@ -415,7 +420,7 @@ pub async fn update_stage(
     terminal: Option<bool>,
 ) -> DomainResult<stages::Model> {
     require_manage(who)?;
-    let write = store.write(who).await?;
+    let mut write = store.write(who).await?;
     let mut stage = who
         .get::<stages::Entity, _>(&*write.txn, stage_id, "stage")
         .await
@@ -461,6 +466,7 @@ pub async fn update_stage(
             .exec(&*write.txn)
             .await?;
     }
+    write.audit(AuditEntry::new("stage.updated", IdKind::Stage, stage_id, None));
     write.commit().await?;
     Ok(stage)
 }
@@ -487,7 +493,7 @@ pub async fn reorder_stages(
     stage_ids: &[Uuid],
 ) -> DomainResult<Vec<stages::Model>> {
     require_manage(who)?;
-    let write = store.write(who).await?;
+    let mut write = store.write(who).await?;
     who.get::<pathways::Entity, _>(&*write.txn, pathway_id, "pathway")
         .await
         .map_err(|e| e.referenced_by("pathwayId"))?;
@@ -517,6 +523,7 @@ pub async fn reorder_stages(
             "the first stage cannot be terminal",
         ));
     }
+    write.audit(AuditEntry::new("stages.reordered", IdKind::Pathway, pathway_id, None));
     write.commit().await?;
     Ok(stages)
 }
@@ -530,7 +537,7 @@ pub async fn set_follow_up_rules(
 ) -> DomainResult<stages::Model> {
     require_manage(who)?;
     let rules = check_rules("rules", rules)?;
-    let write = store.write(who).await?;
+    let mut write = store.write(who).await?;
     let stage = who
         .get::<stages::Entity, _>(&*write.txn, stage_id, "stage")
         .await
@@ -540,6 +547,7 @@ pub async fn set_follow_up_rules(
         .exec(&*write.txn)
         .await?;
     insert_rules(&write, stage_id, &rules).await?;
+    write.audit(AuditEntry::new("stage.follow_up_rules_set", IdKind::Stage, stage_id, None));
     write.commit().await?;
     Ok(stage)
 }

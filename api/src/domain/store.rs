@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::events;
 use serde_json::Value;
 
-use super::{DomainResult, now};
+use super::{DomainResult, audit::AuditEntry, now};
 use crate::{
     auth::Principal,
     db::{Db, WriteTxn},
@@ -39,35 +39,50 @@ impl Store {
             txn: self.db.begin_write().await?,
             who,
             outbox: Outbox::default(),
+            audit: Vec::new(),
             bus: &self.bus,
             now: now(),
         })
     }
 }
 
-/// One change in progress: a transaction, the caller, and the events it emits.
-/// Dropping it without [`Write::commit`] rolls everything back.
+/// One change in progress: a transaction, the caller, the events it emits
+/// and its audit entries. Dropping it without [`Write::commit`] rolls
+/// everything back.
 pub struct Write<'a> {
     pub txn: WriteTxn,
     pub who: &'a Principal,
     outbox: Outbox,
+    audit: Vec<AuditEntry>,
     bus: &'a EventBus,
     /// The time of this change, the same for every row it writes.
     pub now: DateTime<Utc>,
 }
 
 impl Write<'_> {
-    /// Records an event to be written with this change.
+    /// Records an event to be written with this change; it is also the
+    /// change's audit entry.
     pub fn emit(&mut self, event_type: EventType, subject: String, data: Value) {
         self.outbox.emit(event_type, subject, data);
     }
 
-    /// Writes the events, commits, then publishes the events.
+    /// Records an audit entry for a change that emits no event.
+    pub fn audit(&mut self, entry: AuditEntry) {
+        self.audit.push(entry);
+    }
+
+    /// Writes the events and audit entries, commits, then publishes the events.
     pub async fn commit(self) -> DomainResult<Vec<events::Model>> {
         let written = self
             .outbox
             .write(&*self.txn, self.who.clinic_id, self.now)
             .await?;
+        let mut rows: Vec<_> = written
+            .iter()
+            .map(|event| AuditEntry::of_event(event).row(self.who, self.now))
+            .collect();
+        rows.extend(self.audit.iter().map(|entry| entry.row(self.who, self.now)));
+        super::audit::insert(&*self.txn, rows).await?;
         self.txn.commit().await?;
         self.bus.publish(written.clone());
         Ok(written)

@@ -1,14 +1,21 @@
 //! What a resolver needs from the request: the caller, the store, the loaders.
 
-use std::sync::Arc;
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+};
 
 use async_graphql::{Context, ID};
 use uuid::Uuid;
 
-use super::loaders::{LoadQueue, Loaders};
+use super::{
+    limits::RateKey,
+    loaders::{LoadQueue, Loaders},
+};
 use crate::{
-    auth::Principal,
-    domain::{DomainError, DomainResult, Store},
+    auth::{Actor, Principal, jwt::JwtKeys},
+    domain::{DomainError, DomainResult, Store, audit::AuditSink},
     ids::{self, IdKind},
 };
 
@@ -21,6 +28,10 @@ pub struct RequestState {
     pub loaders: Option<Arc<Loaders>>,
     /// The request id, quoted in masked errors.
     pub request_id: String,
+    /// The client's address, for limits on unauthenticated callers.
+    pub client_ip: Option<IpAddr>,
+    /// Patients whose identifying data this request read (for the audit log).
+    pub patients_read: Arc<Mutex<HashSet<Uuid>>>,
 }
 
 impl RequestState {
@@ -30,6 +41,7 @@ impl RequestState {
         store: &Store,
         principal: Option<Principal>,
         request_id: String,
+        client_ip: Option<IpAddr>,
     ) -> (Self, LoadQueue) {
         let queue = LoadQueue::default();
         let loaders = principal
@@ -40,9 +52,25 @@ impl RequestState {
                 principal,
                 loaders,
                 request_id,
+                client_ip,
+                patients_read: Arc::default(),
             },
             queue,
         )
+    }
+
+    /// Whose cost budget the request spends.
+    pub fn rate_key(&self) -> Option<RateKey> {
+        match self.principal.as_ref().map(|p| p.actor) {
+            Some(Actor::Staff(id) | Actor::ApiToken(id)) => Some(RateKey::Actor(id)),
+            Some(Actor::System) => None,
+            None => self.client_ip.map(RateKey::Address),
+        }
+    }
+
+    /// Takes the patients read so far.
+    pub fn take_patients_read(&self) -> Vec<Uuid> {
+        self.patients_read.lock().expect("audit lock").drain().collect()
     }
 }
 
@@ -54,6 +82,12 @@ pub trait ContextExt {
     fn store(&self) -> &Store;
     /// The request's loaders, or UNAUTHENTICATED.
     fn loaders(&self) -> DomainResult<&Arc<Loaders>>;
+    /// The access-token keys.
+    fn keys(&self) -> &Arc<JwtKeys>;
+    /// The request's state.
+    fn request(&self) -> Option<&RequestState>;
+    /// Records that this request read a patient's identifying data.
+    fn patient_read(&self, patient: Uuid);
 }
 
 impl ContextExt for Context<'_> {
@@ -72,6 +106,25 @@ impl ContextExt for Context<'_> {
             .and_then(|state| state.loaders.as_ref())
             .ok_or(DomainError::Unauthenticated)
     }
+
+    fn keys(&self) -> &Arc<JwtKeys> {
+        self.data_unchecked::<Arc<JwtKeys>>()
+    }
+
+    fn request(&self) -> Option<&RequestState> {
+        self.data_opt::<RequestState>()
+    }
+
+    fn patient_read(&self, patient: Uuid) {
+        if let Some(state) = self.data_opt::<RequestState>() {
+            state.patients_read.lock().expect("audit lock").insert(patient);
+        }
+    }
+}
+
+/// The audit sink, for code outside resolvers.
+pub fn audit_sink<'a>(ctx: &Context<'a>) -> &'a AuditSink {
+    ctx.data_unchecked::<AuditSink>()
 }
 
 /// Decodes a global id argument of the expected kind; a malformed id or one of

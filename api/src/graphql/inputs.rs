@@ -648,3 +648,39 @@ pub struct TimeWindowInput {
     /// End (exclusive).
     pub to: DateTime,
 }
+
+/// How to narrow the audit log.
+#[derive(InputObject, Default)]
+pub struct AuditLogFilter {
+    /// Entries about this patient's data.
+    pub patient_id: Option<ID>,
+    /// Entries by this staff member or API token.
+    pub actor_id: Option<ID>,
+    /// From this time (inclusive).
+    pub from: Option<DateTime>,
+    /// Until this time (exclusive).
+    pub to: Option<DateTime>,
+}
+
+impl AuditLogFilter {
+    pub fn into_domain(self) -> DomainResult<domain::audit::AuditFilter> {
+        let actor_id = match &self.actor_id {
+            None => None,
+            Some(id) => match crate::ids::decode(id.as_str()) {
+                Ok((IdKind::Staff | IdKind::ApiToken, uuid)) => Some(uuid),
+                _ => {
+                    return Err(domain::DomainError::invalid(
+                        "filter.actorId",
+                        "must be a staff member's or an API token's id",
+                    ));
+                }
+            },
+        };
+        Ok(domain::audit::AuditFilter {
+            patient_id: decode_opt_id(IdKind::Patient, "filter.patientId", self.patient_id.as_ref())?,
+            actor_id,
+            from: self.from.map(|t| t.0),
+            to: self.to.map(|t| t.0),
+        })
+    }
+}

@@ -19,7 +19,7 @@ use std::{
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use entity::{
-    ClinicOwned, events, feedback, follow_up_rules, follow_ups, journeys, pathways, patients,
+    ClinicOwned, audit_log, events, feedback, follow_up_rules, follow_ups, journeys, pathways, patients,
     staff, stage_transitions, stages, touchpoints,
 };
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered, task::ArcWake};
@@ -312,6 +312,7 @@ pub struct Loaders {
     pub touchpoint_count_of_journey: Loads<CountByParent<touchpoints::Entity>>,
     pub feedback_count_of_patient: Loads<CountByParent<feedback::Entity>>,
     pub timeline_of_patient: Loads<TimelinePages>,
+    pub access_log_of_patient: Loads<PagesByParent<audit_log::Entity>>,
 }
 
 fn loader<T: Send + Sync + 'static>(inner: T, queue: &LoadQueue) -> DataLoader<T> {
@@ -453,6 +454,20 @@ impl Loaders {
                     store: store.clone(),
                     who: who.clone(),
                     parent: touchpoints::Column::JourneyId,
+                },
+                queue,
+            ),
+            access_log_of_patient: loader(
+                PagesByParent {
+                    store: store.clone(),
+                    who: who.clone(),
+                    parent: audit_log::Column::PatientId,
+                    parent_of: |a| a.patient_id,
+                    key: SortKey {
+                        at: Some(audit_log::Column::OccurredAt),
+                        id: audit_log::Column::Id,
+                        sort: crate::domain::page::Sort::Descending,
+                    },
                 },
                 queue,
             ),

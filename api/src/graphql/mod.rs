@@ -8,19 +8,25 @@ pub mod connection;
 pub mod context;
 pub mod error;
 pub mod inputs;
+pub mod limits;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
 pub mod scalars;
 pub mod types;
 
-use async_graphql::{EmptySubscription, Schema};
+use std::sync::Arc;
+
+use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
 
 pub use context::RequestState;
 pub use mutation::Mutation;
 pub use query::Query;
 
-use crate::domain::Store;
+use crate::{
+    auth::jwt::JwtKeys,
+    domain::{Store, audit::AuditSink},
+};
 
 /// The Journeymap schema.
 pub type JourneymapSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -41,13 +47,49 @@ impl Default for Limits {
     }
 }
 
-/// Builds the schema around a store.
-pub fn build_schema(store: Store, limits: Limits) -> JourneymapSchema {
+/// What resolvers reach through the schema's data.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    pub keys: Arc<JwtKeys>,
+    pub audit: AuditSink,
+    pub budget: Arc<limits::CostBudget>,
+    pub logins: Arc<limits::LoginThrottle>,
+}
+
+/// The schema for signed-in callers and the one for everybody else, which
+/// gives no field suggestions in its errors (they would map the schema out
+/// for someone probing it).
+#[derive(Clone)]
+pub struct Schemas {
+    pub authenticated: JourneymapSchema,
+    pub anonymous: JourneymapSchema,
+}
+
+fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query, Mutation::default(), EmptySubscription)
-        .data(store)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .finish()
+}
+
+/// Builds both schemas around the services.
+pub fn build_schemas(services: Services, limits: Limits) -> Schemas {
+    let build = |anonymous: bool| {
+        let mut schema = builder()
+            .data(services.store.clone())
+            .data(services.keys.clone())
+            .data(services.audit.clone())
+            .data(services.logins.clone())
+            .extension(limits::CostLimit(services.budget.clone()))
+            .limit_depth(limits.max_depth)
+            .limit_complexity(limits.max_complexity);
+        if anonymous {
+            schema = schema.disable_suggestions();
+        }
+        schema.finish()
+    };
+    Schemas {
+        authenticated: build(false),
+        anonymous: build(true),
+    }
 }
 
 /// Executes a request with its loads driven on the same task (see
@@ -63,6 +105,5 @@ pub async fn execute(
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    let schema = Schema::build(Query, Mutation::default(), EmptySubscription).finish();
-    schema.sdl()
+    builder().finish().sdl()
 }

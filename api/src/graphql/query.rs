@@ -5,9 +5,12 @@ use async_graphql::{Context, ID, Object};
 use super::{
     connection::{Conn, ConnectionTotals, connection},
     context::{ContextExt, decode_id},
-    inputs::{FollowUpFilter, JourneyFilter, PatientFilter, TimeWindowInput},
+    inputs::{AuditLogFilter, FollowUpFilter, JourneyFilter, PatientFilter, TimeWindowInput},
     scalars::DateTime,
-    types::{FollowUp, Journey, JourneyEvent, JourneyMap, Node, Pathway, Patient, Viewer},
+    types::{
+        ApiToken, AuditEntry, FollowUp, Journey, JourneyEvent, JourneyMap, Node, Pathway, Patient, StaffMember,
+        Viewer,
+    },
 };
 use crate::{
     analytics,
@@ -128,6 +131,7 @@ impl Query {
     }
 
     /// The clinic's patients, newest first.
+    #[graphql(complexity = "first.or(last).unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1")]
     async fn patients(
         &self,
         ctx: &Context<'_>,
@@ -162,6 +166,7 @@ impl Query {
     }
 
     /// The clinic's pathways, by name.
+    #[graphql(complexity = "10 * child_complexity + 1")]
     async fn pathways(
         &self,
         ctx: &Context<'_>,
@@ -181,6 +186,7 @@ impl Query {
     }
 
     /// The clinic's journeys, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1")]
     async fn journeys(
         &self,
         ctx: &Context<'_>,
@@ -225,6 +231,7 @@ impl Query {
 
     /// Follow-ups, soonest due first; `filter: {overdue: true}` is the
     /// coordinator's work list.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1")]
     async fn follow_ups(
         &self,
         ctx: &Context<'_>,
@@ -278,8 +285,50 @@ impl Query {
         ))
     }
 
+    /// The clinic's staff, by name.
+    #[graphql(complexity = "20 * child_complexity + 1")]
+    async fn staff(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StaffMember>> {
+        let staff = domain::staff::list(ctx.store(), ctx.principal()?).await?;
+        Ok(staff.into_iter().map(StaffMember).collect())
+    }
+
+    /// The clinic's API tokens, newest first; their secrets are never shown
+    /// again (admins and owners, or `tokens:manage`).
+    #[graphql(complexity = "20 * child_complexity + 1")]
+    async fn api_tokens(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiToken>> {
+        let tokens = domain::api_tokens::list(ctx.store(), ctx.principal()?).await?;
+        Ok(tokens.into_iter().map(ApiToken).collect())
+    }
+
+    /// The audit log, newest first: every read of a patient's identifying
+    /// data and every change, by whom, from which request (admins and owners).
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1")]
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor to continue after.")] after: Option<String>,
+        filter: Option<AuditLogFilter>,
+    ) -> async_graphql::Result<Conn<AuditEntry>> {
+        let who = ctx.principal()?.clone();
+        let store = ctx.store().clone();
+        let page = PageRequest::new(first, after.as_deref(), None, None)?;
+        let filter = filter.unwrap_or_default().into_domain()?;
+        let found = domain::audit::list(&store.db, &who, &filter, &page).await?;
+        Ok(connection(
+            found,
+            |e| domain::audit::keyset(e).encode(),
+            AuditEntry,
+            ConnectionTotals::new(move || {
+                let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
+                async move { domain::audit::count(&store.db, &who, &filter).await }
+            }),
+        ))
+    }
+
     /// The clinic's event log, oldest first: the same events webhooks and
     /// subscriptions deliver.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1")]
     async fn events(
         &self,
         ctx: &Context<'_>,

@@ -16,9 +16,11 @@ use async_graphql::{
     http::GraphiQLSource,
     parser::types::{DocumentOperations, OperationType},
 };
+use std::net::SocketAddr;
+
 use axum::{
     body::Bytes,
-    extract::{RawQuery, State},
+    extract::{ConnectInfo, RawQuery, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
@@ -31,6 +33,7 @@ use crate::{
     graphql::{
         RequestState,
         error::{self, code, code_of},
+        limits,
     },
 };
 
@@ -107,6 +110,7 @@ fn plain_error(status: StatusCode, media: MediaType, message: &str, code: &str) 
 /// `GET /graphql`: GraphiQL for browsers, queries for everyone else.
 pub async fn get(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -158,11 +162,16 @@ pub async fn get(
             }
         }
     }
-    execute_one(&state, &headers, media, request, true).await
+    execute_one(&state, &headers, peer, media, request, true).await
 }
 
 /// `POST /graphql`.
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -222,7 +231,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             }
             let mut responses = Vec::with_capacity(requests.len());
             for request in requests {
-                responses.push(execute_body(&state, &headers, media, request, false).await);
+                responses.push(execute_body(&state, &headers, peer, media, request, false).await);
             }
             let mut response = (
                 StatusCode::OK,
@@ -237,7 +246,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             response
         }
         item => match parse_request(item) {
-            Ok(request) => execute_one(&state, &headers, media, request, false).await,
+            Ok(request) => execute_one(&state, &headers, peer, media, request, false).await,
             Err(message) => plain_error(StatusCode::BAD_REQUEST, media, &message, "BAD_REQUEST"),
         },
     }
@@ -276,11 +285,12 @@ fn parse_request(value: Value) -> Result<GraphqlRequest, String> {
 async fn execute_one(
     state: &AppState,
     headers: &HeaderMap,
+    peer: SocketAddr,
     media: MediaType,
     request: GraphqlRequest,
     read_only: bool,
 ) -> Response {
-    let (status, body) = execute_body(state, headers, media, request, read_only).await;
+    let (status, body) = execute_body(state, headers, peer, media, request, read_only).await;
     let mut response = (status, axum::Json(body)).into_response();
     response
         .headers_mut()
@@ -330,6 +340,7 @@ fn operation_type(request: &mut GraphqlRequest) -> Option<OperationType> {
 async fn execute_body(
     state: &AppState,
     headers: &HeaderMap,
+    peer: SocketAddr,
     media: MediaType,
     mut request: GraphqlRequest,
     read_only: bool,
@@ -359,6 +370,19 @@ async fn execute_body(
         };
         return finish(status, code::GRAPHQL_PARSE_FAILED, json!({ "errors": [e] }));
     }
+    let aliases = request.parsed_query().map(limits::count_aliases).unwrap_or(0);
+    if aliases > state.config.max_aliases {
+        let e = error::coded(
+            format!("the document uses {aliases} aliases; at most {} are allowed", state.config.max_aliases),
+            code::GRAPHQL_VALIDATION_FAILED,
+            None,
+        );
+        let status = match media {
+            MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
+            MediaType::Json => StatusCode::OK,
+        };
+        return finish(status, code::GRAPHQL_VALIDATION_FAILED, json!({ "errors": [e] }));
+    }
     if read_only && operation_type(&mut request).is_some_and(|ty| ty != OperationType::Query) {
         let e = error::coded(
             "only queries may be sent with GET; use POST",
@@ -372,9 +396,9 @@ async fn execute_body(
         );
     }
 
-    let principal = match auth::from_headers(&state.store, headers).await {
+    let principal = match auth::from_headers(&state.store, &state.keys, headers).await {
         Ok(Credential::Anonymous) => None,
-        Ok(Credential::Authenticated(principal)) => Some(principal),
+        Ok(Credential::Authenticated(principal)) => Some(principal.in_request(request_id.clone())),
         Ok(Credential::Invalid) => {
             let e = error::coded(
                 "the credential is not valid: unknown, revoked or expired",
@@ -400,11 +424,23 @@ async fn execute_body(
         }
     };
 
-    let (request_state, queue) = RequestState::new(&state.store, principal, request_id.clone());
+    let schema = match principal {
+        Some(_) => &state.schemas.authenticated,
+        None => &state.schemas.anonymous,
+    };
+    let (request_state, queue) =
+        RequestState::new(&state.store, principal.clone(), request_id.clone(), Some(peer.ip()));
+    let reads = request_state.patients_read.clone();
     let response = error::finalize(
-        crate::graphql::execute(&state.schema, request, request_state, queue).await,
+        crate::graphql::execute(schema, request, request_state, queue).await,
         &request_id,
     );
+    if let Some(principal) = &principal {
+        let read: Vec<_> = reads.lock().expect("audit lock").drain().collect();
+        if !read.is_empty() {
+            state.audit.patients_read(principal, read).await;
+        }
+    }
     let outcome = response
         .errors
         .first()
@@ -412,7 +448,10 @@ async fn execute_body(
         .unwrap_or("ok")
         .to_string();
     let request_error = is_request_error(&response);
+    let rate_limited = response.data == async_graphql::Value::Null
+        && response.errors.iter().any(|e| code_of(e) == Some(code::RATE_LIMITED));
     let status = match (media, request_error) {
+        _ if rate_limited => StatusCode::TOO_MANY_REQUESTS,
         (MediaType::GraphqlResponseJson, true) => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
     };
@@ -436,7 +475,7 @@ fn is_request_error(response: &GraphqlResponse) -> bool {
         && response.errors.iter().all(|e| {
             matches!(
                 code_of(e),
-                Some(code::GRAPHQL_VALIDATION_FAILED | code::BAD_USER_INPUT)
+                Some(code::GRAPHQL_VALIDATION_FAILED | code::BAD_USER_INPUT | code::RATE_LIMITED)
             )
         })
 }

@@ -58,7 +58,7 @@ pub async fn svg(
             "journey maps are at /journey-maps/{pathwayId}.svg\n",
         );
     };
-    let principal = match auth::from_headers(&state.store, &headers).await {
+    let principal = match auth::from_headers(&state.store, &state.keys, &headers).await {
         Ok(Credential::Authenticated(principal)) => principal,
         Ok(_) => {
             let mut response = text(

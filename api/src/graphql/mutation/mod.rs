@@ -1,5 +1,6 @@
 //! The mutation root: one input, one payload per mutation.
 
+mod access;
 mod journeys;
 mod pathways;
 mod patients;
@@ -14,4 +15,5 @@ pub struct Mutation(
     journeys::JourneyMutations,
     touchpoints::TouchpointMutations,
     pathways::PathwayMutations,
+    access::AccessMutations,
 );

@@ -30,8 +30,9 @@ impl Feedback {
     }
 
     /// The patient's words.
-    async fn comment(&self) -> Option<&str> {
-        self.0.comment.as_deref()
+    async fn comment(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        domain::access::free_text(ctx.principal()?)?;
+        Ok(self.0.comment.as_deref())
     }
 
     /// When the patient gave it.

@@ -37,8 +37,9 @@ impl FollowUp {
     }
 
     /// What it is for.
-    async fn note(&self) -> Option<&str> {
-        self.0.note.as_deref()
+    async fn note(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        domain::access::free_text(ctx.principal()?)?;
+        Ok(self.0.note.as_deref())
     }
 
     /// Open, done or cancelled.

@@ -104,11 +104,13 @@ impl Journey {
     }
 
     /// Why the journey ended, as recorded.
-    async fn end_reason(&self) -> Option<&str> {
-        self.0.end_reason.as_deref()
+    async fn end_reason(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        domain::access::free_text(ctx.principal()?)?;
+        Ok(self.0.end_reason.as_deref())
     }
 
     /// Every start, move and end of the journey, oldest first.
+    #[graphql(complexity = "8 * child_complexity + 1")]
     async fn history(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StageTransition>> {
         let history = ctx
             .loaders()?
@@ -120,6 +122,7 @@ impl Journey {
     }
 
     /// Touchpoints logged against the journey, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1")]
     async fn touchpoints(
         &self,
         ctx: &Context<'_>,
@@ -151,6 +154,7 @@ impl Journey {
     }
 
     /// The journey's follow-ups, soonest due first.
+    #[graphql(complexity = "5 * child_complexity + 1")]
     async fn follow_ups(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<FollowUp>> {
         let follow_ups = ctx
             .loaders()?
@@ -208,8 +212,9 @@ impl StageTransition {
     }
 
     /// Why, as recorded by whoever made the change.
-    async fn note(&self) -> Option<&str> {
-        self.0.note.as_deref()
+    async fn note(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        domain::access::free_text(ctx.principal()?)?;
+        Ok(self.0.note.as_deref())
     }
 
     /// Who made the change.

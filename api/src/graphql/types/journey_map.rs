@@ -1,5 +1,7 @@
 use crate::graphql::scalars::DateTime;
-use async_graphql::{Object, SimpleObject};
+use async_graphql::{Context, Object, SimpleObject};
+
+use crate::graphql::context::ContextExt;
 
 use super::{Channel, FeedbackKind, Pathway, Stage, TransitionKind};
 use crate::analytics::{self, Flow, StageStats};
@@ -247,8 +249,10 @@ impl JourneyMapStage<'_> {
     }
 
     /// The worst scored comments about the stage (at most three), worst first.
-    async fn pain_points(&self) -> Vec<PainPoint> {
-        self.stats
+    async fn pain_points(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PainPoint>> {
+        crate::domain::access::free_text(ctx.principal()?)?;
+        Ok(self
+            .stats
             .pain_points
             .iter()
             .map(|p| PainPoint {
@@ -257,7 +261,7 @@ impl JourneyMapStage<'_> {
                 comment: p.comment.clone(),
                 submitted_at: DateTime(p.submitted_at),
             })
-            .collect()
+            .collect())
     }
 
     /// The same figures over the window compared with (`compareTo`).

@@ -1,6 +1,7 @@
 //! GraphQL output types. Each wraps an entity row and resolves relations
 //! through the request's loaders.
 
+mod access;
 mod enums;
 mod event;
 mod feedback;
@@ -14,6 +15,7 @@ mod timeline;
 mod touchpoint;
 mod viewer;
 
+pub use access::{ApiToken, AuditEntry};
 pub use enums::*;
 pub use event::JourneyEvent;
 pub use feedback::Feedback;
@@ -25,4 +27,4 @@ pub use pathway::{FollowUpRule, Pathway, Stage};
 pub use patient::{Consent, Patient};
 pub use timeline::TimelineEntry;
 pub use touchpoint::Touchpoint;
-pub use viewer::{Clinic, StaffMember, Viewer};
+pub use viewer::{Clinic, StaffMember, StaffRole, Viewer};

@@ -40,6 +40,7 @@ impl Pathway {
     }
 
     /// The pathway's stages, in order.
+    #[graphql(complexity = "10 * child_complexity + 1")]
     async fn stages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Stage>> {
         let stages = ctx
             .loaders()?

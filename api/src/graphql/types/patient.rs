@@ -3,6 +3,7 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 use entity::patients;
 
 use super::{
+    AuditEntry,
     Channel, Feedback, FollowUp, FollowUpStatus, Journey, JourneyStatus, TimelineEntry, Touchpoint,
     stored,
 };
@@ -37,37 +38,49 @@ impl Patient {
     }
 
     /// The patient's id in the clinic's CRM, unique within the clinic.
-    async fn external_id(&self) -> Option<&str> {
-        self.0.external_id.as_deref()
+    async fn external_id(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        domain::access::contact_details(ctx.principal()?)?;
+        Ok(self.0.external_id.as_deref())
     }
 
     /// First name.
-    async fn given_name(&self) -> &str {
-        &self.0.given_name
+    async fn given_name(&self, ctx: &Context<'_>) -> async_graphql::Result<&str> {
+        domain::access::patient_identity(ctx.principal()?)?;
+        ctx.patient_read(self.0.id);
+        Ok(&self.0.given_name)
     }
 
     /// Last name.
-    async fn family_name(&self) -> &str {
-        &self.0.family_name
+    async fn family_name(&self, ctx: &Context<'_>) -> async_graphql::Result<&str> {
+        domain::access::patient_identity(ctx.principal()?)?;
+        ctx.patient_read(self.0.id);
+        Ok(&self.0.family_name)
     }
 
     /// Email address, lower-cased.
-    async fn email(&self) -> Option<&str> {
-        self.0.email.as_deref()
+    async fn email(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        domain::access::contact_details(ctx.principal()?)?;
+        ctx.patient_read(self.0.id);
+        Ok(self.0.email.as_deref())
     }
 
     /// Phone number in E.164 form (`+14155550123`).
-    async fn phone(&self) -> Option<&str> {
-        self.0.phone.as_deref()
+    async fn phone(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        domain::access::contact_details(ctx.principal()?)?;
+        ctx.patient_read(self.0.id);
+        Ok(self.0.phone.as_deref())
     }
 
     /// Date of birth.
-    async fn birth_date(&self) -> Option<Date> {
-        self.0.birth_date.map(Date)
+    async fn birth_date(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Date>> {
+        domain::access::contact_details(ctx.principal()?)?;
+        ctx.patient_read(self.0.id);
+        Ok(self.0.birth_date.map(Date))
     }
 
     /// How the patient prefers to be reached.
-    async fn preferred_channel(&self) -> async_graphql::Result<Option<Channel>> {
+    async fn preferred_channel(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Channel>> {
+        domain::access::contact_details(ctx.principal()?)?;
         self.0
             .preferred_channel
             .as_deref()
@@ -76,22 +89,61 @@ impl Patient {
     }
 
     /// Where the patient came from ("instagram", "referral", …).
-    async fn source(&self) -> Option<&str> {
-        self.0.source.as_deref()
+    async fn source(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        domain::access::contact_details(ctx.principal()?)?;
+        Ok(self.0.source.as_deref())
     }
 
     /// The clinic's labels for the patient, lower-case.
-    async fn tags(&self) -> Vec<String> {
-        domain::patients::tags_of(&self.0)
+    async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        domain::access::contact_details(ctx.principal()?)?;
+        Ok(domain::patients::tags_of(&self.0))
     }
 
     /// Contact consent.
-    async fn consent(&self) -> Consent {
-        Consent {
+    async fn consent(&self, ctx: &Context<'_>) -> async_graphql::Result<Consent> {
+        domain::access::contact_details(ctx.principal()?)?;
+        Ok(Consent {
             sms: self.0.consent_sms,
             email: self.0.consent_email,
             marketing: self.0.consent_marketing,
-        }
+        })
+    }
+
+    /// True once the patient's identity and contact data were erased (only
+    /// anonymised journey facts remain).
+    async fn erased(&self) -> bool {
+        self.0.erased_at.is_some()
+    }
+
+    /// Who read or changed this patient's data, newest first (admins and owners).
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1")]
+    async fn access_log(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last entry seen.")] after: Option<String>,
+    ) -> async_graphql::Result<Conn<AuditEntry>> {
+        let who = ctx.principal()?.clone();
+        domain::access::require(&who, crate::auth::Permission::AuditRead, "the access log")?;
+        let loaders = ctx.loaders()?.clone();
+        let page = PageRequest::new(first, after.as_deref(), None, None)?;
+        let found = loaders.access_log_of_patient.load_one((self.0.id, page)).await?;
+        let patient_id = self.0.id;
+        let store = ctx.store().clone();
+        Ok(connection(
+            found.unwrap_or_else(|| empty(&page)),
+            |entry| domain::audit::keyset(entry).encode(),
+            AuditEntry,
+            ConnectionTotals::new(move || {
+                let (store, who) = (store.clone(), who.clone());
+                let filter = domain::audit::AuditFilter {
+                    patient_id: Some(patient_id),
+                    ..Default::default()
+                };
+                async move { domain::audit::count(&store.db, &who, &filter).await }
+            }),
+        ))
     }
 
     /// True once the patient was archived; archived patients are left out of lists by default.
@@ -110,6 +162,7 @@ impl Patient {
     }
 
     /// The patient's journeys, oldest first, optionally only those with `status`.
+    #[graphql(complexity = "3 * child_complexity + 1")]
     async fn journeys(
         &self,
         ctx: &Context<'_>,
@@ -130,6 +183,7 @@ impl Patient {
     }
 
     /// Every touchpoint with the patient, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1")]
     async fn touchpoints(
         &self,
         ctx: &Context<'_>,
@@ -161,6 +215,7 @@ impl Patient {
     }
 
     /// Feedback the patient gave, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1")]
     async fn feedback(
         &self,
         ctx: &Context<'_>,
@@ -194,6 +249,7 @@ impl Patient {
     /// Everything that happened with the patient — stage transitions,
     /// touchpoints, feedback and follow-ups — newest first. Follow-ups appear
     /// at their due time, so upcoming ones come first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1")]
     async fn timeline(
         &self,
         ctx: &Context<'_>,
@@ -220,6 +276,7 @@ impl Patient {
     }
 
     /// The patient's follow-ups, soonest due first, optionally only those with `status`.
+    #[graphql(complexity = "5 * child_complexity + 1")]
     async fn follow_ups(
         &self,
         ctx: &Context<'_>,

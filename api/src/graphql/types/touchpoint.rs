@@ -35,8 +35,9 @@ impl Touchpoint {
     }
 
     /// What happened, in the staff's words.
-    async fn summary(&self) -> Option<&str> {
-        self.0.summary.as_deref()
+    async fn summary(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        domain::access::free_text(ctx.principal()?)?;
+        Ok(self.0.summary.as_deref())
     }
 
     /// When it happened.

@@ -2,6 +2,7 @@ use async_graphql::{Context, Enum, ID, Object};
 use entity::{clinics, staff};
 
 use super::ActorKind;
+use crate::graphql::scalars::DateTime;
 use crate::{
     auth::{Actor, Permission, Principal},
     domain,
@@ -40,7 +41,21 @@ impl Viewer {
         &self.0.name
     }
 
-    /// The scopes the caller holds (`patients:read`, …).
+    /// The staff member's role; null for API tokens.
+    async fn role(&self) -> Option<StaffRole> {
+        self.0.role.map(Into::into)
+    }
+
+    /// The signed-in staff member; null for API tokens.
+    async fn staff(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<StaffMember>> {
+        match self.0.actor.staff_id() {
+            Some(id) => Ok(ctx.loaders()?.staff.load_one(id).await?.map(StaffMember)),
+            None => Ok(None),
+        }
+    }
+
+    /// The permissions the caller holds (`patients:read`, …): an API token's
+    /// scopes, or what a staff member's role allows.
     async fn scopes(&self) -> Vec<&'static str> {
         Permission::ALL
             .into_iter()
@@ -78,6 +93,7 @@ impl Clinic {
 
 /// A role of a staff member.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::auth::Role")]
 pub enum StaffRole {
     /// Runs the clinic; may do everything.
     Owner,
@@ -107,13 +123,26 @@ impl StaffMember {
     }
 
     /// The staff member's role.
-    async fn role(&self) -> StaffRole {
-        match self.0.role.as_str() {
-            "OWNER" => StaffRole::Owner,
-            "ADMIN" => StaffRole::Admin,
-            "COORDINATOR" => StaffRole::Coordinator,
-            "PRACTITIONER" => StaffRole::Practitioner,
-            _ => StaffRole::Viewer,
+    async fn role(&self) -> async_graphql::Result<StaffRole> {
+        Ok(domain::staff::role_of(&self.0)?.into())
+    }
+
+    /// Sign-in email; shown to the person themself and to those who manage staff.
+    async fn email(&self, ctx: &Context<'_>) -> async_graphql::Result<&str> {
+        let who = ctx.principal()?;
+        if who.actor.staff_id() != Some(self.0.id) {
+            domain::access::require(who, Permission::StaffManage, "staff emails")?;
         }
+        Ok(&self.0.email)
+    }
+
+    /// True when the account is disabled and cannot sign in.
+    async fn disabled(&self) -> bool {
+        self.0.disabled_at.is_some()
+    }
+
+    /// When the account was created.
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
     }
 }

@@ -1,0 +1,115 @@
+//! Partner API tokens, managed by admins and owners (or tokens with
+//! `tokens:manage`): created with scopes no wider than the creator's own,
+//! listed without their secrets, revoked with effect on the next request.
+
+use chrono::{DateTime, Utc};
+use entity::api_tokens;
+use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, sea_query::Expr};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{DomainError, DomainResult, Store, audit::AuditEntry, validate};
+use crate::{
+    auth::{Actor, Permission, Principal, tokens},
+    ids::{self, IdKind},
+};
+
+fn require(who: &Principal) -> DomainResult<()> {
+    if who.can(Permission::TokensManage) {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden("managing API tokens needs the tokens:manage permission".into()))
+    }
+}
+
+/// The scopes a stored token holds.
+pub fn scopes_of(token: &api_tokens::Model) -> Vec<Permission> {
+    let scopes: Vec<String> = serde_json::from_value(token.scopes.clone()).unwrap_or_default();
+    scopes.iter().filter_map(|s| Permission::from_scope(s)).collect()
+}
+
+/// Creates a token; returns it and its secret, which is shown only now.
+pub async fn create(
+    store: &Store,
+    who: &Principal,
+    name: &str,
+    scopes: &[Permission],
+    expires_at: Option<DateTime<Utc>>,
+) -> DomainResult<(api_tokens::Model, String)> {
+    require(who)?;
+    let name = validate::required_text("name", name, 200)?;
+    if scopes.is_empty() {
+        return Err(DomainError::invalid("scopes", "give at least one scope"));
+    }
+    if let Some(beyond) = scopes.iter().find(|s| !who.can(**s)) {
+        return Err(DomainError::Forbidden(format!(
+            "you cannot grant {}: a token never gets more rights than its creator",
+            beyond.scope()
+        )));
+    }
+    let mut write = store.write(who).await?;
+    if let Some(at) = expires_at
+        && at <= write.now
+    {
+        return Err(DomainError::invalid("expiresAt", "must be in the future"));
+    }
+    let generated = tokens::generate();
+    let mut names: Vec<&str> = scopes.iter().map(|p| p.scope()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let token = api_tokens::Model {
+        id: ids::new_id(),
+        clinic_id: who.clinic_id,
+        name,
+        prefix: generated.display_prefix.clone(),
+        secret_hash: generated.hash.clone(),
+        scopes: json!(names),
+        created_by_staff_id: who.actor.staff_id(),
+        created_by_token_id: match who.actor {
+            Actor::ApiToken(id) => Some(id),
+            _ => None,
+        },
+        expires_at,
+        last_used_at: None,
+        revoked_at: None,
+        created_at: write.now,
+    };
+    api_tokens::Entity::insert(token.clone().into_active_model())
+        .exec_without_returning(&*write.txn)
+        .await?;
+    write.audit(AuditEntry::new("api_token.created", IdKind::ApiToken, token.id, None));
+    write.commit().await?;
+    Ok((token, generated.secret))
+}
+
+/// The clinic's tokens, newest first (secrets are never stored).
+pub async fn list(store: &Store, who: &Principal) -> DomainResult<Vec<api_tokens::Model>> {
+    require(who)?;
+    Ok(who
+        .select::<api_tokens::Entity>()
+        .order_by_desc(api_tokens::Column::CreatedAt)
+        .order_by_desc(api_tokens::Column::Id)
+        .all(store.db.conn())
+        .await?)
+}
+
+/// Revokes a token; its next request is refused.
+pub async fn revoke(store: &Store, who: &Principal, id: Uuid) -> DomainResult<api_tokens::Model> {
+    require(who)?;
+    let mut write = store.write(who).await?;
+    let mut token = who
+        .get::<api_tokens::Entity, _>(&*write.txn, id, "API token")
+        .await
+        .map_err(|e| e.referenced_by("tokenId"))?;
+    if token.revoked_at.is_none() {
+        token.revoked_at = Some(write.now);
+        who.update_rows::<api_tokens::Entity>()
+            .col_expr(api_tokens::Column::RevokedAt, Expr::value(token.revoked_at))
+            .filter(api_tokens::Column::Id.eq(id))
+            .exec(&*write.txn)
+            .await?;
+        write.audit(AuditEntry::new("api_token.revoked", IdKind::ApiToken, id, None));
+    }
+    write.commit().await?;
+    Ok(token)
+}

@@ -1,0 +1,209 @@
+//! The audit log: who (staff, token or system) did what to which record,
+//! when, from which request.
+//!
+//! Writes are recorded in the same transaction as the change (see
+//! [`super::Write`]): every event a change emits is an audit entry, and
+//! changes without events add entries of their own. Reads of a patient's
+//! identifying data are collected per request and written in batches by
+//! [`AuditSink`], off the request's path.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::{audit_log, events};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{
+    DomainError, DomainResult,
+    page::{Keyset, Page, PageRequest, Sort, SortKey, finish},
+};
+use crate::{
+    auth::{Permission, Principal},
+    db::Db,
+    ids::{self, IdKind},
+};
+
+/// An audit entry about to be written.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub action: String,
+    pub record_kind: &'static str,
+    pub record_id: Option<Uuid>,
+    pub patient_id: Option<Uuid>,
+}
+
+impl AuditEntry {
+    pub fn new(action: impl Into<String>, kind: IdKind, id: Uuid, patient: Option<Uuid>) -> Self {
+        Self {
+            action: action.into(),
+            record_kind: kind.type_name(),
+            record_id: Some(id),
+            patient_id: patient,
+        }
+    }
+
+    /// The entry an event stands for: the event type on its subject.
+    pub fn of_event(event: &events::Model) -> Self {
+        let (kind, id) = match ids::decode(&event.subject) {
+            Ok((kind, id)) => (kind.type_name(), Some(id)),
+            Err(_) => ("Unknown", None),
+        };
+        let patient_id = event.data["patientId"]
+            .as_str()
+            .and_then(|p| ids::decode_as(IdKind::Patient, p).ok());
+        Self {
+            action: event.event_type.clone(),
+            record_kind: kind,
+            record_id: id,
+            patient_id,
+        }
+    }
+
+    /// The row, as done by `who` at `at`.
+    pub fn row(&self, who: &Principal, at: DateTime<Utc>) -> audit_log::Model {
+        audit_log::Model {
+            id: ids::new_id(),
+            clinic_id: who.clinic_id,
+            actor_kind: who.actor.kind().to_string(),
+            actor_id: who.actor.id(),
+            action: self.action.clone(),
+            record_kind: self.record_kind.to_string(),
+            record_id: self.record_id,
+            patient_id: self.patient_id,
+            request_id: who.request_id.clone(),
+            occurred_at: at,
+        }
+    }
+}
+
+/// Inserts audit rows in statements of bounded size.
+pub(crate) async fn insert<C: ConnectionTrait>(conn: &C, rows: Vec<audit_log::Model>) -> DomainResult<()> {
+    for chunk in rows.chunks(500) {
+        audit_log::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Collects audit rows of reads and writes them in batches.
+#[derive(Clone)]
+pub struct AuditSink {
+    sender: mpsc::Sender<audit_log::Model>,
+    db: Db,
+}
+
+impl std::fmt::Debug for AuditSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditSink")
+    }
+}
+
+/// Rows held in memory before a writer blocks.
+const SINK_CAPACITY: usize = 100_000;
+/// How often collected rows are written.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+impl AuditSink {
+    /// A sink and the task that writes its rows until `shutdown`, then drains.
+    pub fn start(db: Db, shutdown: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
+        let (sender, mut receiver) = mpsc::channel::<audit_log::Model>(SINK_CAPACITY);
+        let writer_db = db.clone();
+        let task = tokio::spawn(async move {
+            let mut buffer = Vec::new();
+            loop {
+                let stop = tokio::select! {
+                    _ = shutdown.cancelled() => true,
+                    _ = tokio::time::sleep(FLUSH_EVERY) => false,
+                };
+                while let Ok(row) = receiver.try_recv() {
+                    buffer.push(row);
+                }
+                if !buffer.is_empty() {
+                    let rows = std::mem::take(&mut buffer);
+                    if let Err(error) = crate::db::uncounted(insert(writer_db.conn(), rows)).await {
+                        tracing::error!(?error, "writing read-audit entries failed");
+                    }
+                }
+                if stop {
+                    return;
+                }
+            }
+        });
+        (Self { sender, db }, task)
+    }
+
+    /// Records that `who` read the identifying data of `patients`.
+    pub async fn patients_read(&self, who: &Principal, patients: impl IntoIterator<Item = Uuid>) {
+        let now = super::now();
+        for patient in patients {
+            let row = AuditEntry::new("patient.read", IdKind::Patient, patient, Some(patient)).row(who, now);
+            if let Err(mpsc::error::TrySendError::Full(row)) = self.sender.try_send(row) {
+                // The writer is behind: write this one ourselves rather than lose it.
+                if let Err(error) = insert(self.db.conn(), vec![row]).await {
+                    tracing::error!(?error, "writing a read-audit entry failed");
+                }
+            }
+        }
+    }
+}
+
+/// How to narrow the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub patient_id: Option<Uuid>,
+    pub actor_id: Option<Uuid>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+fn sort_key() -> SortKey<audit_log::Entity> {
+    SortKey {
+        at: Some(audit_log::Column::OccurredAt),
+        id: audit_log::Column::Id,
+        sort: Sort::Descending,
+    }
+}
+
+/// The cursor of an audit entry.
+pub fn keyset(entry: &audit_log::Model) -> Keyset {
+    Keyset::at(entry.occurred_at, entry.id)
+}
+
+fn filtered(who: &Principal, filter: &AuditFilter) -> sea_orm::Select<audit_log::Entity> {
+    let mut select = who.select::<audit_log::Entity>();
+    if let Some(patient) = filter.patient_id {
+        select = select.filter(audit_log::Column::PatientId.eq(patient));
+    }
+    if let Some(actor) = filter.actor_id {
+        select = select.filter(audit_log::Column::ActorId.eq(actor));
+    }
+    if let Some(from) = filter.from {
+        select = select.filter(audit_log::Column::OccurredAt.gte(from));
+    }
+    if let Some(to) = filter.to {
+        select = select.filter(audit_log::Column::OccurredAt.lt(to));
+    }
+    select
+}
+
+/// One page of the audit log, newest first. Admins and owners only.
+pub async fn list(db: &Db, who: &Principal, filter: &AuditFilter, page: &PageRequest) -> DomainResult<Page<audit_log::Model>> {
+    if !who.can(Permission::AuditRead) {
+        return Err(DomainError::Forbidden("the audit log needs the audit:read permission".into()));
+    }
+    let rows = sort_key().apply(filtered(who, filter), page).all(db.conn()).await?;
+    Ok(finish(rows, page))
+}
+
+/// How many audit entries match.
+pub async fn count(db: &Db, who: &Principal, filter: &AuditFilter) -> DomainResult<u64> {
+    use sea_orm::PaginatorTrait;
+    if !who.can(Permission::AuditRead) {
+        return Err(DomainError::Forbidden("the audit log needs the audit:read permission".into()));
+    }
+    Ok(filtered(who, filter).count(db.conn()).await?)
+}

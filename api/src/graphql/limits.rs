@@ -1,0 +1,280 @@
+//! Limits that protect the endpoint: a cost budget per credential (the
+//! query's complexity, with list fields counted by page size), a cap on
+//! aliases, and a throttle on sign-in attempts.
+//!
+//! The cost budget is a token bucket (GCRA, from `governor`): it holds
+//! `capacity` units and refills `refill_per_second`. A request whose cost does
+//! not fit is refused before it runs with `RATE_LIMITED` and how long to wait;
+//! every answer reports its cost in `extensions.cost`.
+
+use std::{
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_graphql::{
+    Response, ServerError, ServerResult, ValidationResult, Value,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextValidation},
+    parser::types::{ExecutableDocument, Selection, SelectionSet},
+};
+use governor::{
+    Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+    middleware::StateInformationMiddleware,
+    state::keyed::DefaultKeyedStateStore,
+};
+use uuid::Uuid;
+
+use super::{RequestState, error};
+
+/// Whose budget a request spends.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// A staff member or API token.
+    Actor(Uuid),
+    /// An unauthenticated caller, by address.
+    Address(IpAddr),
+}
+
+type Bucket = RateLimiter<RateKey, DefaultKeyedStateStore<RateKey>, DefaultClock, StateInformationMiddleware>;
+
+/// The outcome of spending from a budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spend {
+    /// Allowed; this much is left.
+    Allowed { remaining: u32 },
+    /// Refused; try again after this long.
+    Refused { retry_after: Duration },
+}
+
+/// Cost budgets per credential.
+pub struct CostBudget {
+    bucket: Option<Bucket>,
+    clock: DefaultClock,
+    pub capacity: u32,
+    pub refill_per_second: u32,
+}
+
+impl CostBudget {
+    /// A budget of `capacity` units refilling `refill_per_second`; zero refill
+    /// turns limiting off.
+    pub fn new(capacity: u32, refill_per_second: u32) -> Self {
+        let bucket = NonZeroU32::new(refill_per_second).map(|refill| {
+            let burst = NonZeroU32::new(capacity.max(refill.get())).expect("positive");
+            RateLimiter::keyed(Quota::per_second(refill).allow_burst(burst)).with_middleware::<StateInformationMiddleware>()
+        });
+        Self {
+            bucket,
+            clock: DefaultClock::default(),
+            capacity,
+            refill_per_second,
+        }
+    }
+
+    /// Spends `cost` from `key`'s budget.
+    pub fn spend(&self, key: &RateKey, cost: u32) -> Spend {
+        let Some(bucket) = &self.bucket else {
+            return Spend::Allowed { remaining: u32::MAX };
+        };
+        let cost = NonZeroU32::new(cost.max(1)).expect("positive");
+        match bucket.check_key_n(key, cost) {
+            Ok(Ok(state)) => Spend::Allowed {
+                remaining: state.remaining_burst_capacity(),
+            },
+            Ok(Err(not_until)) => Spend::Refused {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            },
+            // More than the bucket can ever hold: wait a full refill.
+            Err(_) => Spend::Refused {
+                retry_after: Duration::from_secs_f64(self.capacity as f64 / self.refill_per_second.max(1) as f64),
+            },
+        }
+    }
+
+    /// Forgets idle callers' buckets.
+    pub fn forget_idle(&self) {
+        if let Some(bucket) = &self.bucket {
+            bucket.retain_recent();
+            bucket.shrink_to_fit();
+        }
+    }
+}
+
+/// The async-graphql extension that charges each operation's cost.
+pub struct CostLimit(pub Arc<CostBudget>);
+
+impl ExtensionFactory for CostLimit {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(CostLimitExtension {
+            budget: self.0.clone(),
+            charged: Mutex::new(None),
+        })
+    }
+}
+
+struct CostLimitExtension {
+    budget: Arc<CostBudget>,
+    charged: Mutex<Option<(usize, u32)>>,
+}
+
+/// Seconds to tell a client to wait, rounded up.
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// A `RATE_LIMITED` error.
+pub fn rate_limited(message: &str, wait: Duration) -> ServerError {
+    let mut e = error::coded(message, error::code::RATE_LIMITED, None);
+    if let Some(extensions) = e.extensions.as_mut() {
+        extensions.set("retryAfterSeconds", retry_after_seconds(wait));
+    }
+    e
+}
+
+#[async_trait::async_trait]
+impl Extension for CostLimitExtension {
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await?;
+        let Some(key) = ctx.data_opt::<RequestState>().and_then(RequestState::rate_key) else {
+            return Ok(result);
+        };
+        let cost = result.complexity.max(1);
+        match self.budget.spend(&key, u32::try_from(cost).unwrap_or(u32::MAX)) {
+            Spend::Allowed { remaining } => {
+                *self.charged.lock().expect("cost lock") = Some((cost, remaining));
+                Ok(result)
+            }
+            Spend::Refused { retry_after } => {
+                let mut e = rate_limited(
+                    &format!("this request costs {cost} and the budget is spent; retry later"),
+                    retry_after,
+                );
+                if let Some(extensions) = e.extensions.as_mut() {
+                    extensions.set("cost", cost as u64);
+                }
+                Err(vec![e])
+            }
+        }
+    }
+
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let response = next.run(ctx).await;
+        let charged = self.charged.lock().expect("cost lock").take();
+        match charged {
+            Some((cost, remaining)) if self.budget.refill_per_second > 0 => response.extension(
+                "cost",
+                Value::from_json(serde_json::json!({
+                    "requested": cost,
+                    "remaining": remaining,
+                    "capacity": self.budget.capacity,
+                    "refillPerSecond": self.budget.refill_per_second,
+                }))
+                .unwrap_or(Value::Null),
+            ),
+            Some((cost, _)) => response.extension(
+                "cost",
+                Value::from_json(serde_json::json!({ "requested": cost })).unwrap_or(Value::Null),
+            ),
+            None => response,
+        }
+    }
+}
+
+/// Sign-in attempts: a few per minute per account and per address, so
+/// passwords cannot be guessed at speed.
+pub struct LoginThrottle {
+    accounts: RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>,
+    addresses: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>,
+    clock: DefaultClock,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).expect("positive"));
+        Self {
+            accounts: RateLimiter::keyed(per_minute(10)),
+            addresses: RateLimiter::keyed(per_minute(30)),
+            clock: DefaultClock::default(),
+        }
+    }
+}
+
+impl LoginThrottle {
+    /// Checks one attempt; `Err` with the wait when too many were made.
+    pub fn attempt(&self, account: &str, address: Option<IpAddr>) -> ServerResult<()> {
+        if let Err(not_until) = self.accounts.check_key(&account.to_lowercase()) {
+            return Err(rate_limited(
+                "too many sign-in attempts for this account; wait and try again",
+                not_until.wait_time_from(self.clock.now()),
+            ));
+        }
+        if let Some(address) = address
+            && let Err(not_until) = self.addresses.check_key(&address)
+        {
+            return Err(rate_limited(
+                "too many sign-in attempts from this address; wait and try again",
+                not_until.wait_time_from(self.clock.now()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How many aliases a document uses, fragments included.
+pub fn count_aliases(document: &ExecutableDocument) -> usize {
+    fn walk(set: &SelectionSet, document: &ExecutableDocument, depth: usize) -> usize {
+        if depth > 64 {
+            return 0;
+        }
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(field) => {
+                    usize::from(field.node.alias.is_some()) + walk(&field.node.selection_set.node, document, depth + 1)
+                }
+                Selection::InlineFragment(fragment) => walk(&fragment.node.selection_set.node, document, depth + 1),
+                Selection::FragmentSpread(spread) => document
+                    .fragments
+                    .get(&spread.node.fragment_name.node)
+                    .map_or(0, |fragment| walk(&fragment.node.selection_set.node, document, depth + 1)),
+            })
+            .sum()
+    }
+    document
+        .operations
+        .iter()
+        .map(|(_, operation)| walk(&operation.node.selection_set.node, document, 0))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_refuse_and_recover() {
+        let budget = CostBudget::new(100, 50);
+        let key = RateKey::Actor(Uuid::nil());
+        assert!(matches!(budget.spend(&key, 80), Spend::Allowed { remaining: 20 }));
+        match budget.spend(&key, 80) {
+            Spend::Refused { retry_after } => assert!(retry_after <= Duration::from_secs(2)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(budget.spend(&key, 1000), Spend::Refused { .. }));
+        let off = CostBudget::new(0, 0);
+        assert!(matches!(off.spend(&key, 1_000_000), Spend::Allowed { .. }));
+    }
+
+    #[test]
+    fn aliases_are_counted_through_fragments() {
+        let document =
+            async_graphql::parser::parse_query("{ a: viewer { n: name } ...F } fragment F on Query { b: viewer { id } }").unwrap();
+        assert_eq!(count_aliases(&document), 3);
+    }
+}
