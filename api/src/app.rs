@@ -64,7 +64,10 @@ impl App {
         let store = Store::new(db.clone());
         let shutdown = CancellationToken::new();
         let (audit, audit_task) = AuditSink::start(db, shutdown.clone());
-        let budget = Arc::new(CostBudget::new(config.rate_limit_capacity, config.rate_limit_refill_per_second));
+        let budget = Arc::new(CostBudget::new(
+            config.rate_limit_capacity,
+            config.rate_limit_refill_per_second,
+        ));
         let schemas = graphql::build_schemas(
             Services {
                 store: store.clone(),
@@ -105,11 +108,21 @@ impl App {
         let router = http::router(self.state.clone());
         let signal = self.shutdown.clone();
         let task = tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { signal.cancelled().await })
-                .await
-                .map_err(anyhow::Error::from)
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { signal.cancelled().await })
+            .await
+            .map_err(anyhow::Error::from)
         });
+        if self.state.store.db.backend() == sea_orm::DbBackend::Postgres {
+            self.background
+                .push(tokio::spawn(crate::events::relay_notifications(
+                    self.state.store.clone(),
+                    self.shutdown.clone(),
+                )));
+        }
         if self.state.config.sweep_interval_secs > 0 {
             self.background.push(tokio::spawn(sweep_overdue_follow_ups(
                 self.state.store.clone(),

@@ -95,7 +95,11 @@ pub struct ServeConfig {
     pub rate_limit_capacity: u32,
 
     /// Cost units a credential's budget regains per second (0 turns rate limiting off).
-    #[arg(long, env = "JOURNEYMAP_RATE_LIMIT_REFILL_PER_SECOND", default_value_t = 5_000)]
+    #[arg(
+        long,
+        env = "JOURNEYMAP_RATE_LIMIT_REFILL_PER_SECOND",
+        default_value_t = 5_000
+    )]
     pub rate_limit_refill_per_second: u32,
 
     /// Secret for signing staff access tokens (at least 32 bytes); generated
@@ -106,6 +110,10 @@ pub struct ServeConfig {
     /// Lifetime of a staff access token, in seconds.
     #[arg(long, env = "JOURNEYMAP_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
     pub access_token_ttl_secs: u64,
+
+    /// Seconds a WebSocket client has to send `connection_init`.
+    #[arg(long, env = "JOURNEYMAP_WS_INIT_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_init_timeout_secs: u64,
 
     /// Seconds between sweeps for overdue follow-ups (0 turns the sweeper off).
     #[arg(long, env = "JOURNEYMAP_SWEEP_INTERVAL_SECS", default_value_t = 30)]
@@ -133,6 +141,7 @@ impl ServeConfig {
             rate_limit_refill_per_second: 5_000,
             jwt_secret: None,
             access_token_ttl_secs: 900,
+            ws_init_timeout_secs: 10,
             sweep_interval_secs: 30,
             shutdown_grace_secs: 10,
         }

@@ -15,6 +15,7 @@ pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -105,7 +105,11 @@ impl MigrationTrait for Migration {
                             .to(Clinics::Table, Clinics::Id)
                             .on_delete(ForeignKeyAction::Cascade),
                     )
-                    .foreign_key(ForeignKey::create().from(StaffSessions::Table, StaffSessions::StaffId).to(Staff::Table, Staff::Id))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(StaffSessions::Table, StaffSessions::StaffId)
+                            .to(Staff::Table, Staff::Id),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -165,9 +169,22 @@ impl MigrationTrait for Migration {
             )
             .await?;
         for (name, columns) in [
-            ("ix_audit_log_time", vec![AuditLog::ClinicId, AuditLog::OccurredAt]),
-            ("ix_audit_log_patient", vec![AuditLog::ClinicId, AuditLog::PatientId, AuditLog::OccurredAt]),
-            ("ix_audit_log_actor", vec![AuditLog::ClinicId, AuditLog::ActorId, AuditLog::OccurredAt]),
+            (
+                "ix_audit_log_time",
+                vec![AuditLog::ClinicId, AuditLog::OccurredAt],
+            ),
+            (
+                "ix_audit_log_patient",
+                vec![
+                    AuditLog::ClinicId,
+                    AuditLog::PatientId,
+                    AuditLog::OccurredAt,
+                ],
+            ),
+            (
+                "ix_audit_log_actor",
+                vec![AuditLog::ClinicId, AuditLog::ActorId, AuditLog::OccurredAt],
+            ),
         ] {
             let mut index = Index::create();
             index.name(name).table(AuditLog::Table).if_not_exists();
@@ -189,7 +206,12 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .alter_table(Table::alter().table(ApiTokens::Table).drop_column(ApiTokens::CreatedByTokenId).to_owned())
+            .alter_table(
+                Table::alter()
+                    .table(ApiTokens::Table)
+                    .drop_column(ApiTokens::CreatedByTokenId)
+                    .to_owned(),
+            )
             .await?;
         for table in [
             AuditLog::Table.into_iden(),
@@ -197,7 +219,9 @@ impl MigrationTrait for Migration {
             StaffSessions::Table.into_iden(),
             Settings::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).if_exists().to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).if_exists().to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -262,8 +262,15 @@ impl TestApp {
     /// Creates a staff member of clinic `slug` with `role` and a known password;
     /// returns (email, password).
     pub async fn staff_in(&self, slug: &str, role: Role) -> (String, String) {
-        let clinic = clinics::by_slug(&self.store.db, slug).await.unwrap().expect("clinic");
-        let email = format!("{}-{}@{slug}.example", role.as_str().to_lowercase(), uuid::Uuid::new_v4().simple());
+        let clinic = clinics::by_slug(&self.store.db, slug)
+            .await
+            .unwrap()
+            .expect("clinic");
+        let email = format!(
+            "{}-{}@{slug}.example",
+            role.as_str().to_lowercase(),
+            uuid::Uuid::new_v4().simple()
+        );
         let password = "correct horse battery staple".to_string();
         journeymap::domain::staff::create_from_cli(
             &self.store,
@@ -294,7 +301,10 @@ impl TestApp {
     pub async fn staff_token(&self, role: Role) -> String {
         let (email, password) = self.staff_in("a", role).await;
         let signed_in = self.login("a", &email, &password).await;
-        signed_in.data()["login"]["accessToken"].as_str().expect("access token").to_string()
+        signed_in.data()["login"]["accessToken"]
+            .as_str()
+            .expect("access token")
+            .to_string()
     }
 
     /// The server's `/metrics` text.
@@ -522,4 +532,125 @@ macro_rules! on_both_backends {
             }
         }
     )*};
+}
+
+/// A `graphql-transport-ws` client for tests.
+pub struct WsClient {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+/// What the server said on a socket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WsEvent {
+    Message(Value),
+    Closed(Option<u16>, String),
+}
+
+impl WsClient {
+    /// Opens `/graphql/ws` with the `graphql-transport-ws` subprotocol (or `protocol`).
+    pub async fn connect(app: &TestApp, protocol: Option<&str>) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{}/graphql/ws", app.addr)
+            .into_client_request()
+            .unwrap();
+        if let Some(protocol) = protocol
+            .or(Some("graphql-transport-ws"))
+            .filter(|p| !p.is_empty())
+        {
+            request
+                .headers_mut()
+                .insert("sec-websocket-protocol", protocol.parse().unwrap());
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket");
+        Self { socket }
+    }
+
+    /// Connects and completes `connection_init` with `token`.
+    pub async fn connect_with_token(app: &TestApp, token: &str) -> Self {
+        let mut client = Self::connect(app, None).await;
+        client
+            .send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
+            .await;
+        match client.next().await {
+            WsEvent::Message(m) if m["type"] == "connection_ack" => client,
+            other => panic!("expected connection_ack, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, message: Value) {
+        use futures::SinkExt;
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                message.to_string().into(),
+            ))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        use futures::SinkExt;
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                text.to_string().into(),
+            ))
+            .await
+            .expect("send");
+    }
+
+    /// The next message or close, within 10 seconds.
+    pub async fn next(&mut self) -> WsEvent {
+        self.next_within(Duration::from_secs(10))
+            .await
+            .expect("a message within 10 s")
+    }
+
+    /// The next message or close within `wait`, or `None`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<WsEvent> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let message = match tokio::time::timeout(wait, self.socket.next()).await {
+                Err(_) => return None,
+                Ok(None) => return Some(WsEvent::Closed(None, String::new())),
+                Ok(Some(Err(_))) => return Some(WsEvent::Closed(None, String::new())),
+                Ok(Some(Ok(message))) => message,
+            };
+            match message {
+                Message::Text(text) => {
+                    return Some(WsEvent::Message(serde_json::from_str(&text).expect("JSON")));
+                }
+                Message::Close(frame) => {
+                    return Some(WsEvent::Closed(
+                        frame.as_ref().map(|f| u16::from(f.code)),
+                        frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    ));
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Starts an operation.
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({ "type": "subscribe", "id": id, "payload": { "query": query, "variables": variables } }))
+            .await;
+    }
+
+    /// The next `next` payload of operation `id`, skipping other operations' messages.
+    pub async fn next_of(&mut self, id: &str) -> Value {
+        loop {
+            match self.next().await {
+                WsEvent::Message(m) if m["id"] == id && m["type"] == "next" => {
+                    return m["payload"].clone();
+                }
+                WsEvent::Message(m) if m["id"] == id => panic!("expected next for {id}, got {m}"),
+                WsEvent::Message(_) => continue,
+                WsEvent::Closed(code, reason) => panic!("closed {code:?} {reason}"),
+            }
+        }
+    }
 }

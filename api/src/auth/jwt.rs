@@ -43,7 +43,9 @@ pub struct JwtKeys {
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtKeys").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("JwtKeys")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,7 +72,13 @@ impl JwtKeys {
     }
 
     /// Issues an access token for a staff member's session.
-    pub fn issue(&self, clinic: Uuid, staff: Uuid, session: Uuid, now: DateTime<Utc>) -> (String, DateTime<Utc>) {
+    pub fn issue(
+        &self,
+        clinic: Uuid,
+        staff: Uuid,
+        session: Uuid,
+        now: DateTime<Utc>,
+    ) -> (String, DateTime<Utc>) {
         let expires = now + self.ttl;
         let claims = Claims {
             iss: ISSUER.into(),
@@ -83,7 +91,8 @@ impl JwtKeys {
             exp: expires.timestamp(),
             jti: Uuid::now_v7(),
         };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail");
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail");
         (token, expires)
     }
 
@@ -113,7 +122,12 @@ mod tests {
     #[test]
     fn expired_foreign_and_tampered_tokens_are_refused() {
         let keys = keys();
-        let (old, _) = keys.issue(Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Utc::now() - Duration::hours(1));
+        let (old, _) = keys.issue(
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Utc::now() - Duration::hours(1),
+        );
         assert!(keys.verify(&old).is_err());
         let other = JwtKeys::new(&[8u8; 32], Duration::minutes(15));
         let (foreign, _) = other.issue(Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Utc::now());
@@ -121,7 +135,10 @@ mod tests {
         let (token, _) = keys.issue(Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Utc::now());
         let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-        assert!(keys.verify(&format!("{none_header}.{}.", parts[1])).is_err());
+        assert!(
+            keys.verify(&format!("{none_header}.{}.", parts[1]))
+                .is_err()
+        );
         parts[1].push('A');
         assert!(keys.verify(&parts.join(".")).is_err());
     }

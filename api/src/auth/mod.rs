@@ -86,7 +86,13 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Owner, Role::Admin, Role::Coordinator, Role::Practitioner, Role::Viewer];
+    pub const ALL: [Role; 5] = [
+        Role::Owner,
+        Role::Admin,
+        Role::Coordinator,
+        Role::Practitioner,
+        Role::Viewer,
+    ];
 
     /// The stored spelling.
     pub fn as_str(self) -> &'static str {
@@ -101,7 +107,9 @@ impl Role {
 
     /// Parses the stored (or command-line, any case) spelling.
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(text))
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(text))
     }
 
     /// What the role may do.
@@ -117,7 +125,13 @@ impl Role {
                 FeedbackWrite,
                 AnalyticsRead,
             ],
-            Role::Practitioner => &[PatientsRead, JourneysRead, JourneysWrite, FeedbackWrite, AnalyticsRead],
+            Role::Practitioner => &[
+                PatientsRead,
+                JourneysRead,
+                JourneysWrite,
+                FeedbackWrite,
+                AnalyticsRead,
+            ],
             Role::Viewer => &[JourneysRead, AnalyticsRead],
         };
         list.iter().copied().collect()

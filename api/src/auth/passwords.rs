@@ -28,7 +28,11 @@ pub fn verify(password: &str, stored: Option<&str>) -> bool {
         None => (dummy.as_str(), false),
     };
     let ok = PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false);
     ok && real
 }

@@ -15,7 +15,10 @@ pub fn require(who: &Principal, permission: Permission, what: &str) -> DomainRes
     if who.can(permission) {
         Ok(())
     } else {
-        Err(DomainError::Forbidden(format!("{what} needs the {} permission", permission.scope())))
+        Err(DomainError::Forbidden(format!(
+            "{what} needs the {} permission",
+            permission.scope()
+        )))
     }
 }
 
@@ -24,7 +27,9 @@ pub fn patient_identity(who: &Principal) -> DomainResult<()> {
     if who.can(Permission::PatientsRead) || who.can(Permission::JourneysRead) {
         Ok(())
     } else {
-        Err(DomainError::Forbidden("patients need the patients:read or journeys:read permission".into()))
+        Err(DomainError::Forbidden(
+            "patients need the patients:read or journeys:read permission".into(),
+        ))
     }
 }
 
@@ -35,5 +40,9 @@ pub fn contact_details(who: &Principal) -> DomainResult<()> {
 
 /// May the caller read what was written about a patient?
 pub fn free_text(who: &Principal) -> DomainResult<()> {
-    require(who, Permission::PatientsRead, "summaries, comments and notes")
+    require(
+        who,
+        Permission::PatientsRead,
+        "summaries, comments and notes",
+    )
 }

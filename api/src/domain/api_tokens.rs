@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use entity::api_tokens;
-use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, sea_query::Expr,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -18,14 +20,19 @@ fn require(who: &Principal) -> DomainResult<()> {
     if who.can(Permission::TokensManage) {
         Ok(())
     } else {
-        Err(DomainError::Forbidden("managing API tokens needs the tokens:manage permission".into()))
+        Err(DomainError::Forbidden(
+            "managing API tokens needs the tokens:manage permission".into(),
+        ))
     }
 }
 
 /// The scopes a stored token holds.
 pub fn scopes_of(token: &api_tokens::Model) -> Vec<Permission> {
     let scopes: Vec<String> = serde_json::from_value(token.scopes.clone()).unwrap_or_default();
-    scopes.iter().filter_map(|s| Permission::from_scope(s)).collect()
+    scopes
+        .iter()
+        .filter_map(|s| Permission::from_scope(s))
+        .collect()
 }
 
 /// Creates a token; returns it and its secret, which is shown only now.
@@ -77,7 +84,12 @@ pub async fn create(
     api_tokens::Entity::insert(token.clone().into_active_model())
         .exec_without_returning(&*write.txn)
         .await?;
-    write.audit(AuditEntry::new("api_token.created", IdKind::ApiToken, token.id, None));
+    write.audit(AuditEntry::new(
+        "api_token.created",
+        IdKind::ApiToken,
+        token.id,
+        None,
+    ));
     write.commit().await?;
     Ok((token, generated.secret))
 }
@@ -108,7 +120,12 @@ pub async fn revoke(store: &Store, who: &Principal, id: Uuid) -> DomainResult<ap
             .filter(api_tokens::Column::Id.eq(id))
             .exec(&*write.txn)
             .await?;
-        write.audit(AuditEntry::new("api_token.revoked", IdKind::ApiToken, id, None));
+        write.audit(AuditEntry::new(
+            "api_token.revoked",
+            IdKind::ApiToken,
+            id,
+            None,
+        ));
     }
     write.commit().await?;
     Ok(token)

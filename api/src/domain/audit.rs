@@ -80,11 +80,19 @@ impl AuditEntry {
 }
 
 /// Inserts audit rows in statements of bounded size.
-pub(crate) async fn insert<C: ConnectionTrait>(conn: &C, rows: Vec<audit_log::Model>) -> DomainResult<()> {
+pub(crate) async fn insert<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<audit_log::Model>,
+) -> DomainResult<()> {
     for chunk in rows.chunks(500) {
-        audit_log::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
-            .exec_without_returning(conn)
-            .await?;
+        audit_log::Entity::insert_many(
+            chunk
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .exec_without_returning(conn)
+        .await?;
     }
     Ok(())
 }
@@ -140,7 +148,8 @@ impl AuditSink {
     pub async fn patients_read(&self, who: &Principal, patients: impl IntoIterator<Item = Uuid>) {
         let now = super::now();
         for patient in patients {
-            let row = AuditEntry::new("patient.read", IdKind::Patient, patient, Some(patient)).row(who, now);
+            let row = AuditEntry::new("patient.read", IdKind::Patient, patient, Some(patient))
+                .row(who, now);
             if let Err(mpsc::error::TrySendError::Full(row)) = self.sender.try_send(row) {
                 // The writer is behind: write this one ourselves rather than lose it.
                 if let Err(error) = insert(self.db.conn(), vec![row]).await {
@@ -191,11 +200,21 @@ fn filtered(who: &Principal, filter: &AuditFilter) -> sea_orm::Select<audit_log:
 }
 
 /// One page of the audit log, newest first. Admins and owners only.
-pub async fn list(db: &Db, who: &Principal, filter: &AuditFilter, page: &PageRequest) -> DomainResult<Page<audit_log::Model>> {
+pub async fn list(
+    db: &Db,
+    who: &Principal,
+    filter: &AuditFilter,
+    page: &PageRequest,
+) -> DomainResult<Page<audit_log::Model>> {
     if !who.can(Permission::AuditRead) {
-        return Err(DomainError::Forbidden("the audit log needs the audit:read permission".into()));
+        return Err(DomainError::Forbidden(
+            "the audit log needs the audit:read permission".into(),
+        ));
     }
-    let rows = sort_key().apply(filtered(who, filter), page).all(db.conn()).await?;
+    let rows = sort_key()
+        .apply(filtered(who, filter), page)
+        .all(db.conn())
+        .await?;
     Ok(finish(rows, page))
 }
 
@@ -203,7 +222,9 @@ pub async fn list(db: &Db, who: &Principal, filter: &AuditFilter, page: &PageReq
 pub async fn count(db: &Db, who: &Principal, filter: &AuditFilter) -> DomainResult<u64> {
     use sea_orm::PaginatorTrait;
     if !who.can(Permission::AuditRead) {
-        return Err(DomainError::Forbidden("the audit log needs the audit:read permission".into()));
+        return Err(DomainError::Forbidden(
+            "the audit log needs the audit:read permission".into(),
+        ));
     }
     Ok(filtered(who, filter).count(db.conn()).await?)
 }

@@ -12,8 +12,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    Channel, DomainError, DomainResult, JourneyStatus, StageCategory, Store, Write, audit::AuditEntry,
-    validate,
+    Channel, DomainError, DomainResult, JourneyStatus, StageCategory, Store, Write,
+    audit::AuditEntry, validate,
 };
 use crate::{
     auth::{Permission, Principal},
@@ -286,7 +286,12 @@ pub async fn create(
     for (position, stage) in stages.iter().enumerate() {
         insert_stage(&write, pathway.id, position as i32, stage).await?;
     }
-    write.audit(AuditEntry::new("pathway.created", IdKind::Pathway, pathway.id, None));
+    write.audit(AuditEntry::new(
+        "pathway.created",
+        IdKind::Pathway,
+        pathway.id,
+        None,
+    ));
     write.commit().await?;
     Ok(pathway)
 }
@@ -326,7 +331,12 @@ pub async fn update(
         .filter(pathways::Column::Id.eq(id))
         .exec(&*write.txn)
         .await?;
-    write.audit(AuditEntry::new("pathway.updated", IdKind::Pathway, id, None));
+    write.audit(AuditEntry::new(
+        "pathway.updated",
+        IdKind::Pathway,
+        id,
+        None,
+    ));
     write.commit().await?;
     Ok(pathway)
 }
@@ -352,7 +362,12 @@ pub async fn archive(store: &Store, who: &Principal, id: Uuid) -> DomainResult<p
             .exec(&*write.txn)
             .await?;
     }
-    write.audit(AuditEntry::new("pathway.archived", IdKind::Pathway, id, None));
+    write.audit(AuditEntry::new(
+        "pathway.archived",
+        IdKind::Pathway,
+        id,
+        None,
+    ));
     write.commit().await?;
     Ok(pathway)
 }
@@ -405,7 +420,12 @@ pub async fn add_stage(
         .exec(&*write.txn)
         .await?;
     let stage = insert_stage(&write, pathway_id, position, &draft).await?;
-    write.audit(AuditEntry::new("stage.added", IdKind::Stage, stage.id, None));
+    write.audit(AuditEntry::new(
+        "stage.added",
+        IdKind::Stage,
+        stage.id,
+        None,
+    ));
     write.commit().await?;
     Ok(stage)
 }
@@ -466,7 +486,12 @@ pub async fn update_stage(
             .exec(&*write.txn)
             .await?;
     }
-    write.audit(AuditEntry::new("stage.updated", IdKind::Stage, stage_id, None));
+    write.audit(AuditEntry::new(
+        "stage.updated",
+        IdKind::Stage,
+        stage_id,
+        None,
+    ));
     write.commit().await?;
     Ok(stage)
 }
@@ -523,7 +548,12 @@ pub async fn reorder_stages(
             "the first stage cannot be terminal",
         ));
     }
-    write.audit(AuditEntry::new("stages.reordered", IdKind::Pathway, pathway_id, None));
+    write.audit(AuditEntry::new(
+        "stages.reordered",
+        IdKind::Pathway,
+        pathway_id,
+        None,
+    ));
     write.commit().await?;
     Ok(stages)
 }
@@ -547,7 +577,12 @@ pub async fn set_follow_up_rules(
         .exec(&*write.txn)
         .await?;
     insert_rules(&write, stage_id, &rules).await?;
-    write.audit(AuditEntry::new("stage.follow_up_rules_set", IdKind::Stage, stage_id, None));
+    write.audit(AuditEntry::new(
+        "stage.follow_up_rules_set",
+        IdKind::Stage,
+        stage_id,
+        None,
+    ));
     write.commit().await?;
     Ok(stage)
 }

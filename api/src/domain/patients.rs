@@ -534,17 +534,26 @@ pub fn tags_of(patient: &patients::Model) -> Vec<String> {
 /// them (touchpoint summaries, feedback comments, notes), keeping the
 /// anonymised journey facts — stages, times, channels, emotions, scores — so
 /// journey maps stay true. Emits `patient.erased`. Cannot be undone.
-pub async fn erase(store: &Store, who: &Principal, id: Uuid, reason: Option<String>) -> DomainResult<patients::Model> {
+pub async fn erase(
+    store: &Store,
+    who: &Principal,
+    id: Uuid,
+    reason: Option<String>,
+) -> DomainResult<patients::Model> {
     use entity::{feedback, follow_ups, stage_transitions, touchpoints};
     super::access::require(who, Permission::PrivacyManage, "erasing a patient")?;
-    let reason = validate::optional_text("reason", reason.as_deref(), validate::SHORT_TEXT * 2, false)?;
+    let reason =
+        validate::optional_text("reason", reason.as_deref(), validate::SHORT_TEXT * 2, false)?;
     let mut write = store.write(who).await?;
     let mut patient = who
         .get::<patients::Entity, _>(&*write.txn, id, "patient")
         .await
         .map_err(|e| e.referenced_by("patientId"))?;
     if patient.erased_at.is_some() {
-        return Err(DomainError::conflict_on("patientId", "the patient was already erased"));
+        return Err(DomainError::conflict_on(
+            "patientId",
+            "the patient was already erased",
+        ));
     }
     patient = patients::Model {
         external_id: None,
@@ -565,20 +574,37 @@ pub async fn erase(store: &Store, who: &Principal, id: Uuid, reason: Option<Stri
         updated_at: write.now,
         ..patient
     };
-    patient.clone().into_active_model().reset_all().update(&*write.txn).await?;
+    patient
+        .clone()
+        .into_active_model()
+        .reset_all()
+        .update(&*write.txn)
+        .await?;
     who.update_rows::<touchpoints::Entity>()
-        .col_expr(touchpoints::Column::Summary, Expr::value(Option::<String>::None))
-        .col_expr(touchpoints::Column::ExternalRef, Expr::value(Option::<String>::None))
+        .col_expr(
+            touchpoints::Column::Summary,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            touchpoints::Column::ExternalRef,
+            Expr::value(Option::<String>::None),
+        )
         .filter(touchpoints::Column::PatientId.eq(id))
         .exec(&*write.txn)
         .await?;
     who.update_rows::<feedback::Entity>()
-        .col_expr(feedback::Column::Comment, Expr::value(Option::<String>::None))
+        .col_expr(
+            feedback::Column::Comment,
+            Expr::value(Option::<String>::None),
+        )
         .filter(feedback::Column::PatientId.eq(id))
         .exec(&*write.txn)
         .await?;
     who.update_rows::<follow_ups::Entity>()
-        .col_expr(follow_ups::Column::Note, Expr::value(Option::<String>::None))
+        .col_expr(
+            follow_ups::Column::Note,
+            Expr::value(Option::<String>::None),
+        )
         .filter(follow_ups::Column::PatientId.eq(id))
         .exec(&*write.txn)
         .await?;
@@ -589,12 +615,18 @@ pub async fn erase(store: &Store, who: &Principal, id: Uuid, reason: Option<Stri
         .filter(journeys::Column::PatientId.eq(id))
         .into_query();
     who.update_rows::<stage_transitions::Entity>()
-        .col_expr(stage_transitions::Column::Note, Expr::value(Option::<String>::None))
+        .col_expr(
+            stage_transitions::Column::Note,
+            Expr::value(Option::<String>::None),
+        )
         .filter(stage_transitions::Column::JourneyId.in_subquery(journeys_of_patient))
         .exec(&*write.txn)
         .await?;
     who.update_rows::<journeys::Entity>()
-        .col_expr(journeys::Column::EndReason, Expr::value(Option::<String>::None))
+        .col_expr(
+            journeys::Column::EndReason,
+            Expr::value(Option::<String>::None),
+        )
         .filter(journeys::Column::PatientId.eq(id))
         .exec(&*write.txn)
         .await?;
@@ -657,7 +689,12 @@ pub async fn export(store: &Store, who: &Principal, id: Uuid) -> DomainResult<se
         .all(conn)
         .await?;
     let mut write = store.write(who).await?;
-    write.audit(super::audit::AuditEntry::new("patient.exported", IdKind::Patient, id, Some(id)));
+    write.audit(super::audit::AuditEntry::new(
+        "patient.exported",
+        IdKind::Patient,
+        id,
+        Some(id),
+    ));
     let exported_at = write.now;
     write.commit().await?;
 

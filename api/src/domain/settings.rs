@@ -23,14 +23,20 @@ pub async fn signing_key(db: &Db) -> DomainResult<Vec<u8>> {
     };
     // Two replicas starting at once: the first insert wins, both read it.
     settings::Entity::insert(candidate.into_active_model())
-        .on_conflict(OnConflict::column(settings::Column::Key).do_nothing().to_owned())
+        .on_conflict(
+            OnConflict::column(settings::Column::Key)
+                .do_nothing()
+                .to_owned(),
+        )
         .exec_without_returning(db.conn())
         .await?;
     let stored = settings::Entity::find_by_id(SIGNING_KEY.to_string())
         .one(db.conn())
         .await?
-        .ok_or_else(|| super::DomainError::internal(anyhow::anyhow!("the signing key was not stored")))?;
-    STANDARD
-        .decode(stored.value)
-        .map_err(|e| super::DomainError::internal(anyhow::anyhow!("the stored signing key is not base64: {e}")))
+        .ok_or_else(|| {
+            super::DomainError::internal(anyhow::anyhow!("the signing key was not stored"))
+        })?;
+    STANDARD.decode(stored.value).map_err(|e| {
+        super::DomainError::internal(anyhow::anyhow!("the stored signing key is not base64: {e}"))
+    })
 }

@@ -4,16 +4,12 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::{refresh_tokens, staff, staff_sessions};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    sea_query::Expr,
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, sea_query::Expr,
 };
 use uuid::Uuid;
 
-use super::{
-    DomainError, DomainResult, Store,
-    audit::AuditEntry,
-    clinics, now, validate,
-};
+use super::{DomainError, DomainResult, Store, audit::AuditEntry, clinics, now, validate};
 use crate::{
     auth::{Actor, Permission, Principal, Role, jwt::JwtKeys, passwords, tokens},
     db::{Db, statement},
@@ -52,19 +48,27 @@ fn check_password(field: &str, password: &str) -> DomainResult<()> {
         ));
     }
     if length > 256 {
-        return Err(DomainError::invalid(field, "must be at most 256 characters"));
+        return Err(DomainError::invalid(
+            field,
+            "must be at most 256 characters",
+        ));
     }
     Ok(())
 }
 
 fn temporary_password() -> String {
     use rand::{Rng, distr::Alphanumeric};
-    rand::rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect()
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect()
 }
 
 /// The role of a stored staff row.
 pub fn role_of(member: &staff::Model) -> DomainResult<Role> {
-    Role::parse(&member.role).ok_or_else(|| DomainError::internal(anyhow::anyhow!("unknown role {:?}", member.role)))
+    Role::parse(&member.role)
+        .ok_or_else(|| DomainError::internal(anyhow::anyhow!("unknown role {:?}", member.role)))
 }
 
 /// Nobody hands out more authority than they hold.
@@ -79,12 +83,21 @@ fn may_grant(who: &Principal, role: Role) -> bool {
 
 /// Creates a staff member; returns them and, when no password was given, the
 /// temporary password (shown once).
-pub async fn create(store: &Store, who: &Principal, new: NewStaff) -> DomainResult<(staff::Model, Option<String>)> {
+pub async fn create(
+    store: &Store,
+    who: &Principal,
+    new: NewStaff,
+) -> DomainResult<(staff::Model, Option<String>)> {
     if !who.can(Permission::StaffManage) {
-        return Err(DomainError::Forbidden("managing staff needs the staff:manage permission".into()));
+        return Err(DomainError::Forbidden(
+            "managing staff needs the staff:manage permission".into(),
+        ));
     }
     if !may_grant(who, new.role) {
-        return Err(DomainError::Forbidden(format!("you cannot create a staff member with the {} role", new.role)));
+        return Err(DomainError::Forbidden(format!(
+            "you cannot create a staff member with the {} role",
+            new.role
+        )));
     }
     let email = validate::email("email", &new.email)?;
     let name = validate::required_text("name", &new.name, 200)?;
@@ -105,7 +118,10 @@ pub async fn create(store: &Store, who: &Principal, new: NewStaff) -> DomainResu
         .count(&*write.txn)
         .await?;
     if taken > 0 {
-        return Err(DomainError::conflict_on("email", format!("a staff member with email {email:?} exists")));
+        return Err(DomainError::conflict_on(
+            "email",
+            format!("a staff member with email {email:?} exists"),
+        ));
     }
     let member = staff::Model {
         id: ids::new_id(),
@@ -120,7 +136,12 @@ pub async fn create(store: &Store, who: &Principal, new: NewStaff) -> DomainResu
     staff::Entity::insert(member.clone().into_active_model())
         .exec_without_returning(&*write.txn)
         .await?;
-    write.audit(AuditEntry::new("staff.created", IdKind::Staff, member.id, None));
+    write.audit(AuditEntry::new(
+        "staff.created",
+        IdKind::Staff,
+        member.id,
+        None,
+    ));
     write.commit().await?;
     Ok((member, temporary))
 }
@@ -136,12 +157,22 @@ pub async fn list(store: &Store, who: &Principal) -> DomainResult<Vec<staff::Mod
 }
 
 /// Disables (or re-enables) a staff member; disabling ends their sessions.
-pub async fn set_disabled(store: &Store, who: &Principal, staff_id: Uuid, disabled: bool) -> DomainResult<staff::Model> {
+pub async fn set_disabled(
+    store: &Store,
+    who: &Principal,
+    staff_id: Uuid,
+    disabled: bool,
+) -> DomainResult<staff::Model> {
     if !who.can(Permission::StaffManage) {
-        return Err(DomainError::Forbidden("managing staff needs the staff:manage permission".into()));
+        return Err(DomainError::Forbidden(
+            "managing staff needs the staff:manage permission".into(),
+        ));
     }
     if who.actor.staff_id() == Some(staff_id) {
-        return Err(DomainError::invalid("staffId", "you cannot disable yourself"));
+        return Err(DomainError::invalid(
+            "staffId",
+            "you cannot disable yourself",
+        ));
     }
     let mut write = store.write(who).await?;
     let mut member = who
@@ -149,7 +180,9 @@ pub async fn set_disabled(store: &Store, who: &Principal, staff_id: Uuid, disabl
         .await
         .map_err(|e| e.referenced_by("staffId"))?;
     if !may_grant(who, role_of(&member)?) {
-        return Err(DomainError::Forbidden("you cannot change a staff member with more authority".into()));
+        return Err(DomainError::Forbidden(
+            "you cannot change a staff member with more authority".into(),
+        ));
     }
     member.disabled_at = if disabled { Some(write.now) } else { None };
     who.update_rows::<staff::Entity>()
@@ -161,7 +194,11 @@ pub async fn set_disabled(store: &Store, who: &Principal, staff_id: Uuid, disabl
         revoke_sessions(&write, Some(staff_id), None, "staff disabled").await?;
     }
     write.audit(AuditEntry::new(
-        if disabled { "staff.disabled" } else { "staff.enabled" },
+        if disabled {
+            "staff.disabled"
+        } else {
+            "staff.enabled"
+        },
         IdKind::Staff,
         staff_id,
         None,
@@ -205,7 +242,10 @@ fn staff_principal(member: &staff::Model, session: Option<Uuid>) -> DomainResult
     })
 }
 
-async fn issue_refresh(write: &super::Write<'_>, session: &staff_sessions::Model) -> DomainResult<String> {
+async fn issue_refresh(
+    write: &super::Write<'_>,
+    session: &staff_sessions::Model,
+) -> DomainResult<String> {
     let (token, hash) = tokens::generate_refresh();
     let row = refresh_tokens::Model {
         id: ids::new_id(),
@@ -277,8 +317,14 @@ pub async fn login(
         .exec_without_returning(&*write.txn)
         .await?;
     let refresh_token = issue_refresh(&write, &session).await?;
-    write.audit(AuditEntry::new("session.started", IdKind::Staff, member.id, None));
-    let (access_token, access_expires) = keys.issue(member.clinic_id, member.id, session.id, write.now);
+    write.audit(AuditEntry::new(
+        "session.started",
+        IdKind::Staff,
+        member.id,
+        None,
+    ));
+    let (access_token, access_expires) =
+        keys.issue(member.clinic_id, member.id, session.id, write.now);
     write.commit().await?;
     Ok(Session {
         access_token,
@@ -293,7 +339,12 @@ pub async fn login(
 /// A refresh token works once: presenting a used one again means it was
 /// stolen, so the whole session is revoked.
 #[allow(clippy::disallowed_methods)] // the refresh token decides the tenant
-pub async fn refresh(store: &Store, keys: &JwtKeys, token: &str, request_id: Option<String>) -> DomainResult<Session> {
+pub async fn refresh(
+    store: &Store,
+    keys: &JwtKeys,
+    token: &str,
+    request_id: Option<String>,
+) -> DomainResult<Session> {
     let refused = || DomainError::Unauthenticated;
     if !token.starts_with(tokens::REFRESH_PREFIX) {
         return Err(refused());
@@ -328,12 +379,21 @@ pub async fn refresh(store: &Store, keys: &JwtKeys, token: &str, request_id: Opt
     if claimed.rows_affected == 0 {
         // Re-use of a rotated token: end the session everywhere.
         revoke_sessions(&write, None, Some(session.id), "refresh token reuse").await?;
-        write.audit(AuditEntry::new("session.reuse_detected", IdKind::Staff, member.id, None));
+        write.audit(AuditEntry::new(
+            "session.reuse_detected",
+            IdKind::Staff,
+            member.id,
+            None,
+        ));
         write.commit().await?;
         tracing::warn!(staff = %member.id, session = %session.id, "refresh token reuse: session revoked");
         return Err(refused());
     }
-    if session.revoked_at.is_some() || session.expires_at <= now || presented.expires_at <= now || member.disabled_at.is_some() {
+    if session.revoked_at.is_some()
+        || session.expires_at <= now
+        || presented.expires_at <= now
+        || member.disabled_at.is_some()
+    {
         return Err(refused());
     }
     who.update_rows::<staff_sessions::Entity>()
@@ -355,7 +415,11 @@ pub async fn refresh(store: &Store, keys: &JwtKeys, token: &str, request_id: Opt
 
 /// Ends the caller's session (or the session of `refresh_token`, which must
 /// be the caller's own); its access tokens stop working at once.
-pub async fn logout(store: &Store, who: &Principal, refresh_token: Option<&str>) -> DomainResult<()> {
+pub async fn logout(
+    store: &Store,
+    who: &Principal,
+    refresh_token: Option<&str>,
+) -> DomainResult<()> {
     let session = match refresh_token {
         Some(token) => who
             .select::<refresh_tokens::Entity>()
@@ -364,9 +428,12 @@ pub async fn logout(store: &Store, who: &Principal, refresh_token: Option<&str>)
             .await?
             .map(|t| t.session_id)
             .ok_or(DomainError::Unauthenticated)?,
-        None => who
-            .session_id
-            .ok_or_else(|| DomainError::invalid("refreshToken", "give the refresh token of the session to end"))?,
+        None => who.session_id.ok_or_else(|| {
+            DomainError::invalid(
+                "refreshToken",
+                "give the refresh token of the session to end",
+            )
+        })?,
     };
     let mut write = store.write(who).await?;
     let owned = who
@@ -374,10 +441,17 @@ pub async fn logout(store: &Store, who: &Principal, refresh_token: Option<&str>)
         .await
         .map_err(|_| DomainError::Unauthenticated)?;
     if who.actor.staff_id().is_some_and(|me| me != owned.staff_id) {
-        return Err(DomainError::Forbidden("you can only end your own session".into()));
+        return Err(DomainError::Forbidden(
+            "you can only end your own session".into(),
+        ));
     }
     revoke_sessions(&write, None, Some(session), "logout").await?;
-    write.audit(AuditEntry::new("session.ended", IdKind::Staff, owned.staff_id, None));
+    write.audit(AuditEntry::new(
+        "session.ended",
+        IdKind::Staff,
+        owned.staff_id,
+        None,
+    ));
     write.commit().await?;
     Ok(())
 }
@@ -419,6 +493,10 @@ pub async fn authenticate(db: &Db, keys: &JwtKeys, token: &str) -> DomainResult<
 }
 
 /// Creates a staff member from the command line, as the system.
-pub async fn create_from_cli(store: &Store, clinic: Uuid, new: NewStaff) -> DomainResult<(staff::Model, Option<String>)> {
+pub async fn create_from_cli(
+    store: &Store,
+    clinic: Uuid,
+    new: NewStaff,
+) -> DomainResult<(staff::Model, Option<String>)> {
     create(store, &Principal::system(clinic), new).await
 }

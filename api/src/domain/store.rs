@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::events;
+use sea_orm::ConnectionTrait;
 use serde_json::Value;
 
 use super::{DomainResult, audit::AuditEntry, now};
@@ -83,6 +84,9 @@ impl Write<'_> {
             .collect();
         rows.extend(self.audit.iter().map(|entry| entry.row(self.who, self.now)));
         super::audit::insert(&*self.txn, rows).await?;
+        if self.txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            crate::events::notify(&*self.txn, self.bus.replica, &written).await?;
+        }
         self.txn.commit().await?;
         self.bus.publish(written.clone());
         Ok(written)

@@ -251,10 +251,24 @@ pub async fn count<C: ConnectionTrait>(
     Ok(select.count(conn).await?)
 }
 
-/// Committed events, published in commit order within this process.
+/// What travels on the bus.
+#[derive(Debug, Clone)]
+pub enum BusMessage {
+    /// A committed event.
+    Event(Arc<events::Model>),
+    /// Events may have been missed (a lost database connection): followers
+    /// should catch up from the log.
+    Resync,
+}
+
+/// Committed events, fanned out per clinic within this process. Publication
+/// is a wake-up with the event attached; the events table stays the truth,
+/// and followers ([`follow`]) fill any gap from it.
 #[derive(Clone)]
 pub struct EventBus {
-    sender: broadcast::Sender<Arc<events::Model>>,
+    clinics: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, broadcast::Sender<BusMessage>>>>,
+    /// This process's id, so it can ignore its own notifications.
+    pub replica: Uuid,
 }
 
 impl Default for EventBus {
@@ -263,22 +277,225 @@ impl Default for EventBus {
     }
 }
 
+/// Messages a slow follower may fall behind by before it reads the log instead.
+const FOLLOWER_BUFFER: usize = 1024;
+
 impl EventBus {
     pub fn new() -> Self {
-        let (sender, _) = broadcast::channel(4096);
-        Self { sender }
+        Self {
+            clinics: Arc::default(),
+            replica: Uuid::new_v4(),
+        }
     }
 
     /// Publishes committed events. Nobody listening is fine: the log is the truth.
     pub fn publish(&self, events: Vec<events::Model>) {
+        let clinics = self.clinics.lock().expect("bus lock");
         for event in events {
-            let _ = self.sender.send(Arc::new(event));
+            if let Some(sender) = clinics.get(&event.clinic_id) {
+                let _ = sender.send(BusMessage::Event(Arc::new(event)));
+            }
         }
     }
 
-    /// A receiver of events published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<events::Model>> {
-        self.sender.subscribe()
+    /// Tells every follower to catch up from the log.
+    pub fn resync(&self) {
+        let mut clinics = self.clinics.lock().expect("bus lock");
+        clinics.retain(|_, sender| sender.receiver_count() > 0);
+        for sender in clinics.values() {
+            let _ = sender.send(BusMessage::Resync);
+        }
+    }
+
+    /// A receiver of the clinic's messages published from now on.
+    pub fn subscribe(&self, clinic: Uuid) -> broadcast::Receiver<BusMessage> {
+        let mut clinics = self.clinics.lock().expect("bus lock");
+        clinics.retain(|_, sender| sender.receiver_count() > 0);
+        clinics
+            .entry(clinic)
+            .or_insert_with(|| broadcast::channel(FOLLOWER_BUFFER).0)
+            .subscribe()
+    }
+}
+
+/// The clinic's last committed sequence number.
+#[allow(clippy::disallowed_methods)] // the principal's own clinic row
+pub async fn current_sequence<C: ConnectionTrait>(conn: &C, who: &Principal) -> DomainResult<i64> {
+    Ok(clinics::Entity::find_by_id(who.clinic_id)
+        .one(conn)
+        .await?
+        .map(|c| c.event_seq)
+        .unwrap_or(0))
+}
+
+/// Follows the caller's clinic's events after sequence `after` (or from now):
+/// first the log, then live, with no gap and no duplicate — also when events
+/// commit while it switches over, arrive out of order from concurrent
+/// writers, or are missed by a lagging or reconnecting bus. Only events for
+/// which `wanted` holds are yielded.
+pub fn follow<F>(
+    store: crate::domain::Store,
+    who: Principal,
+    after: Option<i64>,
+    wanted: F,
+) -> impl futures::Stream<Item = DomainResult<Arc<events::Model>>> + Send
+where
+    F: Fn(&events::Model) -> bool + Send + 'static,
+{
+    async_stream::try_stream! {
+        // Listen before reading, so nothing committed meanwhile slips by.
+        let mut receiver = store.bus.subscribe(who.clinic_id);
+        let conn = store.db.conn().clone();
+        let mut last = match after {
+            Some(after) => after,
+            None => current_sequence(&conn, &who).await?,
+        };
+        let mut target: Option<i64> = None;
+        loop {
+            // Catch up from the log: everything after `last` (up to `target`
+            // when filling a known gap, which is committed by then).
+            loop {
+                let page = read_log(&conn, &who, last, 500, &[]).await?;
+                let done = page.len() < 500;
+                for event in page {
+                    last = event.sequence;
+                    if wanted(&event) {
+                        yield Arc::new(event);
+                    }
+                }
+                if done || target.is_some_and(|t| last >= t) {
+                    break;
+                }
+            }
+            target = None;
+            // Live.
+            loop {
+                match receiver.recv().await {
+                    Ok(BusMessage::Event(event)) => {
+                        if event.sequence <= last {
+                            continue;
+                        }
+                        if event.sequence == last + 1 {
+                            last = event.sequence;
+                            if wanted(&event) {
+                                yield event;
+                            }
+                            continue;
+                        }
+                        // A gap: an earlier event is committed but not yet published here.
+                        target = Some(event.sequence);
+                        break;
+                    }
+                    Ok(BusMessage::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+}
+
+/// The notification channel replicas share on PostgreSQL.
+pub const NOTIFY_CHANNEL: &str = "journeymap_events";
+
+/// Tells other replicas (PostgreSQL only) that events were committed: sent
+/// inside the writing transaction, so it is delivered on commit only.
+pub async fn notify<C: ConnectionTrait>(
+    txn: &C,
+    replica: Uuid,
+    written: &[events::Model],
+) -> Result<(), DbErr> {
+    let (Some(first), Some(last)) = (written.first(), written.last()) else {
+        return Ok(());
+    };
+    let payload = format!(
+        "{replica}:{}:{}:{}",
+        first.clinic_id, first.sequence, last.sequence
+    );
+    txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [NOTIFY_CHANNEL.into(), payload.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Relays other replicas' events to this process's bus (PostgreSQL only):
+/// LISTEN wakes it, the events table supplies the events. After a lost
+/// connection it reconnects and tells followers to catch up.
+#[allow(clippy::disallowed_methods)] // relays every clinic's events
+pub async fn relay_notifications(
+    store: crate::domain::Store,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use sea_orm::sqlx::postgres::PgListener;
+    let pool = store.db.conn().get_postgres_connection_pool().clone();
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(?error, "cannot listen for other replicas' events; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(NOTIFY_CHANNEL).await {
+            tracing::warn!(?error, "LISTEN failed; retrying");
+            continue;
+        }
+        backoff = std::time::Duration::from_millis(100);
+        // Anything committed while we were not listening is in the log.
+        store.bus.resync();
+        loop {
+            let notification = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                notification = listener.recv() => notification,
+            };
+            let notification = match notification {
+                Ok(notification) => notification,
+                Err(error) => {
+                    tracing::warn!(?error, "lost the notification connection; reconnecting");
+                    break;
+                }
+            };
+            let mut parts = notification.payload().split(':');
+            let (Some(replica), Some(clinic), Some(first), Some(last)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if replica == store.bus.replica.to_string() {
+                continue;
+            }
+            let (Ok(clinic), Ok(first), Ok(last)) = (
+                clinic.parse::<Uuid>(),
+                first.parse::<i64>(),
+                last.parse::<i64>(),
+            ) else {
+                continue;
+            };
+            match events::Entity::find()
+                .filter(events::Column::ClinicId.eq(clinic))
+                .filter(events::Column::Sequence.between(first, last))
+                .order_by_asc(events::Column::Sequence)
+                .all(store.db.conn())
+                .await
+            {
+                Ok(found) => store.bus.publish(found),
+                Err(error) => {
+                    tracing::warn!(
+                        ?error,
+                        "cannot read relayed events; followers will catch up"
+                    );
+                    store.bus.resync();
+                }
+            }
+        }
     }
 }
 

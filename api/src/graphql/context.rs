@@ -70,7 +70,11 @@ impl RequestState {
 
     /// Takes the patients read so far.
     pub fn take_patients_read(&self) -> Vec<Uuid> {
-        self.patients_read.lock().expect("audit lock").drain().collect()
+        self.patients_read
+            .lock()
+            .expect("audit lock")
+            .drain()
+            .collect()
     }
 }
 
@@ -117,7 +121,11 @@ impl ContextExt for Context<'_> {
 
     fn patient_read(&self, patient: Uuid) {
         if let Some(state) = self.data_opt::<RequestState>() {
-            state.patients_read.lock().expect("audit lock").insert(patient);
+            state
+                .patients_read
+                .lock()
+                .expect("audit lock")
+                .insert(patient);
         }
     }
 }

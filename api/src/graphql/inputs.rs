@@ -677,7 +677,11 @@ impl AuditLogFilter {
             },
         };
         Ok(domain::audit::AuditFilter {
-            patient_id: decode_opt_id(IdKind::Patient, "filter.patientId", self.patient_id.as_ref())?,
+            patient_id: decode_opt_id(
+                IdKind::Patient,
+                "filter.patientId",
+                self.patient_id.as_ref(),
+            )?,
             actor_id,
             from: self.from.map(|t| t.0),
             to: self.to.map(|t| t.0),

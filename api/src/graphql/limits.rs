@@ -38,7 +38,8 @@ pub enum RateKey {
     Address(IpAddr),
 }
 
-type Bucket = RateLimiter<RateKey, DefaultKeyedStateStore<RateKey>, DefaultClock, StateInformationMiddleware>;
+type Bucket =
+    RateLimiter<RateKey, DefaultKeyedStateStore<RateKey>, DefaultClock, StateInformationMiddleware>;
 
 /// The outcome of spending from a budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +64,8 @@ impl CostBudget {
     pub fn new(capacity: u32, refill_per_second: u32) -> Self {
         let bucket = NonZeroU32::new(refill_per_second).map(|refill| {
             let burst = NonZeroU32::new(capacity.max(refill.get())).expect("positive");
-            RateLimiter::keyed(Quota::per_second(refill).allow_burst(burst)).with_middleware::<StateInformationMiddleware>()
+            RateLimiter::keyed(Quota::per_second(refill).allow_burst(burst))
+                .with_middleware::<StateInformationMiddleware>()
         });
         Self {
             bucket,
@@ -76,7 +78,9 @@ impl CostBudget {
     /// Spends `cost` from `key`'s budget.
     pub fn spend(&self, key: &RateKey, cost: u32) -> Spend {
         let Some(bucket) = &self.bucket else {
-            return Spend::Allowed { remaining: u32::MAX };
+            return Spend::Allowed {
+                remaining: u32::MAX,
+            };
         };
         let cost = NonZeroU32::new(cost.max(1)).expect("positive");
         match bucket.check_key_n(key, cost) {
@@ -88,7 +92,9 @@ impl CostBudget {
             },
             // More than the bucket can ever hold: wait a full refill.
             Err(_) => Spend::Refused {
-                retry_after: Duration::from_secs_f64(self.capacity as f64 / self.refill_per_second.max(1) as f64),
+                retry_after: Duration::from_secs_f64(
+                    self.capacity as f64 / self.refill_per_second.max(1) as f64,
+                ),
             },
         }
     }
@@ -141,11 +147,17 @@ impl Extension for CostLimitExtension {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
-        let Some(key) = ctx.data_opt::<RequestState>().and_then(RequestState::rate_key) else {
+        let Some(key) = ctx
+            .data_opt::<RequestState>()
+            .and_then(RequestState::rate_key)
+        else {
             return Ok(result);
         };
         let cost = result.complexity.max(1);
-        match self.budget.spend(&key, u32::try_from(cost).unwrap_or(u32::MAX)) {
+        match self
+            .budget
+            .spend(&key, u32::try_from(cost).unwrap_or(u32::MAX))
+        {
             Spend::Allowed { remaining } => {
                 *self.charged.lock().expect("cost lock") = Some((cost, remaining));
                 Ok(result)
@@ -236,13 +248,18 @@ pub fn count_aliases(document: &ExecutableDocument) -> usize {
             .iter()
             .map(|item| match &item.node {
                 Selection::Field(field) => {
-                    usize::from(field.node.alias.is_some()) + walk(&field.node.selection_set.node, document, depth + 1)
+                    usize::from(field.node.alias.is_some())
+                        + walk(&field.node.selection_set.node, document, depth + 1)
                 }
-                Selection::InlineFragment(fragment) => walk(&fragment.node.selection_set.node, document, depth + 1),
+                Selection::InlineFragment(fragment) => {
+                    walk(&fragment.node.selection_set.node, document, depth + 1)
+                }
                 Selection::FragmentSpread(spread) => document
                     .fragments
                     .get(&spread.node.fragment_name.node)
-                    .map_or(0, |fragment| walk(&fragment.node.selection_set.node, document, depth + 1)),
+                    .map_or(0, |fragment| {
+                        walk(&fragment.node.selection_set.node, document, depth + 1)
+                    }),
             })
             .sum()
     }
@@ -261,7 +278,10 @@ mod tests {
     fn budgets_refuse_and_recover() {
         let budget = CostBudget::new(100, 50);
         let key = RateKey::Actor(Uuid::nil());
-        assert!(matches!(budget.spend(&key, 80), Spend::Allowed { remaining: 20 }));
+        assert!(matches!(
+            budget.spend(&key, 80),
+            Spend::Allowed { remaining: 20 }
+        ));
         match budget.spend(&key, 80) {
             Spend::Refused { retry_after } => assert!(retry_after <= Duration::from_secs(2)),
             other => panic!("{other:?}"),
@@ -273,8 +293,10 @@ mod tests {
 
     #[test]
     fn aliases_are_counted_through_fragments() {
-        let document =
-            async_graphql::parser::parse_query("{ a: viewer { n: name } ...F } fragment F on Query { b: viewer { id } }").unwrap();
+        let document = async_graphql::parser::parse_query(
+            "{ a: viewer { n: name } ...F } fragment F on Query { b: viewer { id } }",
+        )
+        .unwrap();
         assert_eq!(count_aliases(&document), 3);
     }
 }

@@ -19,10 +19,10 @@ use std::{
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use entity::{
-    ClinicOwned, audit_log, events, feedback, follow_up_rules, follow_ups, journeys, pathways, patients,
-    staff, stage_transitions, stages, touchpoints,
+    ClinicOwned, audit_log, events, feedback, follow_up_rules, follow_ups, journeys, pathways,
+    patients, staff, stage_transitions, stages, touchpoints,
 };
-use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered, task::ArcWake};
+use futures::{Stream, StreamExt, future::BoxFuture, stream::FuturesUnordered, task::ArcWake};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr};
 use uuid::Uuid;
 
@@ -238,6 +238,52 @@ impl LoadQueue {
             running: FuturesUnordered::new(),
         }
     }
+
+    /// Runs a stream of executions (a subscription) with this queue's loads.
+    pub fn run_stream<S: Stream>(&self, stream: S) -> StreamWithLoads<S> {
+        StreamWithLoads {
+            stream: Box::pin(stream),
+            queue: self.clone(),
+            running: FuturesUnordered::new(),
+        }
+    }
+
+    fn start_queued(&self, running: &mut FuturesUnordered<BoxFuture<'static, ()>>) {
+        let queued = std::mem::take(&mut *self.pending.lock().expect("load queue lock"));
+        running.extend(queued);
+    }
+}
+
+/// A subscription's responses and the loads they queue. See [`LoadQueue`].
+pub struct StreamWithLoads<S: Stream> {
+    stream: Pin<Box<S>>,
+    queue: LoadQueue,
+    running: FuturesUnordered<BoxFuture<'static, ()>>,
+}
+
+impl<S: Stream> Stream for StreamWithLoads<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let tracker = Arc::new(SelfWake {
+            woken: AtomicBool::new(false),
+            parent: cx.waker().clone(),
+        });
+        let waker = futures::task::waker(tracker.clone());
+        if let Poll::Ready(item) = self
+            .stream
+            .as_mut()
+            .poll_next(&mut Context::from_waker(&waker))
+        {
+            return Poll::Ready(item);
+        }
+        if !tracker.woken.load(Ordering::Acquire) {
+            let this = &mut *self;
+            this.queue.start_queued(&mut this.running);
+        }
+        while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {}
+        Poll::Pending
+    }
 }
 
 /// An execution and the loads it queues. See [`LoadQueue`].
@@ -278,8 +324,8 @@ impl<F: Future> Future for WithLoads<F> {
         }
         if !tracker.woken.load(Ordering::Acquire) {
             // The execution waits on loads only: start every queued one.
-            let queued = std::mem::take(&mut *self.queue.pending.lock().expect("load queue lock"));
-            self.running.extend(queued);
+            let this = &mut *self;
+            this.queue.start_queued(&mut this.running);
         }
         while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {}
         Poll::Pending

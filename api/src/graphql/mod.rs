@@ -13,15 +13,17 @@ pub mod loaders;
 pub mod mutation;
 pub mod query;
 pub mod scalars;
+pub mod subscription;
 pub mod types;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+use async_graphql::{Schema, SchemaBuilder};
 
 pub use context::RequestState;
 pub use mutation::Mutation;
 pub use query::Query;
+pub use subscription::Subscription;
 
 use crate::{
     auth::jwt::JwtKeys,
@@ -29,7 +31,7 @@ use crate::{
 };
 
 /// The Journeymap schema.
-pub type JourneymapSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type JourneymapSchema = Schema<Query, Mutation, Subscription>;
 
 /// Limits applied to every operation before it runs.
 #[derive(Debug, Clone, Copy)]
@@ -66,8 +68,8 @@ pub struct Schemas {
     pub anonymous: JourneymapSchema,
 }
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query, Mutation::default(), EmptySubscription)
+fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query, Mutation::default(), Subscription)
 }
 
 /// Builds both schemas around the services.

@@ -8,8 +8,8 @@ use super::{
     inputs::{AuditLogFilter, FollowUpFilter, JourneyFilter, PatientFilter, TimeWindowInput},
     scalars::DateTime,
     types::{
-        ApiToken, AuditEntry, FollowUp, Journey, JourneyEvent, JourneyMap, Node, Pathway, Patient, StaffMember,
-        Viewer,
+        ApiToken, AuditEntry, FollowUp, Journey, JourneyEvent, JourneyMap, Node, Pathway, Patient,
+        StaffMember, Viewer,
     },
 };
 use crate::{
@@ -131,7 +131,9 @@ impl Query {
     }
 
     /// The clinic's patients, newest first.
-    #[graphql(complexity = "first.or(last).unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1")]
+    #[graphql(
+        complexity = "first.or(last).unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1"
+    )]
     async fn patients(
         &self,
         ctx: &Context<'_>,

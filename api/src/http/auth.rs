@@ -22,7 +22,11 @@ pub enum Credential {
 }
 
 /// Reads the bearer credential of `headers`.
-pub async fn from_headers(store: &Store, keys: &JwtKeys, headers: &HeaderMap) -> DomainResult<Credential> {
+pub async fn from_headers(
+    store: &Store,
+    keys: &JwtKeys,
+    headers: &HeaderMap,
+) -> DomainResult<Credential> {
     match headers.get(AUTHORIZATION) {
         None => Ok(Credential::Anonymous),
         Some(value) => match value.to_str() {
@@ -33,7 +37,11 @@ pub async fn from_headers(store: &Store, keys: &JwtKeys, headers: &HeaderMap) ->
 }
 
 /// Resolves an `Authorization` value (`Bearer …`).
-pub async fn from_authorization(store: &Store, keys: &JwtKeys, value: &str) -> DomainResult<Credential> {
+pub async fn from_authorization(
+    store: &Store,
+    keys: &JwtKeys,
+    value: &str,
+) -> DomainResult<Credential> {
     let Some((scheme, token)) = value.trim().split_once(' ') else {
         return Ok(Credential::Invalid);
     };

@@ -370,10 +370,16 @@ async fn execute_body(
         };
         return finish(status, code::GRAPHQL_PARSE_FAILED, json!({ "errors": [e] }));
     }
-    let aliases = request.parsed_query().map(limits::count_aliases).unwrap_or(0);
+    let aliases = request
+        .parsed_query()
+        .map(limits::count_aliases)
+        .unwrap_or(0);
     if aliases > state.config.max_aliases {
         let e = error::coded(
-            format!("the document uses {aliases} aliases; at most {} are allowed", state.config.max_aliases),
+            format!(
+                "the document uses {aliases} aliases; at most {} are allowed",
+                state.config.max_aliases
+            ),
             code::GRAPHQL_VALIDATION_FAILED,
             None,
         );
@@ -381,7 +387,11 @@ async fn execute_body(
             MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
             MediaType::Json => StatusCode::OK,
         };
-        return finish(status, code::GRAPHQL_VALIDATION_FAILED, json!({ "errors": [e] }));
+        return finish(
+            status,
+            code::GRAPHQL_VALIDATION_FAILED,
+            json!({ "errors": [e] }),
+        );
     }
     if read_only && operation_type(&mut request).is_some_and(|ty| ty != OperationType::Query) {
         let e = error::coded(
@@ -428,8 +438,12 @@ async fn execute_body(
         Some(_) => &state.schemas.authenticated,
         None => &state.schemas.anonymous,
     };
-    let (request_state, queue) =
-        RequestState::new(&state.store, principal.clone(), request_id.clone(), Some(peer.ip()));
+    let (request_state, queue) = RequestState::new(
+        &state.store,
+        principal.clone(),
+        request_id.clone(),
+        Some(peer.ip()),
+    );
     let reads = request_state.patients_read.clone();
     let response = error::finalize(
         crate::graphql::execute(schema, request, request_state, queue).await,
@@ -449,7 +463,10 @@ async fn execute_body(
         .to_string();
     let request_error = is_request_error(&response);
     let rate_limited = response.data == async_graphql::Value::Null
-        && response.errors.iter().any(|e| code_of(e) == Some(code::RATE_LIMITED));
+        && response
+            .errors
+            .iter()
+            .any(|e| code_of(e) == Some(code::RATE_LIMITED));
     let status = match (media, request_error) {
         _ if rate_limited => StatusCode::TOO_MANY_REQUESTS,
         (MediaType::GraphqlResponseJson, true) => StatusCode::BAD_REQUEST,

@@ -6,6 +6,7 @@
 pub mod auth;
 mod graphql;
 mod journey_map;
+pub mod ws;
 
 use std::time::Duration;
 
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     let routes = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphql/ws", get(ws::upgrade))
         .route("/journey-maps/{file}", get(journey_map::svg))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -188,42 +188,79 @@ impl AccessMutations {
     /// Signs a staff member in: a short-lived access token and a refresh
     /// token. Wrong clinic, email or password all answer UNAUTHENTICATED;
     /// repeated attempts answer RATE_LIMITED.
-    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> async_graphql::Result<SessionPayload> {
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        input: LoginInput,
+    ) -> async_graphql::Result<SessionPayload> {
         let address = ctx.request().and_then(|r| r.client_ip);
         ctx.data_unchecked::<std::sync::Arc<LoginThrottle>>()
-            .attempt(&format!("{}/{}", input.clinic.trim(), input.email.trim()), address)?;
+            .attempt(
+                &format!("{}/{}", input.clinic.trim(), input.email.trim()),
+                address,
+            )?;
         let request_id = ctx.request().map(|r| r.request_id.clone());
-        let session = domain::staff::login(ctx.store(), ctx.keys(), &input.clinic, &input.email, &input.password, request_id)
-            .await
-            .map_err(|e| match e {
-                DomainError::Unauthenticated => async_graphql::Error::new("wrong clinic, email or password")
-                    .extend_with(|_, ext| ext.set("code", "UNAUTHENTICATED")),
-                other => other.into(),
-            })?;
+        let session = domain::staff::login(
+            ctx.store(),
+            ctx.keys(),
+            &input.clinic,
+            &input.email,
+            &input.password,
+            request_id,
+        )
+        .await
+        .map_err(|e| match e {
+            DomainError::Unauthenticated => {
+                async_graphql::Error::new("wrong clinic, email or password")
+                    .extend_with(|_, ext| ext.set("code", "UNAUTHENTICATED"))
+            }
+            other => other.into(),
+        })?;
         Ok(session.into())
     }
 
     /// Exchanges a refresh token for a new access token and refresh token.
     /// Each refresh token works once: presenting a used one again revokes
     /// the whole session (it was stolen).
-    async fn refresh_session(&self, ctx: &Context<'_>, input: RefreshSessionInput) -> async_graphql::Result<SessionPayload> {
+    async fn refresh_session(
+        &self,
+        ctx: &Context<'_>,
+        input: RefreshSessionInput,
+    ) -> async_graphql::Result<SessionPayload> {
         let request_id = ctx.request().map(|r| r.request_id.clone());
-        Ok(domain::staff::refresh(ctx.store(), ctx.keys(), input.refresh_token.trim(), request_id)
-            .await?
-            .into())
+        Ok(domain::staff::refresh(
+            ctx.store(),
+            ctx.keys(),
+            input.refresh_token.trim(),
+            request_id,
+        )
+        .await?
+        .into())
     }
 
     /// Ends a session: its refresh token and access tokens stop working at once.
-    async fn logout(&self, ctx: &Context<'_>, input: Option<LogoutInput>) -> async_graphql::Result<LogoutPayload> {
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        input: Option<LogoutInput>,
+    ) -> async_graphql::Result<LogoutPayload> {
         let input = input.unwrap_or_default();
-        domain::staff::logout(ctx.store(), ctx.principal()?, input.refresh_token.as_deref())
-            .await
-            .map_err(|e| e.under("input"))?;
+        domain::staff::logout(
+            ctx.store(),
+            ctx.principal()?,
+            input.refresh_token.as_deref(),
+        )
+        .await
+        .map_err(|e| e.under("input"))?;
         Ok(LogoutPayload { ended: true })
     }
 
     /// Creates a staff member (admins and owners).
-    async fn create_staff(&self, ctx: &Context<'_>, input: CreateStaffInput) -> async_graphql::Result<CreateStaffPayload> {
+    async fn create_staff(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateStaffInput,
+    ) -> async_graphql::Result<CreateStaffPayload> {
         let (staff, temporary_password) = domain::staff::create(
             ctx.store(),
             ctx.principal()?,
@@ -295,26 +332,42 @@ impl AccessMutations {
     }
 
     /// Revokes an API token; its next request is refused.
-    async fn revoke_api_token(&self, ctx: &Context<'_>, input: RevokeApiTokenInput) -> async_graphql::Result<RevokeApiTokenPayload> {
+    async fn revoke_api_token(
+        &self,
+        ctx: &Context<'_>,
+        input: RevokeApiTokenInput,
+    ) -> async_graphql::Result<RevokeApiTokenPayload> {
         let id = decode_id(IdKind::ApiToken, "input.tokenId", &input.token_id)?;
         let token = domain::api_tokens::revoke(ctx.store(), ctx.principal()?, id)
             .await
             .map_err(|e| e.under("input"))?;
-        Ok(RevokeApiTokenPayload { token: ApiToken(token) })
+        Ok(RevokeApiTokenPayload {
+            token: ApiToken(token),
+        })
     }
 
     /// Erases a patient's identity, contact details and free text, keeping
     /// anonymised journey facts. Emits `patient.erased`. Cannot be undone.
-    async fn erase_patient(&self, ctx: &Context<'_>, input: ErasePatientInput) -> async_graphql::Result<ErasePatientPayload> {
+    async fn erase_patient(
+        &self,
+        ctx: &Context<'_>,
+        input: ErasePatientInput,
+    ) -> async_graphql::Result<ErasePatientPayload> {
         let id = decode_id(IdKind::Patient, "input.patientId", &input.patient_id)?;
         let patient = domain::patients::erase(ctx.store(), ctx.principal()?, id, input.reason)
             .await
             .map_err(|e| e.under("input"))?;
-        Ok(ErasePatientPayload { patient: Patient(patient) })
+        Ok(ErasePatientPayload {
+            patient: Patient(patient),
+        })
     }
 
     /// Everything held about one patient, as JSON: a data-access request.
-    async fn export_patient(&self, ctx: &Context<'_>, input: ExportPatientInput) -> async_graphql::Result<ExportPatientPayload> {
+    async fn export_patient(
+        &self,
+        ctx: &Context<'_>,
+        input: ExportPatientInput,
+    ) -> async_graphql::Result<ExportPatientPayload> {
         let id = decode_id(IdKind::Patient, "input.patientId", &input.patient_id)?;
         let data = domain::patients::export(ctx.store(), ctx.principal()?, id)
             .await

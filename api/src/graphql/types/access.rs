@@ -99,7 +99,9 @@ impl AuditEntry {
     /// The staff member, when a person acted.
     async fn staff(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<StaffMember>> {
         match (ActorKind::parse(&self.0.actor_kind), self.0.actor_id) {
-            (ActorKind::Staff, Some(id)) => Ok(ctx.loaders()?.staff.load_one(id).await?.map(StaffMember)),
+            (ActorKind::Staff, Some(id)) => {
+                Ok(ctx.loaders()?.staff.load_one(id).await?.map(StaffMember))
+            }
             _ => Ok(None),
         }
     }
@@ -129,7 +131,9 @@ impl AuditEntry {
 
     /// The patient the record belongs to.
     async fn patient_id(&self) -> Option<ID> {
-        self.0.patient_id.map(|id| IdKind::Patient.encode(id).into())
+        self.0
+            .patient_id
+            .map(|id| IdKind::Patient.encode(id).into())
     }
 
     /// The request it happened in (`x-request-id`).

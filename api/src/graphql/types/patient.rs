@@ -3,9 +3,8 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 use entity::patients;
 
 use super::{
-    AuditEntry,
-    Channel, Feedback, FollowUp, FollowUpStatus, Journey, JourneyStatus, TimelineEntry, Touchpoint,
-    stored,
+    AuditEntry, Channel, Feedback, FollowUp, FollowUpStatus, Journey, JourneyStatus, TimelineEntry,
+    Touchpoint, stored,
 };
 use crate::{
     domain::{self, page::PageRequest},
@@ -128,7 +127,10 @@ impl Patient {
         domain::access::require(&who, crate::auth::Permission::AuditRead, "the access log")?;
         let loaders = ctx.loaders()?.clone();
         let page = PageRequest::new(first, after.as_deref(), None, None)?;
-        let found = loaders.access_log_of_patient.load_one((self.0.id, page)).await?;
+        let found = loaders
+            .access_log_of_patient
+            .load_one((self.0.id, page))
+            .await?;
         let patient_id = self.0.id;
         let store = ctx.store().clone();
         Ok(connection(

@@ -1,0 +1,373 @@
+//! The `journeymap` command line: serve the API and administer clinics. It
+//! lives in the library so that test harnesses can run the very same command
+//! as a separate process.
+
+use std::process::ExitCode;
+
+use crate::{
+    App,
+    auth::{Permission, Role},
+    config::{DatabaseConfig, LogFormat, ServeConfig},
+    db::{self, Db},
+    domain::{DomainError, clinics},
+    seed::{self, SeedOptions},
+    telemetry,
+};
+use anyhow::Context as _;
+use chrono::{Duration, Utc};
+use clap::{Parser, Subcommand};
+
+/// Journeymap: the patient-journey backend for aesthetics and wellness clinics.
+#[derive(Debug, Parser)]
+#[command(name = "journeymap", version, about)]
+struct Cli {
+    #[command(flatten)]
+    database: DatabaseConfig,
+
+    /// Log format on stderr.
+    #[arg(long, env = "JOURNEYMAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the GraphQL API (migrates the database first).
+    Serve(ServeConfig),
+    /// Apply pending database migrations.
+    Migrate,
+    /// Seed the deterministic demo clinic "Glow Aesthetics & Wellness" (slug `glow`).
+    Seed {
+        /// Seed the demo clinic (the only kind of seed there is; required for clarity).
+        #[arg(long, required = true)]
+        demo: bool,
+        /// How many patients to create.
+        #[arg(long, default_value_t = seed::DEFAULT_PATIENTS)]
+        patients: u32,
+        /// Random seed: the same seed gives the same clinic.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Print the GraphQL schema (SDL), as committed in schema.graphql.
+    Schema,
+    /// Benchmark: seed a clinic, start the server, drive load, print figures.
+    Bench(crate::bench::BenchConfig),
+    /// Manage clinics.
+    Clinic {
+        #[command(subcommand)]
+        command: ClinicCommand,
+    },
+    /// Manage partner API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Manage staff accounts.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StaffCommand {
+    /// Create a staff member who can sign in with `login`. Without
+    /// --password, a temporary password is generated and printed (alone, on
+    /// stdout).
+    Create {
+        /// The clinic's slug.
+        #[arg(long)]
+        clinic: String,
+        /// Sign-in email.
+        #[arg(long)]
+        email: String,
+        /// Full name.
+        #[arg(long)]
+        name: String,
+        /// owner, admin, coordinator, practitioner or viewer.
+        #[arg(long)]
+        role: String,
+        /// Password (at least 12 characters); prefer JOURNEYMAP_STAFF_PASSWORD
+        /// so it stays out of shell history.
+        #[arg(long, env = "JOURNEYMAP_STAFF_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClinicCommand {
+    /// Create a clinic.
+    Create {
+        /// Display name, e.g. "Glow Aesthetics & Wellness".
+        #[arg(long)]
+        name: String,
+        /// Short unique name: a-z, 0-9, '_' and '-'.
+        #[arg(long)]
+        slug: String,
+        /// IANA time zone.
+        #[arg(long, default_value = "America/Los_Angeles")]
+        timezone: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create an API token and print it (alone, on stdout). It is shown once.
+    Create {
+        /// The clinic's slug.
+        #[arg(long)]
+        clinic: String,
+        /// What the token is for, e.g. "HubSpot sync".
+        #[arg(long)]
+        name: String,
+        /// A scope to grant (repeatable); all scopes when none is given.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Days until the token expires; never when absent.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+}
+
+/// Runs the command line with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(database: &DatabaseConfig) -> anyhow::Result<Db> {
+    let url = &database.database_url;
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // A fresh server needs no `createdb`: the database is created on first use.
+        db::ensure_postgres_database(url)
+            .await
+            .with_context(|| format!("cannot reach PostgreSQL at {}", db::redact(url)))?;
+    }
+    let db = Db::connect(database).await.with_context(|| {
+        format!(
+            "cannot open the database at {}",
+            db::redact(&database.database_url)
+        )
+    })?;
+    db.migrate().await.context("cannot apply migrations")?;
+    Ok(db)
+}
+
+fn user_error(error: DomainError) -> anyhow::Error {
+    match error {
+        DomainError::Invalid { field, message } => anyhow::anyhow!("--{field}: {message}"),
+        DomainError::Conflict { message, .. } => anyhow::anyhow!("{message}"),
+        other => anyhow::anyhow!("{other}: {other:?}"),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Schema => {
+            print!("{}", crate::graphql::sdl());
+            Ok(())
+        }
+        Command::Migrate => {
+            connect(&cli.database).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Seed {
+            demo: _,
+            patients,
+            seed,
+        } => {
+            let db = connect(&cli.database).await?;
+            if clinics::by_slug(&db, seed::DEMO_SLUG)
+                .await
+                .map_err(user_error)?
+                .is_some()
+            {
+                anyhow::bail!(
+                    "the demo clinic ({}) already exists in this database; seed a fresh database instead",
+                    seed::DEMO_SLUG
+                );
+            }
+            let started = std::time::Instant::now();
+            let report = seed::demo(&db, &SeedOptions { patients, seed })
+                .await
+                .map_err(user_error)?;
+            eprintln!("{report} in {:.1} s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Command::Clinic {
+            command:
+                ClinicCommand::Create {
+                    name,
+                    slug,
+                    timezone,
+                },
+        } => {
+            let db = connect(&cli.database).await?;
+            let clinic = clinics::create(&db, &name, &slug, &timezone)
+                .await
+                .map_err(user_error)?;
+            eprintln!("created clinic {} ({})", clinic.name, clinic.slug);
+            Ok(())
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    clinic,
+                    name,
+                    scopes,
+                    expires_in_days,
+                },
+        } => {
+            let db = connect(&cli.database).await?;
+            let clinic = clinics::by_slug(&db, &clinic)
+                .await
+                .map_err(user_error)?
+                .with_context(|| format!("no clinic with slug {clinic:?}"))?;
+            let permissions = if scopes.is_empty() {
+                Permission::ALL.to_vec()
+            } else {
+                scopes
+                    .iter()
+                    .map(|s| {
+                        Permission::from_scope(s).with_context(|| {
+                            format!(
+                                "unknown scope {s:?}; known scopes: {}",
+                                Permission::ALL.map(Permission::scope).join(", ")
+                            )
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?
+            };
+            let expires_at = expires_in_days.map(|days| Utc::now() + Duration::days(days.into()));
+            let (_, secret) =
+                clinics::create_token(&db, clinic.id, &name, &permissions, expires_at)
+                    .await
+                    .map_err(user_error)?;
+            println!("{secret}");
+            Ok(())
+        }
+        Command::Staff {
+            command:
+                StaffCommand::Create {
+                    clinic,
+                    email,
+                    name,
+                    role,
+                    password,
+                },
+        } => {
+            let db = connect(&cli.database).await?;
+            let clinic = clinics::by_slug(&db, &clinic)
+                .await
+                .map_err(user_error)?
+                .with_context(|| format!("no clinic with slug {clinic:?}"))?;
+            let role = Role::parse(&role).with_context(|| {
+                format!(
+                    "unknown role {role:?}; roles: owner, admin, coordinator, practitioner, viewer"
+                )
+            })?;
+            let store = crate::domain::Store::new(db);
+            let (member, temporary) = crate::domain::staff::create_from_cli(
+                &store,
+                clinic.id,
+                crate::domain::staff::NewStaff {
+                    email,
+                    name,
+                    role,
+                    password,
+                },
+            )
+            .await
+            .map_err(user_error)?;
+            eprintln!(
+                "created {} ({}) as {} of {}",
+                member.name, member.email, role, clinic.slug
+            );
+            if let Some(password) = temporary {
+                println!("{password}");
+            }
+            Ok(())
+        }
+        Command::Serve(config) => serve(cli.database, config).await,
+        Command::Bench(config) => {
+            let url = &cli.database.database_url;
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                db::ensure_postgres_database(url).await?;
+            }
+            crate::bench::run(&cli.database, &config).await
+        }
+    }
+}
+
+async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<()> {
+    let demo = config.demo;
+    let db = connect(&database).await?;
+    let demo_token = if demo {
+        let clinic = match clinics::by_slug(&db, seed::DEMO_SLUG)
+            .await
+            .map_err(user_error)?
+        {
+            Some(clinic) => clinic,
+            None => {
+                eprintln!("seeding the demo clinic (first start only)…");
+                seed::demo(&db, &SeedOptions::default())
+                    .await
+                    .map_err(user_error)?;
+                clinics::by_slug(&db, seed::DEMO_SLUG)
+                    .await
+                    .map_err(user_error)?
+                    .context("the demo clinic was not created")?
+            }
+        };
+        let name = format!("demo token ({})", Utc::now().format("%Y-%m-%d %H:%M UTC"));
+        let (_, secret) = clinics::create_token(&db, clinic.id, &name, &Permission::ALL, None)
+            .await
+            .map_err(user_error)?;
+        Some(secret)
+    } else {
+        None
+    };
+    tracing::info!(database = %db::redact(&database.database_url), "database ready");
+    let server = App::from_db(db, config).await?.start().await?;
+    let url = format!("http://{}", server.addr());
+    if let Some(token) = demo_token {
+        println!();
+        println!(
+            "Journeymap is serving the demo clinic \"{}\" ({}).",
+            seed::DEMO_NAME,
+            seed::DEMO_SLUG
+        );
+        println!();
+        println!("  GraphiQL  {url}/graphql   (add the header  Authorization: Bearer {token})");
+        println!("  Token     {token}");
+        println!();
+        println!("  Try it:");
+        println!(
+            "  curl -s {url}/graphql -H 'Content-Type: application/json' -H 'Authorization: Bearer {token}' \\\n    -d '{{\"query\":\"{{ viewer {{ clinic {{ name }} }} pathways {{ id name }} }}\"}}'"
+        );
+        println!();
+    } else {
+        println!("Journeymap is serving at {url}/graphql");
+    }
+    server.run_until_signalled().await
+}

@@ -1,0 +1,346 @@
+//! GraphQL over WebSocket at `/graphql/ws`, per the `graphql-transport-ws`
+//! protocol (the one the `graphql-ws` client speaks), with every close code
+//! the protocol requires:
+//!
+//! | code | when |
+//! | --- | --- |
+//! | 4400 | an invalid message |
+//! | 4401 | `subscribe` before `connection_ack` |
+//! | 4403 | missing, invalid, revoked or expired credentials (checked at `connection_init` and every minute after) |
+//! | 4406 | the client did not ask for the `graphql-transport-ws` subprotocol |
+//! | 4408 | no `connection_init` within the initialisation timeout |
+//! | 4409 | a second operation with an id that is still running |
+//! | 4429 | a second `connection_init` |
+//!
+//! Credentials travel in the `connection_init` payload:
+//! `{"authorization": "Bearer …"}`. Queries and mutations work over the
+//! socket too (one `next`, then `complete`).
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use async_graphql::Request as GraphqlRequest;
+use axum::{
+    extract::{
+        ConnectInfo, State,
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
+    },
+    response::Response,
+};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::{sync::mpsc, task::AbortHandle};
+
+use super::auth::{self, Credential};
+use crate::{
+    app::AppState,
+    auth::Principal,
+    graphql::{RequestState, error},
+};
+
+/// The one subprotocol spoken here.
+pub const PROTOCOL: &str = "graphql-transport-ws";
+/// How often a connection's credential is checked again.
+const RECHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// Upgrades `/graphql/ws`.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let ws = ws.protocols([PROTOCOL]);
+    let spoken = ws.selected_protocol().is_some();
+    ws.on_upgrade(move |socket| async move {
+        if spoken {
+            Connection::new(state, peer).run(socket).await;
+        } else {
+            let (mut sink, _) = socket.split();
+            let _ = sink.send(close(4406, "Subprotocol not acceptable")).await;
+        }
+    })
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }))
+}
+
+fn text(value: Value) -> Message {
+    Message::Text(Utf8Bytes::from(value.to_string()))
+}
+
+/// Why the server closes the socket.
+struct Closing(u16, String);
+
+struct Connection {
+    state: AppState,
+    peer: SocketAddr,
+    request_id: String,
+    initialised: bool,
+    principal: Option<Principal>,
+    authorization: Option<String>,
+    operations: HashMap<String, AbortHandle>,
+}
+
+impl Connection {
+    fn new(state: AppState, peer: SocketAddr) -> Self {
+        Self {
+            state,
+            peer,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            initialised: false,
+            principal: None,
+            authorization: None,
+            operations: HashMap::new(),
+        }
+    }
+
+    async fn run(mut self, socket: WebSocket) {
+        let (mut sink, mut stream) = socket.split();
+        let (outgoing, mut queue) = mpsc::channel::<Message>(256);
+        let writer = tokio::spawn(async move {
+            while let Some(message) = queue.recv().await {
+                let closing = matches!(message, Message::Close(_));
+                if sink.send(message).await.is_err() || closing {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let (done_sender, mut done) = mpsc::unbounded_channel::<String>();
+        let init_deadline =
+            tokio::time::sleep(Duration::from_secs(self.state.config.ws_init_timeout_secs));
+        tokio::pin!(init_deadline);
+        let mut recheck = tokio::time::interval(RECHECK_EVERY);
+        recheck.tick().await;
+        let closing: Option<Closing> = loop {
+            tokio::select! {
+                _ = &mut init_deadline, if !self.initialised => {
+                    break Some(Closing(4408, "Connection initialisation timeout".into()));
+                }
+                _ = recheck.tick(), if self.principal.is_some() => {
+                    if !self.still_authorised().await {
+                        break Some(Closing(4403, "Forbidden".into()));
+                    }
+                }
+                Some(id) = done.recv() => {
+                    self.operations.remove(&id);
+                }
+                incoming = stream.next() => {
+                    let message = match incoming {
+                        Some(Ok(message)) => message,
+                        _ => break None,
+                    };
+                    match message {
+                        Message::Text(body) => {
+                            if let Err(closing) = self.handle(body.as_str(), &outgoing, &done_sender).await {
+                                break Some(closing);
+                            }
+                        }
+                        Message::Binary(_) => break Some(Closing(4400, "Binary messages are not supported".into())),
+                        Message::Close(_) => break None,
+                        Message::Ping(_) | Message::Pong(_) => {}
+                    }
+                }
+            }
+        };
+        for (_, operation) in self.operations.drain() {
+            operation.abort();
+        }
+        if let Some(Closing(code, reason)) = closing {
+            let _ = outgoing.send(close(code, &reason)).await;
+        }
+        drop(outgoing);
+        let _ = writer.await;
+    }
+
+    async fn still_authorised(&self) -> bool {
+        match &self.authorization {
+            Some(value) => matches!(
+                auth::from_authorization(&self.state.store, &self.state.keys, value).await,
+                Ok(Credential::Authenticated(_))
+            ),
+            None => false,
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        body: &str,
+        outgoing: &mpsc::Sender<Message>,
+        done: &mpsc::UnboundedSender<String>,
+    ) -> Result<(), Closing> {
+        let invalid = |why: &str| Closing(4400, why.to_string());
+        let message: Value =
+            serde_json::from_str(body).map_err(|_| invalid("Invalid message received"))?;
+        let kind = message["type"]
+            .as_str()
+            .ok_or_else(|| invalid("Invalid message received"))?;
+        match kind {
+            "connection_init" => {
+                if self.initialised {
+                    return Err(Closing(4429, "Too many initialisation requests".into()));
+                }
+                self.initialised = true;
+                let payload = &message["payload"];
+                if !(payload.is_null() || payload.is_object()) {
+                    return Err(invalid("Invalid message received"));
+                }
+                let authorization = payload["authorization"]
+                    .as_str()
+                    .or_else(|| payload["Authorization"].as_str())
+                    .map(str::to_string);
+                let Some(value) = authorization else {
+                    return Err(Closing(4403, "Forbidden".into()));
+                };
+                match auth::from_authorization(&self.state.store, &self.state.keys, &value).await {
+                    Ok(Credential::Authenticated(principal)) => {
+                        self.principal = Some(principal.in_request(self.request_id.clone()));
+                        self.authorization = Some(value);
+                        let _ = outgoing
+                            .send(text(json!({ "type": "connection_ack" })))
+                            .await;
+                        Ok(())
+                    }
+                    _ => Err(Closing(4403, "Forbidden".into())),
+                }
+            }
+            "ping" => {
+                let mut pong = json!({ "type": "pong" });
+                if message.get("payload").is_some_and(|p| !p.is_null()) {
+                    pong["payload"] = message["payload"].clone();
+                }
+                let _ = outgoing.send(text(pong)).await;
+                Ok(())
+            }
+            "pong" => Ok(()),
+            "subscribe" => {
+                let id = message["id"]
+                    .as_str()
+                    .filter(|id| !id.is_empty())
+                    .ok_or_else(|| invalid("Invalid message received"))?
+                    .to_string();
+                let payload = &message["payload"];
+                if !payload["query"].is_string() {
+                    return Err(invalid("Invalid message received"));
+                }
+                let Some(principal) = self.principal.clone() else {
+                    return Err(Closing(4401, "Unauthorized".into()));
+                };
+                if self.operations.contains_key(&id) {
+                    return Err(Closing(4409, format!("Subscriber for {id} already exists")));
+                }
+                let request: GraphqlRequest = serde_json::from_value(payload.clone())
+                    .map_err(|_| invalid("Invalid message received"))?;
+                let handle = tokio::spawn(operate(
+                    self.state.clone(),
+                    principal,
+                    self.request_id.clone(),
+                    self.peer,
+                    id.clone(),
+                    request,
+                    outgoing.clone(),
+                    done.clone(),
+                ));
+                self.operations.insert(id, handle.abort_handle());
+                Ok(())
+            }
+            "complete" => {
+                let id = message["id"]
+                    .as_str()
+                    .ok_or_else(|| invalid("Invalid message received"))?;
+                if let Some(operation) = self.operations.remove(id) {
+                    operation.abort();
+                }
+                Ok(())
+            }
+            _ => Err(invalid("Invalid message received")),
+        }
+    }
+}
+
+/// Runs one operation and streams its results.
+#[allow(clippy::too_many_arguments)]
+async fn operate(
+    state: AppState,
+    principal: Principal,
+    request_id: String,
+    peer: SocketAddr,
+    id: String,
+    request: GraphqlRequest,
+    outgoing: mpsc::Sender<Message>,
+    done: mpsc::UnboundedSender<String>,
+) {
+    let (request_state, queue) = RequestState::new(
+        &state.store,
+        Some(principal),
+        request_id.clone(),
+        Some(peer.ip()),
+    );
+    let reads = request_state.patients_read.clone();
+    let who = request_state.principal.clone();
+    let stream = state
+        .schemas
+        .authenticated
+        .execute_stream(request.data(request_state));
+    let mut stream = Box::pin(queue.run_stream(stream));
+    let _open = OpenOperation::new(&state.metrics.subscriptions_open);
+    let mut first = true;
+    while let Some(response) = stream.next().await {
+        let response = error::finalize(response, &request_id);
+        if let Some(who) = &who {
+            let read: Vec<_> = reads.lock().expect("audit lock").drain().collect();
+            if !read.is_empty() {
+                state.audit.patients_read(who, read).await;
+            }
+        }
+        // A request error (nothing ran) is an `error` message, and ends the operation.
+        if first
+            && response.data == async_graphql::Value::Null
+            && !response.errors.is_empty()
+            && response.errors.iter().all(|e| e.path.is_empty())
+        {
+            let _ = outgoing
+                .send(text(
+                    json!({ "type": "error", "id": id, "payload": response.errors }),
+                ))
+                .await;
+            let _ = done.send(id);
+            return;
+        }
+        first = false;
+        let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
+        if outgoing
+            .send(text(
+                json!({ "type": "next", "id": id, "payload": payload }),
+            ))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = outgoing
+        .send(text(json!({ "type": "complete", "id": id })))
+        .await;
+    let _ = done.send(id);
+}
+
+/// Counts an operation in the open-subscriptions gauge while it runs (also
+/// when it is aborted).
+struct OpenOperation(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenOperation {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for OpenOperation {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
