@@ -75,6 +75,9 @@ impl App {
                 audit: audit.clone(),
                 budget: budget.clone(),
                 logins: Arc::new(LoginThrottle::default()),
+                webhooks: graphql::mutation::webhooks::WebhookPolicy {
+                    allow_private_targets: config.allow_private_webhook_targets,
+                },
             },
             Limits {
                 max_depth: config.max_query_depth,
@@ -82,7 +85,7 @@ impl App {
             },
         );
         let mut background = vec![audit_task];
-        background.push(tokio::spawn(forget_idle_budgets(budget, shutdown.clone())));
+        background.push(tokio::spawn(housekeeping(store.clone(), budget, shutdown.clone())));
         Ok(Self {
             state: AppState {
                 store,
@@ -122,6 +125,15 @@ impl App {
                     self.state.store.clone(),
                     self.shutdown.clone(),
                 )));
+        }
+        let delivery = self.state.config.delivery().map_err(|e| anyhow::anyhow!("--webhook-retry-schedule: {e}"))?;
+        if delivery.concurrency > 0 {
+            self.background.push(tokio::spawn(crate::webhooks::run(
+                self.state.store.clone(),
+                delivery,
+                self.state.metrics.clone(),
+                self.shutdown.clone(),
+            )));
         }
         if self.state.config.sweep_interval_secs > 0 {
             self.background.push(tokio::spawn(sweep_overdue_follow_ups(
@@ -185,13 +197,19 @@ impl RunningServer {
     }
 }
 
-/// Drops the cost budgets of callers that went quiet, so memory stays flat.
-async fn forget_idle_budgets(budget: Arc<CostBudget>, shutdown: CancellationToken) {
+/// Housekeeping every minute: drops the cost budgets of callers that went
+/// quiet and idempotency keys past their 24 hours.
+async fn housekeeping(store: Store, budget: Arc<CostBudget>, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => budget.forget_idle(),
+            _ = ticker.tick() => {
+                budget.forget_idle();
+                if let Err(error) = crate::db::uncounted(crate::domain::idempotency::forget_expired(&store.db)).await {
+                    tracing::warn!(?error, "forgetting expired idempotency keys failed");
+                }
+            }
         }
     }
 }

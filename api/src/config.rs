@@ -111,6 +111,27 @@ pub struct ServeConfig {
     #[arg(long, env = "JOURNEYMAP_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
     pub access_token_ttl_secs: u64,
 
+    /// Seconds a webhook receiver has to answer.
+    #[arg(long, env = "JOURNEYMAP_WEBHOOK_TIMEOUT_SECS", default_value_t = 15)]
+    pub webhook_timeout_secs: u64,
+
+    /// Webhook retry schedule: seconds before each attempt, comma-separated
+    /// (Standard Webhooks: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
+    #[arg(long, env = "JOURNEYMAP_WEBHOOK_RETRY_SCHEDULE", default_value = "0,5,300,1800,7200,18000,36000,36000")]
+    pub webhook_retry_schedule: String,
+
+    /// Seconds a worker holds a claimed delivery before another may take it over.
+    #[arg(long, env = "JOURNEYMAP_WEBHOOK_LEASE_SECS", default_value_t = 60)]
+    pub webhook_lease_secs: u64,
+
+    /// Webhook deliveries in flight at once, per process (0 turns delivery off).
+    #[arg(long, env = "JOURNEYMAP_WEBHOOK_CONCURRENCY", default_value_t = 64)]
+    pub webhook_concurrency: usize,
+
+    /// Allow webhook URLs that resolve to loopback, private or link-local addresses.
+    #[arg(long, env = "JOURNEYMAP_ALLOW_PRIVATE_WEBHOOK_TARGETS")]
+    pub allow_private_webhook_targets: bool,
+
     /// Seconds a WebSocket client has to send `connection_init`.
     #[arg(long, env = "JOURNEYMAP_WS_INIT_TIMEOUT_SECS", default_value_t = 10)]
     pub ws_init_timeout_secs: u64,
@@ -141,6 +162,11 @@ impl ServeConfig {
             rate_limit_refill_per_second: 5_000,
             jwt_secret: None,
             access_token_ttl_secs: 900,
+            webhook_timeout_secs: 15,
+            webhook_retry_schedule: "0,5,300,1800,7200,18000,36000,36000".into(),
+            webhook_lease_secs: 60,
+            webhook_concurrency: 64,
+            allow_private_webhook_targets: false,
             ws_init_timeout_secs: 10,
             sweep_interval_secs: 30,
             shutdown_grace_secs: 10,
@@ -149,5 +175,17 @@ impl ServeConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// How webhooks are delivered.
+    pub fn delivery(&self) -> Result<crate::webhooks::DeliveryConfig, String> {
+        Ok(crate::webhooks::DeliveryConfig {
+            timeout: Duration::from_secs(self.webhook_timeout_secs.max(1)),
+            schedule: crate::webhooks::parse_schedule(&self.webhook_retry_schedule)?,
+            lease: Duration::from_secs(self.webhook_lease_secs.max(1)),
+            concurrency: self.webhook_concurrency,
+            poll: Duration::from_millis(500),
+            allow_private: self.allow_private_webhook_targets,
+        })
     }
 }

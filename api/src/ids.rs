@@ -20,10 +20,12 @@ pub enum IdKind {
     Feedback,
     FollowUp,
     Event,
+    WebhookEndpoint,
+    WebhookDelivery,
 }
 
 impl IdKind {
-    const ALL: [IdKind; 13] = [
+    const ALL: [IdKind; 15] = [
         IdKind::Clinic,
         IdKind::Staff,
         IdKind::ApiToken,
@@ -37,6 +39,8 @@ impl IdKind {
         IdKind::Feedback,
         IdKind::FollowUp,
         IdKind::Event,
+        IdKind::WebhookEndpoint,
+        IdKind::WebhookDelivery,
     ];
 
     /// The short prefix of the id string.
@@ -55,6 +59,8 @@ impl IdKind {
             IdKind::Feedback => "fbk",
             IdKind::FollowUp => "fup",
             IdKind::Event => "evt",
+            IdKind::WebhookEndpoint => "whe",
+            IdKind::WebhookDelivery => "whd",
         }
     }
 
@@ -74,6 +80,8 @@ impl IdKind {
             IdKind::Feedback => "Feedback",
             IdKind::FollowUp => "FollowUp",
             IdKind::Event => "JourneyEvent",
+            IdKind::WebhookEndpoint => "WebhookEndpoint",
+            IdKind::WebhookDelivery => "WebhookDelivery",
         }
     }
 

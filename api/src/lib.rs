@@ -26,6 +26,7 @@ pub mod ids;
 pub mod metrics;
 pub mod seed;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::{App, RunningServer};
 pub use config::{DatabaseConfig, ServeConfig};

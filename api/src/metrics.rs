@@ -42,7 +42,14 @@ pub struct Metrics {
     db_connections_open: Gauge,
     db_connections_idle: Gauge,
     pub subscriptions_open: Gauge,
+    webhook_deliveries: Family<OutcomeLabels, Counter>,
     operation_names: Mutex<HashSet<String>>,
+}
+
+/// Labels of a webhook attempt's outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
 }
 
 impl Default for Metrics {
@@ -100,6 +107,12 @@ impl Metrics {
             "Open GraphQL subscriptions",
             subscriptions_open.clone(),
         );
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by outcome (delivered, retrying, failed, gone, postponed)",
+            webhook_deliveries.clone(),
+        );
         Self {
             registry,
             graphql_requests,
@@ -109,6 +122,7 @@ impl Metrics {
             db_connections_open,
             db_connections_idle,
             subscriptions_open,
+            webhook_deliveries,
             operation_names: Mutex::new(HashSet::new()),
         }
     }
@@ -123,6 +137,13 @@ impl Metrics {
         self.graphql_duration
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a webhook attempt's outcome.
+    pub fn webhook_delivered(&self, outcome: &str) {
+        self.webhook_deliveries
+            .get_or_create(&OutcomeLabels { outcome: outcome.to_string() })
+            .inc();
     }
 
     /// Client-chosen operation names become labels only while there are few

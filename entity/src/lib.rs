@@ -12,6 +12,7 @@ pub mod events;
 pub mod feedback;
 pub mod follow_up_rules;
 pub mod follow_ups;
+pub mod idempotency_keys;
 pub mod journeys;
 pub mod pathways;
 pub mod patients;
@@ -22,6 +23,9 @@ pub mod staff_sessions;
 pub mod stage_transitions;
 pub mod stages;
 pub mod touchpoints;
+pub mod webhook_attempts;
+pub mod webhook_deliveries;
+pub mod webhook_endpoints;
 
 pub use sea_orm;
 
@@ -64,4 +68,8 @@ clinic_owned!(
     stage_transitions,
     stages,
     touchpoints,
+    idempotency_keys,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
 );

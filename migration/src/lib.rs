@@ -10,6 +10,7 @@ mod m20261124_000001_core;
 mod m20261125_000002_follow_up_kinds;
 mod m20261125_000003_journey_map_indexes;
 mod m20261126_000004_access;
+mod m20261126_000005_webhooks;
 
 /// The ordered list of Journeymap migrations.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_follow_up_kinds::Migration),
             Box::new(m20261125_000003_journey_map_indexes::Migration),
             Box::new(m20261126_000004_access::Migration),
+            Box::new(m20261126_000005_webhooks::Migration),
         ]
     }
 }

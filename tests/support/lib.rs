@@ -384,27 +384,7 @@ impl Drop for TestApp {
         drop(server);
         if let Some((server_url, name)) = postgres {
             // Drop the test database from a runtime of its own.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
-                runtime.block_on(async move {
-                    use journeymap::sea_orm::sqlx::{Connection, PgConnection};
-                    let mut conn = PgConnection::connect(&with_database(&server_url, "postgres"))
-                        .await
-                        .ok()?;
-                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    journeymap::sea_orm::sqlx::raw_sql(journeymap::sea_orm::sqlx::AssertSqlSafe(
-                        sql,
-                    ))
-                    .execute(&mut conn)
-                    .await
-                    .ok()?;
-                    Some(())
-                })
-            })
-            .join();
+            drop_postgres_database(server_url, name);
         }
     }
 }
@@ -653,4 +633,126 @@ impl WsClient {
             }
         }
     }
+}
+
+/// The `journeymap` command as a separate process, on a database of a test's
+/// (for tests that kill it, or run several replicas).
+pub struct ServerProcess {
+    child: tokio::process::Child,
+    pub url: String,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `journeymap serve` on `database_url` with extra arguments and
+    /// waits until it is ready. `binary` is `env!("CARGO_BIN_EXE_journeymap-under-test")`.
+    pub async fn start(binary: &str, database_url: &str, extra: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
+            .args(extra)
+            .env("RUST_LOG", std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the server process");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.strip_prefix("Journeymap is serving at ") {
+                    return rest.trim().trim_end_matches("/graphql").to_string();
+                }
+            }
+            panic!("the server process exited before serving");
+        })
+        .await
+        .expect("the server process serves within 60 s");
+        // Keep draining stdout so the process never blocks on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let addr = url.trim_start_matches("http://").parse().expect("address");
+        Self { child, url, addr }
+    }
+
+    /// Kills the process at once (SIGKILL): no graceful shutdown.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+    }
+}
+
+/// A fresh database for process tests: (URL, guard). SQLite unless `backend`
+/// is PostgreSQL (then `None` without a test server).
+pub async fn fresh_database(backend: Backend) -> Option<(String, DatabaseGuard)> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("journeymap.db").display());
+            Some((url, DatabaseGuard { _dir: Some(dir), postgres: None }))
+        }
+        Backend::Postgres => {
+            let server = postgres_url()?;
+            let name = format!("jmt_{}", uuid::Uuid::new_v4().simple());
+            let url = with_database(&server, &name);
+            journeymap::db::ensure_postgres_database(&url).await.expect("create the test database");
+            Some((url, DatabaseGuard { _dir: None, postgres: Some((server, name)) }))
+        }
+    }
+}
+
+/// Drops a process test's database when the test ends.
+pub struct DatabaseGuard {
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl Drop for DatabaseGuard {
+    fn drop(&mut self) {
+        if let Some((server_url, name)) = self.postgres.take() {
+            drop_postgres_database(server_url, name);
+        }
+    }
+}
+
+fn drop_postgres_database(server_url: String, name: String) {
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        runtime.block_on(async move {
+            use journeymap::sea_orm::sqlx::{Connection, PgConnection};
+            let mut conn = PgConnection::connect(&with_database(&server_url, "postgres")).await.ok()?;
+            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            journeymap::sea_orm::sqlx::raw_sql(journeymap::sea_orm::sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .ok()?;
+            Some(())
+        })
+    })
+    .join();
+}
+
+/// Prepares a database for process tests: migrated, with clinic "a" and a
+/// full-scope token, which it returns.
+pub async fn prepare_database(database_url: &str) -> String {
+    let db = Db::connect(&DatabaseConfig::new(database_url.to_string())).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    let clinic = clinics::create(&db, "Clinic A", "a", "America/New_York").await.expect("clinic");
+    let (_, token) = clinics::create_token(&db, clinic.id, "test", &Permission::ALL, None).await.expect("token");
+    db.close().await;
+    token
+}
+
+/// A GraphQL call to any server URL.
+pub async fn gql_at(url: &str, token: &str, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("{url}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON")
 }

@@ -66,7 +66,12 @@ pub fn is_well_formed(token: &str) -> bool {
 
 /// Lower-case hex SHA-256 of a token, as stored.
 pub fn hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
+    hash_bytes(token.as_bytes())
+}
+
+/// Lower-case hex SHA-256 of any bytes.
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 

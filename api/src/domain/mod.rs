@@ -12,6 +12,7 @@ pub mod clinics;
 pub mod error;
 pub mod feedback;
 pub mod follow_ups;
+pub mod idempotency;
 pub mod journeys;
 pub mod kinds;
 pub mod page;
@@ -24,6 +25,7 @@ pub mod tenant;
 pub mod timeline;
 pub mod touchpoints;
 pub mod validate;
+pub mod webhooks;
 
 pub use error::{DomainError, DomainResult};
 pub use kinds::*;

@@ -84,11 +84,15 @@ impl Write<'_> {
             .collect();
         rows.extend(self.audit.iter().map(|entry| entry.row(self.who, self.now)));
         super::audit::insert(&*self.txn, rows).await?;
+        let queued = super::webhooks::fan_out(&*self.txn, self.who, &written, self.now).await?;
         if self.txn.get_database_backend() == sea_orm::DbBackend::Postgres {
             crate::events::notify(&*self.txn, self.bus.replica, &written).await?;
         }
         self.txn.commit().await?;
         self.bus.publish(written.clone());
+        if queued > 0 {
+            self.bus.deliveries.notify_one();
+        }
         Ok(written)
     }
 }

@@ -41,10 +41,11 @@ pub enum EventType {
     FollowUpScheduled,
     FollowUpOverdue,
     FollowUpCompleted,
+    WebhookEndpointDisabled,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 13] = [
         EventType::PatientCreated,
         EventType::PatientUpdated,
         EventType::PatientErased,
@@ -57,6 +58,7 @@ impl EventType {
         EventType::FollowUpScheduled,
         EventType::FollowUpOverdue,
         EventType::FollowUpCompleted,
+        EventType::WebhookEndpointDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +75,7 @@ impl EventType {
             EventType::FollowUpScheduled => "follow_up.scheduled",
             EventType::FollowUpOverdue => "follow_up.overdue",
             EventType::FollowUpCompleted => "follow_up.completed",
+            EventType::WebhookEndpointDisabled => "webhook_endpoint.disabled",
         }
     }
 
@@ -269,6 +272,8 @@ pub struct EventBus {
     clinics: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, broadcast::Sender<BusMessage>>>>,
     /// This process's id, so it can ignore its own notifications.
     pub replica: Uuid,
+    /// Woken when webhook deliveries were queued, so a worker starts at once.
+    pub deliveries: Arc<tokio::sync::Notify>,
 }
 
 impl Default for EventBus {
@@ -285,6 +290,7 @@ impl EventBus {
         Self {
             clinics: Arc::default(),
             replica: Uuid::new_v4(),
+            deliveries: Arc::default(),
         }
     }
 

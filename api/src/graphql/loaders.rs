@@ -20,7 +20,8 @@ use std::{
 use async_graphql::dataloader::{DataLoader, Loader};
 use entity::{
     ClinicOwned, audit_log, events, feedback, follow_up_rules, follow_ups, journeys, pathways,
-    patients, staff, stage_transitions, stages, touchpoints,
+    patients, staff, stage_transitions, stages, touchpoints, webhook_attempts, webhook_deliveries,
+    webhook_endpoints,
 };
 use futures::{Stream, StreamExt, future::BoxFuture, stream::FuturesUnordered, task::ArcWake};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr};
@@ -359,6 +360,9 @@ pub struct Loaders {
     pub feedback_count_of_patient: Loads<CountByParent<feedback::Entity>>,
     pub timeline_of_patient: Loads<TimelinePages>,
     pub access_log_of_patient: Loads<PagesByParent<audit_log::Entity>>,
+    pub webhook_endpoint: Loads<ById<webhook_endpoints::Entity>>,
+    pub webhook_delivery: Loads<ById<webhook_deliveries::Entity>>,
+    pub attempts_of_delivery: Loads<ByParent<webhook_attempts::Entity>>,
 }
 
 fn loader<T: Send + Sync + 'static>(inner: T, queue: &LoadQueue) -> DataLoader<T> {
@@ -503,6 +507,9 @@ impl Loaders {
                 },
                 queue,
             ),
+            webhook_endpoint: by_id(&store, &who, queue),
+            webhook_delivery: by_id(&store, &who, queue),
+            attempts_of_delivery: by_parent!(webhook_attempts, DeliveryId, |a| Some(a.delivery_id), [AttemptedAt, Id]),
             access_log_of_patient: loader(
                 PagesByParent {
                     store: store.clone(),

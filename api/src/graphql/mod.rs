@@ -57,6 +57,7 @@ pub struct Services {
     pub audit: AuditSink,
     pub budget: Arc<limits::CostBudget>,
     pub logins: Arc<limits::LoginThrottle>,
+    pub webhooks: mutation::webhooks::WebhookPolicy,
 }
 
 /// The schema for signed-in callers and the one for everybody else, which
@@ -80,6 +81,7 @@ pub fn build_schemas(services: Services, limits: Limits) -> Schemas {
             .data(services.keys.clone())
             .data(services.audit.clone())
             .data(services.logins.clone())
+            .data(services.webhooks)
             .extension(limits::CostLimit(services.budget.clone()))
             .limit_depth(limits.max_depth)
             .limit_complexity(limits.max_complexity);

@@ -9,7 +9,7 @@ use super::{
     scalars::DateTime,
     types::{
         ApiToken, AuditEntry, FollowUp, Journey, JourneyEvent, JourneyMap, Node, Pathway, Patient,
-        StaffMember, Viewer,
+        StaffMember, Viewer, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint,
     },
 };
 use crate::{
@@ -119,6 +119,22 @@ impl Query {
                     .load_one(uuid)
                     .await?
                     .map(|m| Node::JourneyEvent(JourneyEvent(m)))
+            }
+            IdKind::WebhookEndpoint => {
+                need(Permission::WebhooksManage)?;
+                loaders
+                    .webhook_endpoint
+                    .load_one(uuid)
+                    .await?
+                    .map(|m| Node::WebhookEndpoint(WebhookEndpoint(m)))
+            }
+            IdKind::WebhookDelivery => {
+                need(Permission::WebhooksManage)?;
+                loaders
+                    .webhook_delivery
+                    .load_one(uuid)
+                    .await?
+                    .map(|m| Node::WebhookDelivery(WebhookDelivery(m)))
             }
             IdKind::Clinic | IdKind::ApiToken => None,
         };
@@ -324,6 +340,42 @@ impl Query {
             ConnectionTotals::new(move || {
                 let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
                 async move { domain::audit::count(&store.db, &who, &filter).await }
+            }),
+        ))
+    }
+
+    /// The clinic's webhook endpoints, oldest first (`webhooks:manage`).
+    #[graphql(complexity = "10 * child_complexity + 1")]
+    async fn webhook_endpoints(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WebhookEndpoint>> {
+        let endpoints = domain::webhooks::endpoints(ctx.store(), ctx.principal()?).await?;
+        Ok(endpoints.into_iter().map(WebhookEndpoint).collect())
+    }
+
+    /// Webhook deliveries, newest first, with every attempt (`webhooks:manage`).
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + 1")]
+    async fn webhook_deliveries(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only this endpoint's deliveries.")] endpoint_id: Option<ID>,
+        #[graphql(desc = "Only deliveries with this status.")] status: Option<WebhookDeliveryStatus>,
+        #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor to continue after.")] after: Option<String>,
+    ) -> async_graphql::Result<Conn<WebhookDelivery>> {
+        let who = ctx.principal()?.clone();
+        let store = ctx.store().clone();
+        let page = PageRequest::new(first, after.as_deref(), None, None)?;
+        let filter = domain::webhooks::DeliveryFilter {
+            endpoint_id: super::context::decode_opt_id(IdKind::WebhookEndpoint, "endpointId", endpoint_id.as_ref())?,
+            status: status.map(|s| s.as_str().to_string()),
+        };
+        let found = domain::webhooks::deliveries(&store, &who, &filter, &page).await?;
+        Ok(connection(
+            found,
+            |d| domain::webhooks::delivery_keyset(d).encode(),
+            WebhookDelivery,
+            ConnectionTotals::new(move || {
+                let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
+                async move { domain::webhooks::count_deliveries(&store, &who, &filter).await }
             }),
         ))
     }

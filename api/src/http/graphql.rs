@@ -30,6 +30,7 @@ use tracing::Span;
 use super::auth::{self, Credential};
 use crate::{
     app::AppState,
+    domain,
     graphql::{
         RequestState,
         error::{self, code, code_of},
@@ -193,6 +194,10 @@ pub async fn post(
             "UNSUPPORTED_MEDIA_TYPE",
         );
     }
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_string).unwrap_or_default());
+    let body_hash = crate::auth::tokens::hash_bytes(&body);
     let body: Value = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(e) => {
@@ -205,6 +210,12 @@ pub async fn post(
         }
     };
     match body {
+        Value::Array(_) if idempotency_key.is_some() => plain_error(
+            StatusCode::BAD_REQUEST,
+            media,
+            "Idempotency-Key applies to one operation; send the operations of a batch separately",
+            "BAD_REQUEST",
+        ),
         Value::Array(items) => {
             let max = state.config.max_batch;
             if items.is_empty() || items.len() > max {
@@ -246,7 +257,10 @@ pub async fn post(
             response
         }
         item => match parse_request(item) {
-            Ok(request) => execute_one(&state, &headers, peer, media, request, false).await,
+            Ok(request) => match idempotency_key {
+                Some(key) => idempotent(&state, &headers, peer, media, request, key, body_hash).await,
+                None => execute_one(&state, &headers, peer, media, request, false).await,
+            },
             Err(message) => plain_error(StatusCode::BAD_REQUEST, media, &message, "BAD_REQUEST"),
         },
     }
@@ -291,6 +305,7 @@ async fn execute_one(
     read_only: bool,
 ) -> Response {
     let (status, body) = execute_body(state, headers, peer, media, request, read_only).await;
+    let wait = (status == StatusCode::TOO_MANY_REQUESTS).then(|| retry_after(&body)).flatten();
     let mut response = (status, axum::Json(body)).into_response();
     response
         .headers_mut()
@@ -306,7 +321,96 @@ async fn execute_one(
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
+    if let Some(seconds) = wait {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response
+}
+
+/// Runs a mutation sent with an `Idempotency-Key` at most once per key and
+/// body; a repeat gets the first answer (marked `Idempotent-Replayed: true`).
+async fn idempotent(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    media: MediaType,
+    mut request: GraphqlRequest,
+    key: String,
+    body_hash: String,
+) -> Response {
+    let is_mutation = operation_type(&mut request) == Some(OperationType::Mutation);
+    let principal = match auth::from_headers(&state.store, &state.keys, headers).await {
+        Ok(Credential::Authenticated(principal)) => Some(principal),
+        _ => None,
+    };
+    let (Some(principal), true) = (principal, is_mutation) else {
+        // Queries are idempotent anyway; bad credentials are answered as usual.
+        return execute_one(state, headers, peer, media, request, false).await;
+    };
+    let claim = match domain::idempotency::claim(&state.store.db, &principal, &key, &body_hash).await {
+        Ok(claim) => claim,
+        Err(domain::DomainError::Invalid { field, message }) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                media,
+                vec![error::coded(format!("{field}: {message}"), code::BAD_USER_INPUT, Some(&field))],
+            );
+        }
+        Err(domain::DomainError::Conflict { field, message }) => {
+            return error_response(
+                StatusCode::CONFLICT,
+                media,
+                vec![error::coded(message, code::CONFLICT, field.as_deref())],
+            );
+        }
+        Err(other) => {
+            tracing::error!(error = ?other, "idempotency key lookup failed");
+            return plain_error(StatusCode::INTERNAL_SERVER_ERROR, media, "internal error", code::INTERNAL);
+        }
+    };
+    match claim {
+        domain::idempotency::Claim::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = (status, axum::Json(body)).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, media.header());
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+        domain::idempotency::Claim::Proceed(id) => {
+            let (status, body) = execute_body(state, headers, peer, media, request, false).await;
+            let retryable = body["errors"].as_array().is_some_and(|errors| {
+                errors.iter().any(|e| {
+                    matches!(
+                        e["extensions"]["code"].as_str(),
+                        Some(code::INTERNAL | code::RATE_LIMITED | code::UNAUTHENTICATED)
+                    )
+                })
+            });
+            let stored = if retryable {
+                domain::idempotency::release(&state.store.db, &principal, id).await
+            } else {
+                domain::idempotency::complete(&state.store.db, &principal, id, status.as_u16(), &body).await
+            };
+            if let Err(error) = stored {
+                tracing::error!(?error, "storing an idempotent response failed");
+            }
+            let mut response = (status, axum::Json(body)).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, media.header());
+            response
+        }
+    }
+}
+
+/// The `retryAfterSeconds` of a rate-limited answer.
+fn retry_after(body: &Value) -> Option<u64> {
+    body["errors"]
+        .as_array()?
+        .iter()
+        .find_map(|e| e["extensions"]["retryAfterSeconds"].as_u64())
 }
 
 /// The name an operation is logged and measured under.

@@ -140,7 +140,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 REQUEST_ID,
                 HeaderName::from_static("idempotency-key"),
             ])
-            .expose_headers([REQUEST_ID])
+            .expose_headers([REQUEST_ID, HeaderName::from_static("idempotent-replayed"), header::RETRY_AFTER])
             .max_age(Duration::from_secs(600)),
     )
 }

@@ -5,6 +5,7 @@ mod journeys;
 mod pathways;
 mod patients;
 mod touchpoints;
+pub mod webhooks;
 
 use async_graphql::MergedObject;
 
@@ -16,4 +17,5 @@ pub struct Mutation(
     touchpoints::TouchpointMutations,
     pathways::PathwayMutations,
     access::AccessMutations,
+    webhooks::WebhookMutations,
 );

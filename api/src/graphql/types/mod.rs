@@ -14,6 +14,7 @@ mod patient;
 mod timeline;
 mod touchpoint;
 mod viewer;
+mod webhooks;
 
 pub use access::{ApiToken, AuditEntry};
 pub use enums::*;
@@ -28,3 +29,4 @@ pub use patient::{Consent, Patient};
 pub use timeline::TimelineEntry;
 pub use touchpoint::Touchpoint;
 pub use viewer::{Clinic, StaffMember, StaffRole, Viewer};
+pub use webhooks::{WebhookAttempt, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint};

@@ -21,4 +21,6 @@ pub enum Node {
     FollowUp(FollowUp),
     StaffMember(StaffMember),
     JourneyEvent(JourneyEvent),
+    WebhookEndpoint(super::WebhookEndpoint),
+    WebhookDelivery(super::WebhookDelivery),
 }
