@@ -85,7 +85,11 @@ impl App {
             },
         );
         let mut background = vec![audit_task];
-        background.push(tokio::spawn(housekeeping(store.clone(), budget, shutdown.clone())));
+        background.push(tokio::spawn(housekeeping(
+            store.clone(),
+            budget,
+            shutdown.clone(),
+        )));
         Ok(Self {
             state: AppState {
                 store,
@@ -120,26 +124,31 @@ impl App {
             .map_err(anyhow::Error::from)
         });
         if self.state.store.db.backend() == sea_orm::DbBackend::Postgres {
-            self.background
-                .push(tokio::spawn(crate::events::relay_notifications(
-                    self.state.store.clone(),
-                    self.shutdown.clone(),
-                )));
-        }
-        let delivery = self.state.config.delivery().map_err(|e| anyhow::anyhow!("--webhook-retry-schedule: {e}"))?;
-        if delivery.concurrency > 0 {
-            self.background.push(tokio::spawn(crate::webhooks::run(
-                self.state.store.clone(),
-                delivery,
-                self.state.metrics.clone(),
-                self.shutdown.clone(),
+            self.background.push(tokio::spawn(crate::db::uncounted(
+                crate::events::relay_notifications(self.state.store.clone(), self.shutdown.clone()),
             )));
         }
+        let delivery = self
+            .state
+            .config
+            .delivery()
+            .map_err(|e| anyhow::anyhow!("--webhook-retry-schedule: {e}"))?;
+        if delivery.concurrency > 0 {
+            self.background
+                .push(tokio::spawn(crate::db::uncounted(crate::webhooks::run(
+                    self.state.store.clone(),
+                    delivery,
+                    self.state.metrics.clone(),
+                    self.shutdown.clone(),
+                ))));
+        }
         if self.state.config.sweep_interval_secs > 0 {
-            self.background.push(tokio::spawn(sweep_overdue_follow_ups(
-                self.state.store.clone(),
-                Duration::from_secs(self.state.config.sweep_interval_secs),
-                self.shutdown.clone(),
+            self.background.push(tokio::spawn(crate::db::uncounted(
+                sweep_overdue_follow_ups(
+                    self.state.store.clone(),
+                    Duration::from_secs(self.state.config.sweep_interval_secs),
+                    self.shutdown.clone(),
+                ),
             )));
         }
         tracing::info!(%addr, "listening");

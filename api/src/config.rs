@@ -117,7 +117,11 @@ pub struct ServeConfig {
 
     /// Webhook retry schedule: seconds before each attempt, comma-separated
     /// (Standard Webhooks: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
-    #[arg(long, env = "JOURNEYMAP_WEBHOOK_RETRY_SCHEDULE", default_value = "0,5,300,1800,7200,18000,36000,36000")]
+    #[arg(
+        long,
+        env = "JOURNEYMAP_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "0,5,300,1800,7200,18000,36000,36000"
+    )]
     pub webhook_retry_schedule: String,
 
     /// Seconds a worker holds a claimed delivery before another may take it over.

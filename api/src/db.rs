@@ -34,7 +34,8 @@ tokio::task_local! {
 }
 
 /// Runs `work` without counting its statements in [`Db::statement_count`]:
-/// for background bookkeeping (audit batches) that belongs to no request.
+/// for background work (webhook delivery, sweeps, audit batches) that
+/// belongs to no request, so the counter measures what requests cost.
 pub async fn uncounted<F: std::future::Future>(work: F) -> F::Output {
     UNCOUNTED.scope((), work).await
 }

@@ -86,7 +86,7 @@ impl Metrics {
         let db_statements = Counter::<u64, AtomicU64>::default();
         registry.register(
             "db_statements",
-            "SQL statements executed",
+            "SQL statements executed serving requests (background work is not counted)",
             db_statements.clone(),
         );
         let db_connections_open = Gauge::default();
@@ -142,7 +142,9 @@ impl Metrics {
     /// Records a webhook attempt's outcome.
     pub fn webhook_delivered(&self, outcome: &str) {
         self.webhook_deliveries
-            .get_or_create(&OutcomeLabels { outcome: outcome.to_string() })
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
             .inc();
     }
 

@@ -96,7 +96,9 @@ impl MigrationTrait for Migration {
                     .col(json(WebhookEndpoints::EventTypes))
                     .col(string_len(WebhookEndpoints::Secret, 128))
                     .col(string_len_null(WebhookEndpoints::PreviousSecret, 128))
-                    .col(timestamp_with_time_zone_null(WebhookEndpoints::PreviousSecretExpiresAt))
+                    .col(timestamp_with_time_zone_null(
+                        WebhookEndpoints::PreviousSecretExpiresAt,
+                    ))
                     .col(boolean(WebhookEndpoints::IncludePhi).default(false))
                     .col(boolean(WebhookEndpoints::Enabled).default(true))
                     .col(string_len_null(WebhookEndpoints::DisabledReason, 200))
@@ -139,11 +141,17 @@ impl MigrationTrait for Migration {
                     .col(integer(WebhookDeliveries::Attempts).default(0))
                     .col(integer(WebhookDeliveries::RetryIndex).default(0))
                     .col(timestamp_with_time_zone(WebhookDeliveries::NextAttemptAt))
-                    .col(timestamp_with_time_zone_null(WebhookDeliveries::LockedUntil))
-                    .col(timestamp_with_time_zone_null(WebhookDeliveries::LastAttemptAt))
+                    .col(timestamp_with_time_zone_null(
+                        WebhookDeliveries::LockedUntil,
+                    ))
+                    .col(timestamp_with_time_zone_null(
+                        WebhookDeliveries::LastAttemptAt,
+                    ))
                     .col(integer_null(WebhookDeliveries::LastStatusCode))
                     .col(text_null(WebhookDeliveries::LastError))
-                    .col(timestamp_with_time_zone_null(WebhookDeliveries::DeliveredAt))
+                    .col(timestamp_with_time_zone_null(
+                        WebhookDeliveries::DeliveredAt,
+                    ))
                     .col(timestamp_with_time_zone(WebhookDeliveries::CreatedAt))
                     .foreign_key(
                         ForeignKey::create()
@@ -257,7 +265,9 @@ impl MigrationTrait for Migration {
             WebhookDeliveries::Table.into_iden(),
             WebhookEndpoints::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).if_exists().to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).if_exists().to_owned())
+                .await?;
         }
         Ok(())
     }

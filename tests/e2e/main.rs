@@ -1,12 +1,18 @@
 //! End-to-end tests: the real server, real HTTP, a fresh database per test,
 //! on SQLite and (with `JOURNEYMAP_TEST_DATABASE_URL`) PostgreSQL.
 
+mod access;
+mod audit;
 mod events;
 mod follow_ups;
+mod http;
 mod journey_map;
 mod journeys;
+mod replicas;
 mod schema;
 mod statements;
+mod subscriptions;
 mod tenancy;
 mod timeline;
 mod validation;
+mod webhooks;

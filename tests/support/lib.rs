@@ -6,6 +6,8 @@
 //! `JOURNEYMAP_TEST_DATABASE_URL` points at a server (each test creates, and
 //! afterwards drops, its own database there).
 
+pub mod receiver;
+
 use std::{net::SocketAddr, time::Duration};
 
 use journeymap::{
@@ -531,8 +533,13 @@ pub enum WsEvent {
 impl WsClient {
     /// Opens `/graphql/ws` with the `graphql-transport-ws` subprotocol (or `protocol`).
     pub async fn connect(app: &TestApp, protocol: Option<&str>) -> Self {
+        Self::connect_to(app.addr, protocol).await
+    }
+
+    /// Opens `/graphql/ws` on the server at `addr`.
+    pub async fn connect_to(addr: SocketAddr, protocol: Option<&str>) -> Self {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = format!("ws://{}/graphql/ws", app.addr)
+        let mut request = format!("ws://{addr}/graphql/ws")
             .into_client_request()
             .unwrap();
         if let Some(protocol) = protocol
@@ -551,7 +558,12 @@ impl WsClient {
 
     /// Connects and completes `connection_init` with `token`.
     pub async fn connect_with_token(app: &TestApp, token: &str) -> Self {
-        let mut client = Self::connect(app, None).await;
+        Self::connect_to_with_token(app.addr, token).await
+    }
+
+    /// Connects to the server at `addr` and completes `connection_init` with `token`.
+    pub async fn connect_to_with_token(addr: SocketAddr, token: &str) -> Self {
+        let mut client = Self::connect_to(addr, None).await;
         client
             .send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
             .await;
@@ -649,9 +661,18 @@ impl ServerProcess {
     pub async fn start(binary: &str, database_url: &str, extra: &[&str]) -> Self {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
             .args(extra)
-            .env("RUST_LOG", std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true)
@@ -688,15 +709,32 @@ pub async fn fresh_database(backend: Backend) -> Option<(String, DatabaseGuard)>
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
-            let url = format!("sqlite://{}?mode=rwc", dir.path().join("journeymap.db").display());
-            Some((url, DatabaseGuard { _dir: Some(dir), postgres: None }))
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("journeymap.db").display()
+            );
+            Some((
+                url,
+                DatabaseGuard {
+                    _dir: Some(dir),
+                    postgres: None,
+                },
+            ))
         }
         Backend::Postgres => {
             let server = postgres_url()?;
             let name = format!("jmt_{}", uuid::Uuid::new_v4().simple());
             let url = with_database(&server, &name);
-            journeymap::db::ensure_postgres_database(&url).await.expect("create the test database");
-            Some((url, DatabaseGuard { _dir: None, postgres: Some((server, name)) }))
+            journeymap::db::ensure_postgres_database(&url)
+                .await
+                .expect("create the test database");
+            Some((
+                url,
+                DatabaseGuard {
+                    _dir: None,
+                    postgres: Some((server, name)),
+                },
+            ))
         }
     }
 }
@@ -717,10 +755,15 @@ impl Drop for DatabaseGuard {
 
 fn drop_postgres_database(server_url: String, name: String) {
     let _ = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
         runtime.block_on(async move {
             use journeymap::sea_orm::sqlx::{Connection, PgConnection};
-            let mut conn = PgConnection::connect(&with_database(&server_url, "postgres")).await.ok()?;
+            let mut conn = PgConnection::connect(&with_database(&server_url, "postgres"))
+                .await
+                .ok()?;
             let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
             journeymap::sea_orm::sqlx::raw_sql(journeymap::sea_orm::sqlx::AssertSqlSafe(sql))
                 .execute(&mut conn)
@@ -735,10 +778,16 @@ fn drop_postgres_database(server_url: String, name: String) {
 /// Prepares a database for process tests: migrated, with clinic "a" and a
 /// full-scope token, which it returns.
 pub async fn prepare_database(database_url: &str) -> String {
-    let db = Db::connect(&DatabaseConfig::new(database_url.to_string())).await.expect("connect");
+    let db = Db::connect(&DatabaseConfig::new(database_url.to_string()))
+        .await
+        .expect("connect");
     db.migrate().await.expect("migrate");
-    let clinic = clinics::create(&db, "Clinic A", "a", "America/New_York").await.expect("clinic");
-    let (_, token) = clinics::create_token(&db, clinic.id, "test", &Permission::ALL, None).await.expect("token");
+    let clinic = clinics::create(&db, "Clinic A", "a", "America/New_York")
+        .await
+        .expect("clinic");
+    let (_, token) = clinics::create_token(&db, clinic.id, "test", &Permission::ALL, None)
+        .await
+        .expect("token");
     db.close().await;
     token
 }

@@ -6,7 +6,8 @@
 use chrono::Duration;
 use entity::idempotency_keys;
 use sea_orm::{
-    ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, sea_query::{Expr, OnConflict},
+    ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    sea_query::{Expr, OnConflict},
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -44,7 +45,10 @@ pub fn check_key(key: &str) -> DomainResult<()> {
 pub async fn claim(db: &Db, who: &Principal, key: &str, hash: &str) -> DomainResult<Claim> {
     check_key(key)?;
     let Some(actor) = who.actor.id() else {
-        return Err(DomainError::invalid("Idempotency-Key", "needs a credential"));
+        return Err(DomainError::invalid(
+            "Idempotency-Key",
+            "needs a credential",
+        ));
     };
     for _ in 0..3 {
         let at = now();
@@ -122,16 +126,31 @@ pub async fn claim(db: &Db, who: &Principal, key: &str, hash: &str) -> DomainRes
         txn.commit().await?;
         return Ok(Claim::Proceed(existing.id));
     }
-    Err(DomainError::conflict_on("Idempotency-Key", "the key is contended; retry"))
+    Err(DomainError::conflict_on(
+        "Idempotency-Key",
+        "the key is contended; retry",
+    ))
 }
 
 /// Stores the response of a claimed key.
-pub async fn complete(db: &Db, who: &Principal, id: Uuid, status: u16, body: &Value) -> DomainResult<()> {
+pub async fn complete(
+    db: &Db,
+    who: &Principal,
+    id: Uuid,
+    status: u16,
+    body: &Value,
+) -> DomainResult<()> {
     let txn = db.begin_write().await?;
     who.update_rows::<idempotency_keys::Entity>()
         .col_expr(idempotency_keys::Column::Status, Expr::value("COMPLETED"))
-        .col_expr(idempotency_keys::Column::ResponseStatus, Expr::value(i32::from(status)))
-        .col_expr(idempotency_keys::Column::ResponseBody, Expr::value(body.clone()))
+        .col_expr(
+            idempotency_keys::Column::ResponseStatus,
+            Expr::value(i32::from(status)),
+        )
+        .col_expr(
+            idempotency_keys::Column::ResponseBody,
+            Expr::value(body.clone()),
+        )
         .filter(idempotency_keys::Column::Id.eq(id))
         .exec(&*txn)
         .await?;

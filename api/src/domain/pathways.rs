@@ -500,7 +500,7 @@ pub async fn update_stage(
 fn add_hours_sql(backend: DbBackend, column: &str, hours: i32) -> Expr {
     match backend {
         DbBackend::Postgres => {
-            Expr::cust_with_values(format!("{column} + make_interval(hours => ?)"), [hours])
+            Expr::cust_with_values(format!("{column} + make_interval(hours => $1)"), [hours])
         }
         _ => Expr::cust_with_values(
             format!("strftime('%Y-%m-%dT%H:%M:%f+00:00', {column}, ?)"),

@@ -4,7 +4,8 @@ use chrono::NaiveDate;
 use entity::{journeys, patients};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QuerySelect, QueryTrait, Select, sea_query::Expr,
+    PaginatorTrait, QueryFilter, QuerySelect, QueryTrait, Select,
+    sea_query::{Expr, LikeExpr},
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -137,10 +138,9 @@ fn filtered(
             if term.is_empty() {
                 continue;
             }
-            select = select.filter(Expr::cust_with_values(
-                "search_text LIKE ? ESCAPE '\\'",
-                [like_pattern(&term)],
-            ));
+            select = select.filter(
+                patients::Column::SearchText.like(LikeExpr::new(like_pattern(&term)).escape('\\')),
+            );
         }
     }
     if let Some(pathway_id) = filter.pathway_id {
@@ -166,7 +166,7 @@ fn filtered(
         let tag = validate::tags("tag", &[tag.to_string()])?.remove(0);
         let sql = match backend {
             DbBackend::Postgres => {
-                "EXISTS (SELECT 1 FROM json_array_elements_text(patients.tags) AS t(tag) WHERE t.tag = ?)"
+                "EXISTS (SELECT 1 FROM json_array_elements_text(patients.tags) AS t(tag) WHERE t.tag = $1)"
             }
             _ => "EXISTS (SELECT 1 FROM json_each(patients.tags) WHERE json_each.value = ?)",
         };

@@ -4,9 +4,8 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::{events, webhook_attempts, webhook_deliveries, webhook_endpoints};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, Select,
-    sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, ExprTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, Select, sea_query::Expr,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -63,7 +62,8 @@ pub struct EndpointFields {
 
 async fn check_url(url: &str, allow_private: bool) -> DomainResult<String> {
     let url = validate::required_text("url", url, 2048)?;
-    let parsed = targets::check_url(&url, allow_private).map_err(|why| DomainError::invalid("url", why))?;
+    let parsed =
+        targets::check_url(&url, allow_private).map_err(|why| DomainError::invalid("url", why))?;
     targets::check_resolves(&parsed, allow_private)
         .await
         .map_err(|why| DomainError::invalid("url", why))?;
@@ -88,7 +88,12 @@ pub async fn create_endpoint(
     require(who)?;
     let url = check_url(fields.url.as_deref().unwrap_or_default(), allow_private).await?;
     let types = check_types(&fields.event_types.unwrap_or_default())?;
-    let description = validate::optional_text("description", fields.description.flatten().as_deref(), 500, false)?;
+    let description = validate::optional_text(
+        "description",
+        fields.description.flatten().as_deref(),
+        500,
+        false,
+    )?;
     let mut write = store.write(who).await?;
     let secret = signing::new_secret();
     let endpoint = webhook_endpoints::Model {
@@ -110,7 +115,12 @@ pub async fn create_endpoint(
     webhook_endpoints::Entity::insert(endpoint.clone().into_active_model())
         .exec_without_returning(&*write.txn)
         .await?;
-    write.audit(AuditEntry::new("webhook_endpoint.created", IdKind::WebhookEndpoint, endpoint.id, None));
+    write.audit(AuditEntry::new(
+        "webhook_endpoint.created",
+        IdKind::WebhookEndpoint,
+        endpoint.id,
+        None,
+    ));
     write.commit().await?;
     Ok((endpoint, secret))
 }
@@ -140,7 +150,8 @@ pub async fn update_endpoint(
         endpoint.event_types = json!(check_types(&types)?);
     }
     if let Some(description) = fields.description {
-        endpoint.description = validate::optional_text("description", description.as_deref(), 500, false)?;
+        endpoint.description =
+            validate::optional_text("description", description.as_deref(), 500, false)?;
     }
     if let Some(include_phi) = fields.include_phi {
         endpoint.include_phi = include_phi;
@@ -156,8 +167,18 @@ pub async fn update_endpoint(
         endpoint.enabled = enabled;
     }
     endpoint.updated_at = write.now;
-    endpoint.clone().into_active_model().reset_all().update(&*write.txn).await?;
-    write.audit(AuditEntry::new("webhook_endpoint.updated", IdKind::WebhookEndpoint, id, None));
+    endpoint
+        .clone()
+        .into_active_model()
+        .reset_all()
+        .update(&*write.txn)
+        .await?;
+    write.audit(AuditEntry::new(
+        "webhook_endpoint.updated",
+        IdKind::WebhookEndpoint,
+        id,
+        None,
+    ));
     write.commit().await?;
     Ok(endpoint)
 }
@@ -173,7 +194,12 @@ pub async fn delete_endpoint(store: &Store, who: &Principal, id: Uuid) -> Domain
         .filter(webhook_endpoints::Column::Id.eq(id))
         .exec(&*write.txn)
         .await?;
-    write.audit(AuditEntry::new("webhook_endpoint.deleted", IdKind::WebhookEndpoint, id, None));
+    write.audit(AuditEntry::new(
+        "webhook_endpoint.deleted",
+        IdKind::WebhookEndpoint,
+        id,
+        None,
+    ));
     write.commit().await?;
     Ok(())
 }
@@ -188,7 +214,10 @@ pub async fn rotate_secret(
 ) -> DomainResult<(webhook_endpoints::Model, String)> {
     require(who)?;
     if grace < Duration::zero() || grace > Duration::days(7) {
-        return Err(DomainError::invalid("gracePeriodHours", "must be between 0 and 168 hours"));
+        return Err(DomainError::invalid(
+            "gracePeriodHours",
+            "must be between 0 and 168 hours",
+        ));
     }
     let mut write = store.write(who).await?;
     let mut endpoint = who
@@ -199,14 +228,27 @@ pub async fn rotate_secret(
     endpoint.previous_secret = Some(std::mem::replace(&mut endpoint.secret, secret.clone()));
     endpoint.previous_secret_expires_at = Some(write.now + grace);
     endpoint.updated_at = write.now;
-    endpoint.clone().into_active_model().reset_all().update(&*write.txn).await?;
-    write.audit(AuditEntry::new("webhook_endpoint.secret_rotated", IdKind::WebhookEndpoint, id, None));
+    endpoint
+        .clone()
+        .into_active_model()
+        .reset_all()
+        .update(&*write.txn)
+        .await?;
+    write.audit(AuditEntry::new(
+        "webhook_endpoint.secret_rotated",
+        IdKind::WebhookEndpoint,
+        id,
+        None,
+    ));
     write.commit().await?;
     Ok((endpoint, secret))
 }
 
 /// The clinic's endpoints, oldest first.
-pub async fn endpoints(store: &Store, who: &Principal) -> DomainResult<Vec<webhook_endpoints::Model>> {
+pub async fn endpoints(
+    store: &Store,
+    who: &Principal,
+) -> DomainResult<Vec<webhook_endpoints::Model>> {
     require(who)?;
     Ok(who
         .select::<webhook_endpoints::Entity>()
@@ -270,15 +312,24 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
     }
     let queued = deliveries.len();
     for chunk in deliveries.chunks(500) {
-        webhook_deliveries::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
-            .exec_without_returning(txn)
-            .await?;
+        webhook_deliveries::Entity::insert_many(
+            chunk
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .exec_without_returning(txn)
+        .await?;
     }
     Ok(queued)
 }
 
 /// Queues a test message to an endpoint.
-pub async fn send_test(store: &Store, who: &Principal, endpoint_id: Uuid) -> DomainResult<webhook_deliveries::Model> {
+pub async fn send_test(
+    store: &Store,
+    who: &Principal,
+    endpoint_id: Uuid,
+) -> DomainResult<webhook_deliveries::Model> {
     require(who)?;
     let mut write = store.write(who).await?;
     let endpoint = who
@@ -302,7 +353,12 @@ pub async fn send_test(store: &Store, who: &Principal, endpoint_id: Uuid) -> Dom
     webhook_deliveries::Entity::insert(delivery.clone().into_active_model())
         .exec_without_returning(&*write.txn)
         .await?;
-    write.audit(AuditEntry::new("webhook.test_sent", IdKind::WebhookEndpoint, endpoint.id, None));
+    write.audit(AuditEntry::new(
+        "webhook.test_sent",
+        IdKind::WebhookEndpoint,
+        endpoint.id,
+        None,
+    ));
     write.commit().await?;
     store.bus.deliveries.notify_one();
     Ok(delivery)
@@ -310,7 +366,11 @@ pub async fn send_test(store: &Store, who: &Principal, endpoint_id: Uuid) -> Dom
 
 /// Sends a delivery again from the start of the retry schedule, with the
 /// same `webhook-id`.
-pub async fn redeliver(store: &Store, who: &Principal, id: Uuid) -> DomainResult<webhook_deliveries::Model> {
+pub async fn redeliver(
+    store: &Store,
+    who: &Principal,
+    id: Uuid,
+) -> DomainResult<webhook_deliveries::Model> {
     require(who)?;
     let mut write = store.write(who).await?;
     let mut delivery = who
@@ -321,8 +381,18 @@ pub async fn redeliver(store: &Store, who: &Principal, id: Uuid) -> DomainResult
     delivery.retry_index = 0;
     delivery.next_attempt_at = write.now;
     delivery.locked_until = None;
-    delivery.clone().into_active_model().reset_all().update(&*write.txn).await?;
-    write.audit(AuditEntry::new("webhook.redelivered", IdKind::WebhookDelivery, id, None));
+    delivery
+        .clone()
+        .into_active_model()
+        .reset_all()
+        .update(&*write.txn)
+        .await?;
+    write.audit(AuditEntry::new(
+        "webhook.redelivered",
+        IdKind::WebhookDelivery,
+        id,
+        None,
+    ));
     write.commit().await?;
     store.bus.deliveries.notify_one();
     Ok(delivery)
@@ -335,7 +405,10 @@ pub struct DeliveryFilter {
     pub status: Option<String>,
 }
 
-fn deliveries_filtered(who: &Principal, filter: &DeliveryFilter) -> Select<webhook_deliveries::Entity> {
+fn deliveries_filtered(
+    who: &Principal,
+    filter: &DeliveryFilter,
+) -> Select<webhook_deliveries::Entity> {
     let mut select = who.select::<webhook_deliveries::Entity>();
     if let Some(endpoint) = filter.endpoint_id {
         select = select.filter(webhook_deliveries::Column::EndpointId.eq(endpoint));
@@ -364,24 +437,41 @@ pub async fn deliveries(
         id: webhook_deliveries::Column::Id,
         sort: Sort::Descending,
     };
-    let rows = key.apply(deliveries_filtered(who, filter), page).all(store.db.conn()).await?;
+    let rows = key
+        .apply(deliveries_filtered(who, filter), page)
+        .all(store.db.conn())
+        .await?;
     Ok(finish(rows, page))
 }
 
 /// How many deliveries match.
-pub async fn count_deliveries(store: &Store, who: &Principal, filter: &DeliveryFilter) -> DomainResult<u64> {
+pub async fn count_deliveries(
+    store: &Store,
+    who: &Principal,
+    filter: &DeliveryFilter,
+) -> DomainResult<u64> {
     use sea_orm::PaginatorTrait;
     require(who)?;
-    Ok(deliveries_filtered(who, filter).count(store.db.conn()).await?)
+    Ok(deliveries_filtered(who, filter)
+        .count(store.db.conn())
+        .await?)
 }
 
 /// Claims up to `limit` due deliveries (of every clinic) for `lease`: on
 /// PostgreSQL with `FOR UPDATE SKIP LOCKED`, so replicas share the work
 /// without sending anything twice at once.
-pub async fn claim(store: &Store, limit: u64, lease: Duration) -> DomainResult<Vec<webhook_deliveries::Model>> {
+pub async fn claim(
+    store: &Store,
+    limit: u64,
+    lease: Duration,
+) -> DomainResult<Vec<webhook_deliveries::Model>> {
     let now = super::now();
     let backend = store.db.backend();
-    let lock = if backend == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let lock = if backend == DbBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
     let sql = format!(
         "UPDATE webhook_deliveries SET locked_until = ?, attempts = attempts + 1 \
          WHERE id IN (SELECT id FROM webhook_deliveries \
@@ -405,7 +495,9 @@ pub async fn claim(store: &Store, limit: u64, lease: Duration) -> DomainResult<V
         .await?;
     let claimed = rows
         .iter()
-        .map(|row| <webhook_deliveries::Model as sea_orm::FromQueryResult>::from_query_result(row, ""))
+        .map(|row| {
+            <webhook_deliveries::Model as sea_orm::FromQueryResult>::from_query_result(row, "")
+        })
         .collect::<Result<Vec<_>, _>>()?;
     txn.commit().await?;
     Ok(claimed)
@@ -472,9 +564,9 @@ pub async fn settle(
     };
     let next_attempt_at = match settled {
         Settled::Retrying => {
-            let wait = outcome
-                .retry_after
-                .unwrap_or_else(|| Duration::from_std(schedule[next_index as usize]).unwrap_or_default());
+            let wait = outcome.retry_after.unwrap_or_else(|| {
+                Duration::from_std(schedule[next_index as usize]).unwrap_or_default()
+            });
             write.now + wait.min(Duration::hours(24))
         }
         _ => delivery.next_attempt_at,
@@ -487,15 +579,41 @@ pub async fn settle(
     system
         .update_rows::<webhook_deliveries::Entity>()
         .col_expr(webhook_deliveries::Column::Status, Expr::value(new_status))
-        .col_expr(webhook_deliveries::Column::RetryIndex, Expr::value(if settled == Settled::Retrying { next_index } else { delivery.retry_index }))
-        .col_expr(webhook_deliveries::Column::NextAttemptAt, Expr::value(next_attempt_at))
-        .col_expr(webhook_deliveries::Column::LockedUntil, Expr::value(Option::<DateTime<Utc>>::None))
-        .col_expr(webhook_deliveries::Column::LastAttemptAt, Expr::value(outcome.attempted_at))
-        .col_expr(webhook_deliveries::Column::LastStatusCode, Expr::value(outcome.status_code.map(i32::from)))
-        .col_expr(webhook_deliveries::Column::LastError, Expr::value(outcome.error.clone()))
+        .col_expr(
+            webhook_deliveries::Column::RetryIndex,
+            Expr::value(if settled == Settled::Retrying {
+                next_index
+            } else {
+                delivery.retry_index
+            }),
+        )
+        .col_expr(
+            webhook_deliveries::Column::NextAttemptAt,
+            Expr::value(next_attempt_at),
+        )
+        .col_expr(
+            webhook_deliveries::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            webhook_deliveries::Column::LastAttemptAt,
+            Expr::value(outcome.attempted_at),
+        )
+        .col_expr(
+            webhook_deliveries::Column::LastStatusCode,
+            Expr::value(outcome.status_code.map(i32::from)),
+        )
+        .col_expr(
+            webhook_deliveries::Column::LastError,
+            Expr::value(outcome.error.clone()),
+        )
         .col_expr(
             webhook_deliveries::Column::DeliveredAt,
-            Expr::value(if ok { Some(write.now) } else { delivery.delivered_at }),
+            Expr::value(if ok {
+                Some(write.now)
+            } else {
+                delivery.delivered_at
+            }),
         )
         .filter(webhook_deliveries::Column::Id.eq(delivery.id))
         .exec(&*write.txn)
@@ -504,26 +622,43 @@ pub async fn settle(
         Settled::Delivered => {
             system
                 .update_rows::<webhook_endpoints::Entity>()
-                .col_expr(webhook_endpoints::Column::ExhaustedDeliveries, Expr::value(0))
+                .col_expr(
+                    webhook_endpoints::Column::ExhaustedDeliveries,
+                    Expr::value(0),
+                )
                 .filter(webhook_endpoints::Column::Id.eq(delivery.endpoint_id))
                 .filter(webhook_endpoints::Column::ExhaustedDeliveries.ne(0))
                 .exec(&*write.txn)
                 .await?;
         }
         Settled::Gone => {
-            disable(&mut write, delivery.endpoint_id, "the receiver answered 410 Gone").await?;
+            disable(
+                &mut write,
+                delivery.endpoint_id,
+                "the receiver answered 410 Gone",
+            )
+            .await?;
         }
         Settled::Failed => {
-            let endpoint = system
-                .get::<webhook_endpoints::Entity, _>(&*write.txn, delivery.endpoint_id, "webhook endpoint")
-                .await?;
-            let exhausted = endpoint.exhausted_deliveries + 1;
+            // Incremented in place: deliveries of one endpoint settle concurrently,
+            // and the row lock taken here orders them on PostgreSQL.
             system
                 .update_rows::<webhook_endpoints::Entity>()
-                .col_expr(webhook_endpoints::Column::ExhaustedDeliveries, Expr::value(exhausted))
-                .filter(webhook_endpoints::Column::Id.eq(endpoint.id))
+                .col_expr(
+                    webhook_endpoints::Column::ExhaustedDeliveries,
+                    Expr::col(webhook_endpoints::Column::ExhaustedDeliveries).add(1),
+                )
+                .filter(webhook_endpoints::Column::Id.eq(delivery.endpoint_id))
                 .exec(&*write.txn)
                 .await?;
+            let endpoint = system
+                .get::<webhook_endpoints::Entity, _>(
+                    &*write.txn,
+                    delivery.endpoint_id,
+                    "webhook endpoint",
+                )
+                .await?;
+            let exhausted = endpoint.exhausted_deliveries;
             if exhausted >= DISABLE_AFTER_EXHAUSTED && endpoint.enabled {
                 disable(
                     &mut write,
@@ -544,7 +679,10 @@ async fn disable(write: &mut super::Write<'_>, endpoint: Uuid, reason: &str) -> 
         .who
         .update_rows::<webhook_endpoints::Entity>()
         .col_expr(webhook_endpoints::Column::Enabled, Expr::value(false))
-        .col_expr(webhook_endpoints::Column::DisabledReason, Expr::value(reason))
+        .col_expr(
+            webhook_endpoints::Column::DisabledReason,
+            Expr::value(reason),
+        )
         .col_expr(webhook_endpoints::Column::UpdatedAt, Expr::value(write.now))
         .filter(webhook_endpoints::Column::Id.eq(endpoint))
         .filter(webhook_endpoints::Column::Enabled.eq(true))
@@ -586,7 +724,9 @@ pub async fn body_of(
     if let Some(payload) = &delivery.payload {
         return Ok(Some(payload.clone()));
     }
-    let Some(event_id) = delivery.event_id else { return Ok(None) };
+    let Some(event_id) = delivery.event_id else {
+        return Ok(None);
+    };
     let system = Principal::system(delivery.clinic_id);
     let conn = store.db.conn();
     let Some(event) = system
@@ -606,10 +746,16 @@ pub async fn body_of(
 
 /// Adds the patient's identity and contact details, and the text of
 /// summaries and comments, to an event's data.
-async fn enrich<C: ConnectionTrait>(who: &Principal, conn: &C, body: &mut Value) -> DomainResult<()> {
+async fn enrich<C: ConnectionTrait>(
+    who: &Principal,
+    conn: &C,
+    body: &mut Value,
+) -> DomainResult<()> {
     use entity::{feedback, patients, touchpoints};
     let data = &mut body["data"];
-    if let Some(patient) = data["patientId"].as_str().and_then(|p| ids::decode_as(IdKind::Patient, p).ok())
+    if let Some(patient) = data["patientId"]
+        .as_str()
+        .and_then(|p| ids::decode_as(IdKind::Patient, p).ok())
         && let Some(patient) = who
             .select::<patients::Entity>()
             .filter(patients::Column::Id.eq(patient))
@@ -624,7 +770,9 @@ async fn enrich<C: ConnectionTrait>(who: &Principal, conn: &C, body: &mut Value)
             "externalId": patient.external_id,
         });
     }
-    if let Some(id) = data["touchpointId"].as_str().and_then(|t| ids::decode_as(IdKind::Touchpoint, t).ok())
+    if let Some(id) = data["touchpointId"]
+        .as_str()
+        .and_then(|t| ids::decode_as(IdKind::Touchpoint, t).ok())
         && let Some(touchpoint) = who
             .select::<touchpoints::Entity>()
             .filter(touchpoints::Column::Id.eq(id))
@@ -633,7 +781,9 @@ async fn enrich<C: ConnectionTrait>(who: &Principal, conn: &C, body: &mut Value)
     {
         data["summary"] = json!(touchpoint.summary);
     }
-    if let Some(id) = data["feedbackId"].as_str().and_then(|f| ids::decode_as(IdKind::Feedback, f).ok())
+    if let Some(id) = data["feedbackId"]
+        .as_str()
+        .and_then(|f| ids::decode_as(IdKind::Feedback, f).ok())
         && let Some(feedback) = who
             .select::<feedback::Entity>()
             .filter(feedback::Column::Id.eq(id))

@@ -509,7 +509,12 @@ impl Loaders {
             ),
             webhook_endpoint: by_id(&store, &who, queue),
             webhook_delivery: by_id(&store, &who, queue),
-            attempts_of_delivery: by_parent!(webhook_attempts, DeliveryId, |a| Some(a.delivery_id), [AttemptedAt, Id]),
+            attempts_of_delivery: by_parent!(
+                webhook_attempts,
+                DeliveryId,
+                |a| Some(a.delivery_id),
+                [AttemptedAt, Id]
+            ),
             access_log_of_patient: loader(
                 PagesByParent {
                     store: store.clone(),

@@ -346,7 +346,10 @@ impl Query {
 
     /// The clinic's webhook endpoints, oldest first (`webhooks:manage`).
     #[graphql(complexity = "10 * child_complexity + 1")]
-    async fn webhook_endpoints(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WebhookEndpoint>> {
+    async fn webhook_endpoints(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<WebhookEndpoint>> {
         let endpoints = domain::webhooks::endpoints(ctx.store(), ctx.principal()?).await?;
         Ok(endpoints.into_iter().map(WebhookEndpoint).collect())
     }
@@ -357,7 +360,9 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only this endpoint's deliveries.")] endpoint_id: Option<ID>,
-        #[graphql(desc = "Only deliveries with this status.")] status: Option<WebhookDeliveryStatus>,
+        #[graphql(desc = "Only deliveries with this status.")] status: Option<
+            WebhookDeliveryStatus,
+        >,
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to continue after.")] after: Option<String>,
     ) -> async_graphql::Result<Conn<WebhookDelivery>> {
@@ -365,7 +370,11 @@ impl Query {
         let store = ctx.store().clone();
         let page = PageRequest::new(first, after.as_deref(), None, None)?;
         let filter = domain::webhooks::DeliveryFilter {
-            endpoint_id: super::context::decode_opt_id(IdKind::WebhookEndpoint, "endpointId", endpoint_id.as_ref())?,
+            endpoint_id: super::context::decode_opt_id(
+                IdKind::WebhookEndpoint,
+                "endpointId",
+                endpoint_id.as_ref(),
+            )?,
             status: status.map(|s| s.as_str().to_string()),
         };
         let found = domain::webhooks::deliveries(&store, &who, &filter, &page).await?;

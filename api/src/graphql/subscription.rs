@@ -166,6 +166,7 @@ impl StageChangeEvent {
     }
 
     /// The stage left.
+    #[allow(clippy::wrong_self_convention)]
     async fn from_stage(&self, ctx: &Context<'_>) -> async_graphql::Result<Stage> {
         let id = self.0.data["previous"]["stageId"]
             .as_str()

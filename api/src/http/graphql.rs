@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 
 use axum::{
     body::Bytes,
-    extract::{ConnectInfo, RawQuery, State},
+    extract::{ConnectInfo, RawQuery, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
@@ -171,10 +171,35 @@ pub async fn post(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return plain_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                media,
+                &format!(
+                    "the request body is larger than {} bytes",
+                    state.config.max_body_bytes
+                ),
+                "PAYLOAD_TOO_LARGE",
+            );
+        }
+        Err(rejection) => {
+            return plain_error(
+                rejection.status(),
+                media,
+                &format!(
+                    "the request body could not be read: {}",
+                    rejection.body_text()
+                ),
+                "BAD_REQUEST",
+            );
+        }
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -258,7 +283,9 @@ pub async fn post(
         }
         item => match parse_request(item) {
             Ok(request) => match idempotency_key {
-                Some(key) => idempotent(&state, &headers, peer, media, request, key, body_hash).await,
+                Some(key) => {
+                    idempotent(&state, &headers, peer, media, request, key, body_hash).await
+                }
                 None => execute_one(&state, &headers, peer, media, request, false).await,
             },
             Err(message) => plain_error(StatusCode::BAD_REQUEST, media, &message, "BAD_REQUEST"),
@@ -305,7 +332,9 @@ async fn execute_one(
     read_only: bool,
 ) -> Response {
     let (status, body) = execute_body(state, headers, peer, media, request, read_only).await;
-    let wait = (status == StatusCode::TOO_MANY_REQUESTS).then(|| retry_after(&body)).flatten();
+    let wait = (status == StatusCode::TOO_MANY_REQUESTS)
+        .then(|| retry_after(&body))
+        .flatten();
     let mut response = (status, axum::Json(body)).into_response();
     response
         .headers_mut()
@@ -349,32 +378,44 @@ async fn idempotent(
         // Queries are idempotent anyway; bad credentials are answered as usual.
         return execute_one(state, headers, peer, media, request, false).await;
     };
-    let claim = match domain::idempotency::claim(&state.store.db, &principal, &key, &body_hash).await {
-        Ok(claim) => claim,
-        Err(domain::DomainError::Invalid { field, message }) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                media,
-                vec![error::coded(format!("{field}: {message}"), code::BAD_USER_INPUT, Some(&field))],
-            );
-        }
-        Err(domain::DomainError::Conflict { field, message }) => {
-            return error_response(
-                StatusCode::CONFLICT,
-                media,
-                vec![error::coded(message, code::CONFLICT, field.as_deref())],
-            );
-        }
-        Err(other) => {
-            tracing::error!(error = ?other, "idempotency key lookup failed");
-            return plain_error(StatusCode::INTERNAL_SERVER_ERROR, media, "internal error", code::INTERNAL);
-        }
-    };
+    let claim =
+        match domain::idempotency::claim(&state.store.db, &principal, &key, &body_hash).await {
+            Ok(claim) => claim,
+            Err(domain::DomainError::Invalid { field, message }) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    media,
+                    vec![error::coded(
+                        format!("{field}: {message}"),
+                        code::BAD_USER_INPUT,
+                        Some(&field),
+                    )],
+                );
+            }
+            Err(domain::DomainError::Conflict { field, message }) => {
+                return error_response(
+                    StatusCode::CONFLICT,
+                    media,
+                    vec![error::coded(message, code::CONFLICT, field.as_deref())],
+                );
+            }
+            Err(other) => {
+                tracing::error!(error = ?other, "idempotency key lookup failed");
+                return plain_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    media,
+                    "internal error",
+                    code::INTERNAL,
+                );
+            }
+        };
     match claim {
         domain::idempotency::Claim::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let mut response = (status, axum::Json(body)).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, media.header());
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, media.header());
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -393,13 +434,22 @@ async fn idempotent(
             let stored = if retryable {
                 domain::idempotency::release(&state.store.db, &principal, id).await
             } else {
-                domain::idempotency::complete(&state.store.db, &principal, id, status.as_u16(), &body).await
+                domain::idempotency::complete(
+                    &state.store.db,
+                    &principal,
+                    id,
+                    status.as_u16(),
+                    &body,
+                )
+                .await
             };
             if let Err(error) = stored {
                 tracing::error!(?error, "storing an idempotent response failed");
             }
             let mut response = (status, axum::Json(body)).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, media.header());
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, media.header());
             response
         }
     }

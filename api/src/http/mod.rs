@@ -140,7 +140,11 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 REQUEST_ID,
                 HeaderName::from_static("idempotency-key"),
             ])
-            .expose_headers([REQUEST_ID, HeaderName::from_static("idempotent-replayed"), header::RETRY_AFTER])
+            .expose_headers([
+                REQUEST_ID,
+                HeaderName::from_static("idempotent-replayed"),
+                header::RETRY_AFTER,
+            ])
             .max_age(Duration::from_secs(600)),
     )
 }

@@ -56,7 +56,10 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(15),
-            schedule: STANDARD_SCHEDULE.iter().map(|s| Duration::from_secs(*s)).collect(),
+            schedule: STANDARD_SCHEDULE
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
             lease: Duration::from_secs(60),
             concurrency: 64,
             poll: Duration::from_secs(1),
@@ -79,7 +82,12 @@ pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
 }
 
 /// Runs the delivery workers until `shutdown`, then lets in-flight sends finish.
-pub async fn run(store: Store, config: DeliveryConfig, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+pub async fn run(
+    store: Store,
+    config: DeliveryConfig,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
     let client = match reqwest::Client::builder()
         .timeout(config.timeout)
         .connect_timeout(config.timeout)
@@ -90,7 +98,10 @@ pub async fn run(store: Store, config: DeliveryConfig, metrics: Arc<Metrics>, sh
     {
         Ok(client) => client,
         Err(error) => {
-            tracing::error!(?error, "cannot build the webhook client; webhooks are not delivered");
+            tracing::error!(
+                ?error,
+                "cannot build the webhook client; webhooks are not delivered"
+            );
             return;
         }
     };
@@ -129,20 +140,33 @@ pub async fn run(store: Store, config: DeliveryConfig, metrics: Arc<Metrics>, sh
             continue;
         }
         for delivery in claimed {
-            let Ok(permit) = slots.clone().acquire_owned().await else { break };
-            let (store, client, config, metrics) = (store.clone(), client.clone(), config.clone(), metrics.clone());
-            tokio::spawn(async move {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let (store, client, config, metrics) = (
+                store.clone(),
+                client.clone(),
+                config.clone(),
+                metrics.clone(),
+            );
+            tokio::spawn(crate::db::uncounted(async move {
                 let outcome = deliver(&store, &client, &config, &delivery).await;
                 match outcome {
                     Ok(settled) => metrics.webhook_delivered(settled_label(settled)),
-                    Err(error) => tracing::warn!(?error, delivery = %delivery.id, "a webhook delivery could not be settled; it will be retried"),
+                    Err(error) => {
+                        tracing::warn!(?error, delivery = %delivery.id, "a webhook delivery could not be settled; it will be retried")
+                    }
                 }
                 drop(permit);
-            });
+            }));
         }
     }
     // Let in-flight deliveries settle (each is bounded by the timeout).
-    let _ = tokio::time::timeout(config.timeout + Duration::from_secs(1), slots.acquire_many(config.concurrency.max(1) as u32)).await;
+    let _ = tokio::time::timeout(
+        config.timeout + Duration::from_secs(1),
+        slots.acquire_many(config.concurrency.max(1) as u32),
+    )
+    .await;
 }
 
 fn settled_label(settled: Option<Settled>) -> &'static str {
@@ -169,7 +193,9 @@ async fn deliver(
         .filter(webhook_endpoints::Column::Id.eq(delivery.endpoint_id))
         .one(store.db.conn())
         .await?;
-    let Some(endpoint) = endpoint else { return Ok(None) };
+    let Some(endpoint) = endpoint else {
+        return Ok(None);
+    };
     if !endpoint.enabled {
         // Kept for when the endpoint is enabled again.
         postpone(store, delivery, chrono::Duration::minutes(5)).await?;
@@ -184,21 +210,38 @@ async fn deliver(
             error: Some("the event no longer exists".into()),
             retry_after: None,
         };
-        return webhooks::settle(store, delivery, &outcome, &[]).await.map(Some);
+        return webhooks::settle(store, delivery, &outcome, &[])
+            .await
+            .map(Some);
     };
     let body = serde_json::to_vec(&body).unwrap_or_default();
     let outcome = send(client, config, &endpoint, delivery, &body).await;
-    webhooks::settle(store, delivery, &outcome, &config.schedule).await.map(Some)
+    webhooks::settle(store, delivery, &outcome, &config.schedule)
+        .await
+        .map(Some)
 }
 
-async fn postpone(store: &Store, delivery: &webhook_deliveries::Model, by: chrono::Duration) -> DomainResult<()> {
+async fn postpone(
+    store: &Store,
+    delivery: &webhook_deliveries::Model,
+    by: chrono::Duration,
+) -> DomainResult<()> {
     let system = Principal::system(delivery.clinic_id);
     let write = store.write(&system).await?;
     system
         .update_rows::<webhook_deliveries::Entity>()
-        .col_expr(webhook_deliveries::Column::NextAttemptAt, Expr::value(write.now + by))
-        .col_expr(webhook_deliveries::Column::LockedUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
-        .col_expr(webhook_deliveries::Column::Attempts, Expr::col(webhook_deliveries::Column::Attempts).sub(1))
+        .col_expr(
+            webhook_deliveries::Column::NextAttemptAt,
+            Expr::value(write.now + by),
+        )
+        .col_expr(
+            webhook_deliveries::Column::LockedUntil,
+            Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .col_expr(
+            webhook_deliveries::Column::Attempts,
+            Expr::col(webhook_deliveries::Column::Attempts).sub(1),
+        )
         .filter(webhook_deliveries::Column::Id.eq(delivery.id))
         .exec(&*write.txn)
         .await?;
@@ -216,7 +259,9 @@ async fn send(
 ) -> Outcome {
     let attempted_at = crate::domain::now();
     let started = std::time::Instant::now();
-    let finish = |status_code: Option<u16>, error: Option<String>, retry_after: Option<chrono::Duration>| Outcome {
+    let finish = |status_code: Option<u16>,
+                  error: Option<String>,
+                  retry_after: Option<chrono::Duration>| Outcome {
         attempted_at,
         status_code,
         latency_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32,
@@ -228,11 +273,18 @@ async fn send(
     }
     let timestamp = Utc::now().timestamp();
     let mut signature = signing::sign(&endpoint.secret, &delivery.message_id, timestamp, body);
-    if let (Some(previous), Some(until)) = (&endpoint.previous_secret, endpoint.previous_secret_expires_at)
-        && until > attempted_at
+    if let (Some(previous), Some(until)) = (
+        &endpoint.previous_secret,
+        endpoint.previous_secret_expires_at,
+    ) && until > attempted_at
     {
         signature.push(' ');
-        signature.push_str(&signing::sign(previous, &delivery.message_id, timestamp, body));
+        signature.push_str(&signing::sign(
+            previous,
+            &delivery.message_id,
+            timestamp,
+            body,
+        ));
     }
     let response = client
         .post(&endpoint.url)
@@ -246,7 +298,10 @@ async fn send(
     match response {
         Ok(response) => {
             let status = response.status();
-            let retry_after = if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+            let retry_after = if matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            ) {
                 retry_after(response.headers())
             } else {
                 None
@@ -269,7 +324,11 @@ async fn send(
 
 /// A `Retry-After` header: seconds or an HTTP date.
 fn retry_after(headers: &HeaderMap) -> Option<chrono::Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(seconds) = value.parse::<i64>() {
         return Some(chrono::Duration::seconds(seconds.clamp(0, 86_400)));
     }
@@ -283,7 +342,14 @@ mod tests {
 
     #[test]
     fn schedules_and_retry_after_parse() {
-        assert_eq!(parse_schedule("0, 5,300").unwrap(), vec![Duration::ZERO, Duration::from_secs(5), Duration::from_secs(300)]);
+        assert_eq!(
+            parse_schedule("0, 5,300").unwrap(),
+            vec![
+                Duration::ZERO,
+                Duration::from_secs(5),
+                Duration::from_secs(300)
+            ]
+        );
         assert!(parse_schedule("soon").is_err());
         let mut headers = HeaderMap::new();
         headers.insert(reqwest::header::RETRY_AFTER, "120".parse().unwrap());

@@ -19,7 +19,9 @@ pub fn new_secret() -> String {
 }
 
 fn key_of(secret: &str) -> Option<Vec<u8>> {
-    STANDARD.decode(secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret)).ok()
+    STANDARD
+        .decode(secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret))
+        .ok()
 }
 
 /// The `v1,…` signature of one message with one secret.
@@ -37,10 +39,16 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
 /// True when any `v1` signature of a `webhook-signature` header matches —
 /// what a receiver checks (also with a tolerance on the timestamp).
 pub fn verify(secret: &str, id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
-    let Some(key) = key_of(secret) else { return false };
+    let Some(key) = key_of(secret) else {
+        return false;
+    };
     header.split_whitespace().any(|signature| {
-        let Some(encoded) = signature.strip_prefix("v1,") else { return false };
-        let Ok(expected) = STANDARD.decode(encoded) else { return false };
+        let Some(encoded) = signature.strip_prefix("v1,") else {
+            return false;
+        };
+        let Ok(expected) = STANDARD.decode(encoded) else {
+            return false;
+        };
         let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
         mac.update(id.as_bytes());
         mac.update(b".");
@@ -59,12 +67,45 @@ mod tests {
     fn signatures_verify_and_detect_tampering() {
         let secret = new_secret();
         let signature = sign(&secret, "evt_1", 1_700_000_000, br#"{"a":1}"#);
-        assert!(verify(&secret, "evt_1", 1_700_000_000, br#"{"a":1}"#, &signature));
-        assert!(!verify(&secret, "evt_1", 1_700_000_001, br#"{"a":1}"#, &signature));
-        assert!(!verify(&secret, "evt_1", 1_700_000_000, br#"{"a":2}"#, &signature));
-        assert!(!verify(&new_secret(), "evt_1", 1_700_000_000, br#"{"a":1}"#, &signature));
-        let both = format!("{} {signature}", sign(&new_secret(), "evt_1", 1_700_000_000, br#"{"a":1}"#));
-        assert!(verify(&secret, "evt_1", 1_700_000_000, br#"{"a":1}"#, &both));
+        assert!(verify(
+            &secret,
+            "evt_1",
+            1_700_000_000,
+            br#"{"a":1}"#,
+            &signature
+        ));
+        assert!(!verify(
+            &secret,
+            "evt_1",
+            1_700_000_001,
+            br#"{"a":1}"#,
+            &signature
+        ));
+        assert!(!verify(
+            &secret,
+            "evt_1",
+            1_700_000_000,
+            br#"{"a":2}"#,
+            &signature
+        ));
+        assert!(!verify(
+            &new_secret(),
+            "evt_1",
+            1_700_000_000,
+            br#"{"a":1}"#,
+            &signature
+        ));
+        let both = format!(
+            "{} {signature}",
+            sign(&new_secret(), "evt_1", 1_700_000_000, br#"{"a":1}"#)
+        );
+        assert!(verify(
+            &secret,
+            "evt_1",
+            1_700_000_000,
+            br#"{"a":1}"#,
+            &both
+        ));
     }
 
     #[test]

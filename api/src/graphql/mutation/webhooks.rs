@@ -16,7 +16,8 @@ pub struct WebhookPolicy {
 }
 
 fn allow_private(ctx: &Context<'_>) -> bool {
-    ctx.data_opt::<WebhookPolicy>().is_some_and(|p| p.allow_private_targets)
+    ctx.data_opt::<WebhookPolicy>()
+        .is_some_and(|p| p.allow_private_targets)
 }
 
 /// A new webhook endpoint.
@@ -133,9 +134,14 @@ impl WebhookMutations {
             include_phi: Some(input.include_phi),
             enabled: Some(true),
         };
-        let (endpoint, secret) = domain::webhooks::create_endpoint(ctx.store(), ctx.principal()?, fields, allow_private(ctx))
-            .await
-            .map_err(|e| e.under("input"))?;
+        let (endpoint, secret) = domain::webhooks::create_endpoint(
+            ctx.store(),
+            ctx.principal()?,
+            fields,
+            allow_private(ctx),
+        )
+        .await
+        .map_err(|e| e.under("input"))?;
         Ok(CreateWebhookEndpointPayload {
             endpoint: WebhookEndpoint(endpoint),
             secret,
@@ -148,7 +154,11 @@ impl WebhookMutations {
         ctx: &Context<'_>,
         input: UpdateWebhookEndpointInput,
     ) -> async_graphql::Result<WebhookEndpointPayload> {
-        let id = decode_id(IdKind::WebhookEndpoint, "input.endpointId", &input.endpoint_id)?;
+        let id = decode_id(
+            IdKind::WebhookEndpoint,
+            "input.endpointId",
+            &input.endpoint_id,
+        )?;
         let fields = EndpointFields {
             url: input.url,
             event_types: input.event_types,
@@ -160,9 +170,15 @@ impl WebhookMutations {
             include_phi: input.include_phi,
             enabled: input.enabled,
         };
-        let endpoint = domain::webhooks::update_endpoint(ctx.store(), ctx.principal()?, id, fields, allow_private(ctx))
-            .await
-            .map_err(|e| e.under("input"))?;
+        let endpoint = domain::webhooks::update_endpoint(
+            ctx.store(),
+            ctx.principal()?,
+            id,
+            fields,
+            allow_private(ctx),
+        )
+        .await
+        .map_err(|e| e.under("input"))?;
         Ok(WebhookEndpointPayload {
             endpoint: WebhookEndpoint(endpoint),
         })
@@ -174,7 +190,11 @@ impl WebhookMutations {
         ctx: &Context<'_>,
         input: WebhookEndpointInput,
     ) -> async_graphql::Result<DeleteWebhookEndpointPayload> {
-        let id = decode_id(IdKind::WebhookEndpoint, "input.endpointId", &input.endpoint_id)?;
+        let id = decode_id(
+            IdKind::WebhookEndpoint,
+            "input.endpointId",
+            &input.endpoint_id,
+        )?;
         domain::webhooks::delete_endpoint(ctx.store(), ctx.principal()?, id)
             .await
             .map_err(|e| e.under("input"))?;
@@ -190,11 +210,16 @@ impl WebhookMutations {
         ctx: &Context<'_>,
         input: RotateWebhookSecretInput,
     ) -> async_graphql::Result<RotateWebhookSecretPayload> {
-        let id = decode_id(IdKind::WebhookEndpoint, "input.endpointId", &input.endpoint_id)?;
+        let id = decode_id(
+            IdKind::WebhookEndpoint,
+            "input.endpointId",
+            &input.endpoint_id,
+        )?;
         let grace = chrono::Duration::hours(input.grace_period_hours.into());
-        let (endpoint, secret) = domain::webhooks::rotate_secret(ctx.store(), ctx.principal()?, id, grace)
-            .await
-            .map_err(|e| e.under("input"))?;
+        let (endpoint, secret) =
+            domain::webhooks::rotate_secret(ctx.store(), ctx.principal()?, id, grace)
+                .await
+                .map_err(|e| e.under("input"))?;
         Ok(RotateWebhookSecretPayload {
             endpoint: WebhookEndpoint(endpoint),
             secret,
@@ -202,8 +227,16 @@ impl WebhookMutations {
     }
 
     /// Sends a `webhook.test` message to an endpoint.
-    async fn send_test_webhook(&self, ctx: &Context<'_>, input: WebhookEndpointInput) -> async_graphql::Result<WebhookDeliveryPayload> {
-        let id = decode_id(IdKind::WebhookEndpoint, "input.endpointId", &input.endpoint_id)?;
+    async fn send_test_webhook(
+        &self,
+        ctx: &Context<'_>,
+        input: WebhookEndpointInput,
+    ) -> async_graphql::Result<WebhookDeliveryPayload> {
+        let id = decode_id(
+            IdKind::WebhookEndpoint,
+            "input.endpointId",
+            &input.endpoint_id,
+        )?;
         let delivery = domain::webhooks::send_test(ctx.store(), ctx.principal()?, id)
             .await
             .map_err(|e| e.under("input"))?;
@@ -214,8 +247,16 @@ impl WebhookMutations {
 
     /// Sends a delivery again (same `webhook-id`), from the start of the
     /// retry schedule.
-    async fn redeliver_webhook(&self, ctx: &Context<'_>, input: RedeliverWebhookInput) -> async_graphql::Result<WebhookDeliveryPayload> {
-        let id = decode_id(IdKind::WebhookDelivery, "input.deliveryId", &input.delivery_id)?;
+    async fn redeliver_webhook(
+        &self,
+        ctx: &Context<'_>,
+        input: RedeliverWebhookInput,
+    ) -> async_graphql::Result<WebhookDeliveryPayload> {
+        let id = decode_id(
+            IdKind::WebhookDelivery,
+            "input.deliveryId",
+            &input.delivery_id,
+        )?;
         let delivery = domain::webhooks::redeliver(ctx.store(), ctx.principal()?, id)
             .await
             .map_err(|e| e.under("input"))?;

@@ -145,7 +145,12 @@ impl WebhookDelivery {
     /// Every attempt, oldest first.
     #[graphql(complexity = "8 * child_complexity + 1")]
     async fn attempts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WebhookAttempt>> {
-        let attempts = ctx.loaders()?.attempts_of_delivery.load_one(self.0.id).await?.unwrap_or_default();
+        let attempts = ctx
+            .loaders()?
+            .attempts_of_delivery
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
         Ok(attempts.into_iter().map(Into::into).collect())
     }
 
@@ -167,7 +172,12 @@ impl WebhookDelivery {
     /// The endpoint.
     async fn endpoint(&self, ctx: &Context<'_>) -> async_graphql::Result<WebhookEndpoint> {
         Ok(WebhookEndpoint(
-            required(&ctx.loaders()?.webhook_endpoint, self.0.endpoint_id, "webhook endpoint").await?,
+            required(
+                &ctx.loaders()?.webhook_endpoint,
+                self.0.endpoint_id,
+                "webhook endpoint",
+            )
+            .await?,
         ))
     }
 }
