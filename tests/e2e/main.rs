@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod events;
+mod filters;
 mod follow_ups;
 mod http;
 mod journey_map;

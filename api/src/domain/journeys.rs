@@ -138,13 +138,17 @@ fn filtered(who: &Principal, filter: &JourneyFilter) -> Select<journeys::Entity>
     }
     if let Some(stalled) = filter.stalled {
         let now = super::now();
-        let is_stalled = Condition::all()
-            .add(journeys::Column::Status.eq(JourneyStatus::Active.as_str()))
-            .add(journeys::Column::StallsAt.lt(now));
+        // Spelled out both ways: `NOT (… stalls_at < now)` is NULL, not true,
+        // for journeys in a stage without a target.
         select = select.filter(if stalled {
-            is_stalled
+            Condition::all()
+                .add(journeys::Column::Status.eq(JourneyStatus::Active.as_str()))
+                .add(journeys::Column::StallsAt.lt(now))
         } else {
-            is_stalled.not()
+            Condition::any()
+                .add(journeys::Column::Status.ne(JourneyStatus::Active.as_str()))
+                .add(journeys::Column::StallsAt.is_null())
+                .add(journeys::Column::StallsAt.gte(now))
         });
     }
     select

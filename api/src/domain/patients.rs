@@ -125,7 +125,8 @@ fn filtered(
         select = select.filter(patients::Column::ArchivedAt.is_null());
     }
     if let Some(search) = filter.search.as_deref() {
-        let search = validate::optional_text("search", Some(search), validate::SHORT_TEXT, false)?;
+        let search =
+            validate::optional_text("filter.search", Some(search), validate::SHORT_TEXT, false)?;
         for term in search.iter().flat_map(|s| s.split_whitespace()) {
             let phone_like = term
                 .chars()
@@ -163,7 +164,7 @@ fn filtered(
         select = select.filter(patients::Column::Id.in_subquery(in_stage));
     }
     if let Some(tag) = filter.tag.as_deref() {
-        let tag = validate::tags("tag", &[tag.to_string()])?.remove(0);
+        let tag = validate::tag("filter.tag", tag)?;
         let sql = match backend {
             DbBackend::Postgres => {
                 "EXISTS (SELECT 1 FROM json_array_elements_text(patients.tags) AS t(tag) WHERE t.tag = $1)"

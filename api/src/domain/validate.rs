@@ -127,23 +127,30 @@ pub fn tags(field: &str, values: &[String]) -> DomainResult<Vec<String>> {
     }
     let mut tags: Vec<String> = Vec::with_capacity(values.len());
     for (index, value) in values.iter().enumerate() {
-        let tag = value.trim().to_lowercase();
-        let ok = !tag.is_empty()
-            && tag.len() <= 40
-            && tag.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | ':')
-            });
-        if !ok {
-            return Err(DomainError::invalid(
-                format!("{field}[{index}]"),
-                "a tag is 1 to 40 characters of a-z, 0-9, '-', '_' and ':'",
-            ));
-        }
+        let tag = tag(&format!("{field}[{index}]"), value)?;
         if !tags.contains(&tag) {
             tags.push(tag);
         }
     }
     Ok(tags)
+}
+
+/// One tag, normalised to lower case: 1 to 40 characters of `a-z 0-9 - _ :`.
+pub fn tag(field: &str, value: &str) -> DomainResult<String> {
+    let tag = value.trim().to_lowercase();
+    let ok = !tag.is_empty()
+        && tag.len() <= 40
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | ':'));
+    if ok {
+        Ok(tag)
+    } else {
+        Err(DomainError::invalid(
+            field,
+            "a tag is 1 to 40 characters of a-z, 0-9, '-', '_' and ':'",
+        ))
+    }
 }
 
 /// A machine key such as a stage key: 1 to 64 characters of `a-z 0-9 _ -`,
