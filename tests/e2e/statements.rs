@@ -6,7 +6,9 @@ use journeymap::{
     domain::clinics,
     seed::{self, SeedOptions},
 };
-use journeymap_tests::{TestApp, on_both_backends};
+use std::time::Duration;
+
+use journeymap_tests::{TestApp, WsClient, on_both_backends};
 use serde_json::json;
 
 const NESTED: &str = r#"
@@ -78,4 +80,54 @@ async fn statement_count_does_not_grow_with_patients(app: TestApp) {
     assert_eq!(small, large, "totals grew with the page size");
 }
 
-on_both_backends!(statement_count_does_not_grow_with_patients);
+const STAGE_CHANGED: &str = "subscription { journeyStageChanged { id sequence journey { id version } patient { givenName } fromStage { name } toStage { name } } }";
+
+/// Statements one stage move costs with `subscribers` sockets following it,
+/// counted once every subscriber has its message.
+async fn statements_of_a_fanned_out_move(
+    app: &TestApp,
+    journey: &str,
+    stage: &str,
+    subscribers: usize,
+) -> u64 {
+    let mut clients = Vec::new();
+    for _ in 0..subscribers {
+        let mut client = WsClient::connect_with_token(app, &app.token).await;
+        client.subscribe("s", STAGE_CHANGED, json!({})).await;
+        clients.push(client);
+    }
+    // Subscriptions have no acknowledgement: let them go live first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = app.statements().await;
+    app.gql(
+        "mutation($input: MoveJourneyToStageInput!) { moveJourneyToStage(input: $input) { journey { version } } }",
+        json!({ "input": { "journeyId": journey, "stageId": stage } }),
+    )
+    .await
+    .data();
+    for client in &mut clients {
+        let next = client.next_of("s").await;
+        assert_eq!(
+            next["data"]["journeyStageChanged"]["patient"]["givenName"],
+            "Fan"
+        );
+    }
+    app.statements().await - before
+}
+
+async fn statement_count_does_not_grow_with_subscribers(app: TestApp) {
+    let pathway = app.pathway().await;
+    let patient = app.patient("Fan").await;
+    let journey = app.start_journey(&patient, &pathway.id).await;
+    let one = statements_of_a_fanned_out_move(&app, &journey, &pathway.consultation, 1).await;
+    let many = statements_of_a_fanned_out_move(&app, &journey, &pathway.treatment, 25).await;
+    assert_eq!(
+        one, many,
+        "a move followed by 1 subscriber cost {one} statements, by 25 subscribers {many}"
+    );
+}
+
+on_both_backends!(
+    statement_count_does_not_grow_with_subscribers,
+    statement_count_does_not_grow_with_patients
+);

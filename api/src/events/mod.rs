@@ -258,7 +258,7 @@ pub async fn count<C: ConnectionTrait>(
 #[derive(Debug, Clone)]
 pub enum BusMessage {
     /// A committed event.
-    Event(Arc<events::Model>),
+    Event(Arc<FollowedEvent>),
     /// Events may have been missed (a lost database connection): followers
     /// should catch up from the log.
     Resync,
@@ -282,6 +282,70 @@ impl Default for EventBus {
     }
 }
 
+/// One record an event names, loaded once (of whatever entity type).
+type RelatedCell = tokio::sync::OnceCell<Arc<dyn std::any::Any + Send + Sync>>;
+
+/// A committed event as followers receive it. Every follower of a clinic gets
+/// the same one from the bus, so the records its resolvers look up (the
+/// journey, its stages) are loaded once for all of them rather than once per
+/// subscriber: a stage change fanned out to thousands of sockets costs a
+/// couple of statements, not thousands.
+pub struct FollowedEvent {
+    /// The event as committed.
+    pub event: events::Model,
+    related: std::sync::Mutex<std::collections::HashMap<(&'static str, Uuid), Arc<RelatedCell>>>,
+}
+
+impl FollowedEvent {
+    pub fn new(event: events::Model) -> Self {
+        Self {
+            event,
+            related: Default::default(),
+        }
+    }
+
+    /// The record `kind`/`id` the event names, loaded by the first follower
+    /// that asks and shared with the others. Records are loaded through the
+    /// asking follower's principal; every follower of a bus is of one clinic,
+    /// and field-level rules apply per follower in the resolvers.
+    pub async fn related<M, F>(&self, kind: &'static str, id: Uuid, load: F) -> DomainResult<M>
+    where
+        M: Clone + Send + Sync + 'static,
+        F: std::future::Future<Output = DomainResult<M>>,
+    {
+        let cell = self
+            .related
+            .lock()
+            .expect("related lock")
+            .entry((kind, id))
+            .or_default()
+            .clone();
+        let value = cell
+            .get_or_try_init(|| async {
+                load.await
+                    .map(|m| Arc::new(m) as Arc<dyn std::any::Any + Send + Sync>)
+            })
+            .await?;
+        value.downcast_ref::<M>().cloned().ok_or_else(|| {
+            DomainError::internal(anyhow::anyhow!("{kind} {id} was cached as another type"))
+        })
+    }
+}
+
+impl std::fmt::Debug for FollowedEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.event.fmt(f)
+    }
+}
+
+impl std::ops::Deref for FollowedEvent {
+    type Target = events::Model;
+
+    fn deref(&self) -> &events::Model {
+        &self.event
+    }
+}
+
 /// Messages a slow follower may fall behind by before it reads the log instead.
 const FOLLOWER_BUFFER: usize = 1024;
 
@@ -299,7 +363,7 @@ impl EventBus {
         let clinics = self.clinics.lock().expect("bus lock");
         for event in events {
             if let Some(sender) = clinics.get(&event.clinic_id) {
-                let _ = sender.send(BusMessage::Event(Arc::new(event)));
+                let _ = sender.send(BusMessage::Event(Arc::new(FollowedEvent::new(event))));
             }
         }
     }
@@ -344,7 +408,7 @@ pub fn follow<F>(
     who: Principal,
     after: Option<i64>,
     wanted: F,
-) -> impl futures::Stream<Item = DomainResult<Arc<events::Model>>> + Send
+) -> impl futures::Stream<Item = DomainResult<Arc<FollowedEvent>>> + Send
 where
     F: Fn(&events::Model) -> bool + Send + 'static,
 {
@@ -366,7 +430,7 @@ where
                 for event in page {
                     last = event.sequence;
                     if wanted(&event) {
-                        yield Arc::new(event);
+                        yield Arc::new(FollowedEvent::new(event));
                     }
                 }
                 if done || target.is_some_and(|t| last >= t) {

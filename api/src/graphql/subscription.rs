@@ -92,7 +92,7 @@ impl Subscription {
         Ok(
             events::follow(ctx.store().clone(), who, after, wanted).filter_map(|item| async move {
                 match item {
-                    Ok(event) => Some(JourneyEvent(Arc::unwrap_or_clone(event))),
+                    Ok(event) => Some(JourneyEvent(event.event.clone())),
                     Err(error) => {
                         tracing::error!(?error, "a subscription could not read the event log");
                         None
@@ -104,7 +104,7 @@ impl Subscription {
 }
 
 /// A journey moved to another stage.
-pub struct StageChangeEvent(pub Arc<event_rows::Model>);
+pub struct StageChangeEvent(pub Arc<events::FollowedEvent>);
 
 impl StageChangeEvent {
     fn id_in(&self, field: &str, kind: IdKind) -> Result<uuid::Uuid, DomainError> {
@@ -149,19 +149,25 @@ impl StageChangeEvent {
         self.0.data["secondsInPrevious"].as_i64()
     }
 
-    /// The journey as it is now.
+    /// The journey, as it was when the event reached this server's subscribers.
     async fn journey(&self, ctx: &Context<'_>) -> async_graphql::Result<Journey> {
         let id = self.id_in("journeyId", IdKind::Journey)?;
+        let loaders = ctx.loaders()?;
         Ok(Journey(
-            required(&ctx.loaders()?.journey, id, "journey").await?,
+            self.0
+                .related("journey", id, required(&loaders.journey, id, "journey"))
+                .await?,
         ))
     }
 
     /// The patient.
     async fn patient(&self, ctx: &Context<'_>) -> async_graphql::Result<Patient> {
         let id = self.id_in("patientId", IdKind::Patient)?;
+        let loaders = ctx.loaders()?;
         Ok(Patient(
-            required(&ctx.loaders()?.patient, id, "patient").await?,
+            self.0
+                .related("patient", id, required(&loaders.patient, id, "patient"))
+                .await?,
         ))
     }
 
@@ -174,7 +180,12 @@ impl StageChangeEvent {
             .ok_or_else(|| {
                 DomainError::internal(anyhow::anyhow!("event lacks previous.stageId"))
             })?;
-        Ok(Stage(required(&ctx.loaders()?.stage, id, "stage").await?))
+        let loaders = ctx.loaders()?;
+        Ok(Stage(
+            self.0
+                .related("stage", id, required(&loaders.stage, id, "stage"))
+                .await?,
+        ))
     }
 
     /// The stage entered.
@@ -183,6 +194,11 @@ impl StageChangeEvent {
             .as_str()
             .and_then(|id| ids::decode_as(IdKind::Stage, id).ok())
             .ok_or_else(|| DomainError::internal(anyhow::anyhow!("event lacks current.stageId")))?;
-        Ok(Stage(required(&ctx.loaders()?.stage, id, "stage").await?))
+        let loaders = ctx.loaders()?;
+        Ok(Stage(
+            self.0
+                .related("stage", id, required(&loaders.stage, id, "stage"))
+                .await?,
+        ))
     }
 }
