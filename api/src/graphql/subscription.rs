@@ -182,9 +182,7 @@ impl StageChangeEvent {
             })?;
         let loaders = ctx.loaders()?;
         Ok(Stage(
-            self.0
-                .related("stage", id, required(&loaders.stage, id, "stage"))
-                .await?,
+            self.0.related("stage", id, loaders.stage_by_id(id)).await?,
         ))
     }
 
@@ -196,9 +194,7 @@ impl StageChangeEvent {
             .ok_or_else(|| DomainError::internal(anyhow::anyhow!("event lacks current.stageId")))?;
         let loaders = ctx.loaders()?;
         Ok(Stage(
-            self.0
-                .related("stage", id, required(&loaders.stage, id, "stage"))
-                .await?,
+            self.0.related("stage", id, loaders.stage_by_id(id)).await?,
         ))
     }
 }

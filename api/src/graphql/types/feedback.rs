@@ -61,9 +61,7 @@ impl Feedback {
     async fn stage(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Stage>> {
         match self.0.stage_id {
             None => Ok(None),
-            Some(id) => Ok(Some(Stage(
-                required(&ctx.loaders()?.stage, id, "stage").await?,
-            ))),
+            Some(id) => Ok(Some(Stage(ctx.loaders()?.stage_by_id(id).await?))),
         }
     }
 

@@ -44,7 +44,7 @@ impl Journey {
     /// The stage the journey is in (for ended journeys: the stage it ended in).
     async fn current_stage(&self, ctx: &Context<'_>) -> async_graphql::Result<Stage> {
         Ok(Stage(
-            required(&ctx.loaders()?.stage, self.0.current_stage_id, "stage").await?,
+            ctx.loaders()?.stage_by_id(self.0.current_stage_id).await?,
         ))
     }
 
@@ -186,17 +186,13 @@ impl StageTransition {
     async fn from_stage(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Stage>> {
         match self.0.from_stage_id {
             None => Ok(None),
-            Some(id) => Ok(Some(Stage(
-                required(&ctx.loaders()?.stage, id, "stage").await?,
-            ))),
+            Some(id) => Ok(Some(Stage(ctx.loaders()?.stage_by_id(id).await?))),
         }
     }
 
     /// The stage entered (for completions and drops: the stage the journey ended in).
     async fn to_stage(&self, ctx: &Context<'_>) -> async_graphql::Result<Stage> {
-        Ok(Stage(
-            required(&ctx.loaders()?.stage, self.0.to_stage_id, "stage").await?,
-        ))
+        Ok(Stage(ctx.loaders()?.stage_by_id(self.0.to_stage_id).await?))
     }
 
     /// When it happened.
