@@ -1,4 +1,4 @@
-//! The tenant: one clinic (or clinic group) and its event sequence counter.
+//! The tenant: one clinic (or clinic group).
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -11,9 +11,6 @@ pub struct Model {
     pub slug: String,
     /// IANA time zone name, e.g. `America/New_York`.
     pub timezone: String,
-    /// The last event sequence number handed out; incremented inside each
-    /// writing transaction so that sequence order is commit order.
-    pub event_seq: i64,
     pub created_at: DateTimeUtc,
 }
 

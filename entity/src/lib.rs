@@ -8,6 +8,7 @@
 pub mod api_tokens;
 pub mod audit_log;
 pub mod clinics;
+pub mod event_sequences;
 pub mod events;
 pub mod feedback;
 pub mod follow_up_rules;

@@ -11,6 +11,7 @@ mod m20261125_000002_follow_up_kinds;
 mod m20261125_000003_journey_map_indexes;
 mod m20261126_000004_access;
 mod m20261126_000005_webhooks;
+mod m20261127_000006_event_sequences;
 
 /// The ordered list of Journeymap migrations.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_journey_map_indexes::Migration),
             Box::new(m20261126_000004_access::Migration),
             Box::new(m20261126_000005_webhooks::Migration),
+            Box::new(m20261127_000006_event_sequences::Migration),
         ]
     }
 }

@@ -5,8 +5,10 @@
 //!
 //! These are measurements, not tests: nothing here fails on a slow machine.
 
+mod fanout;
 mod report;
 mod server;
+mod webhooks;
 mod workloads;
 
 use std::time::Duration;
@@ -31,6 +33,10 @@ pub enum Workload {
     W1,
     /// Stage moves: `moveJourneyToStage`, events included.
     W2,
+    /// Fan-out: graphql-ws subscribers of `journeyStageChanged` while stage moves commit at a fixed rate.
+    W3,
+    /// Webhooks: a backlog of signed deliveries drained to a local receiver.
+    W4,
     /// The journey map of every pathway.
     W5,
 }
@@ -43,7 +49,7 @@ pub struct BenchConfig {
     pub patients: u32,
 
     /// Workloads to run (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Workload::W1, Workload::W2, Workload::W5])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5])]
     pub workloads: Vec<Workload>,
 
     /// Seconds each load workload runs (after a short warm-up).
@@ -61,6 +67,22 @@ pub struct BenchConfig {
     /// Rounds of W5 (each maps every pathway).
     #[arg(long, default_value_t = 5)]
     pub map_rounds: usize,
+
+    /// WebSocket subscribers of W3.
+    #[arg(long, default_value_t = 5_000)]
+    pub subscribers: usize,
+
+    /// Stage moves per second of W3 (each an event to every subscriber).
+    #[arg(long, default_value_t = 50)]
+    pub fanout_moves_per_second: u32,
+
+    /// Events in the W4 backlog (each one webhook delivery).
+    #[arg(long, default_value_t = 10_000)]
+    pub webhook_events: usize,
+
+    /// Stage moves per second of W4's live phase, after the backlog (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    pub webhook_live_moves_per_second: u32,
 }
 
 /// Runs the benchmark against `database` and prints the figures.
@@ -95,7 +117,28 @@ pub async fn run(database: &DatabaseConfig, config: &BenchConfig) -> anyhow::Res
     let size = workloads::clinic_size(&db, clinic.id).await?;
     db.close().await;
 
-    let server = server::Server::start(database).await?;
+    // W3 holds a socket per subscriber in this process and in the server,
+    // which inherits the limit.
+    let open_files =
+        rlimit::increase_nofile_limit(u64::MAX).context("cannot raise the open-files limit")?;
+    if config.workloads.contains(&Workload::W3) {
+        anyhow::ensure!(
+            config.subscribers as u64 + 256 <= open_files,
+            "{} subscribers need more open files than the limit of {open_files} (raise the hard limit: ulimit -Hn)",
+            config.subscribers
+        );
+    }
+    // Loopback receivers are allowed for W4; this server never delivers, so
+    // that W4 can queue a backlog for a second one to drain.
+    let server = server::Server::start(
+        database,
+        &[
+            "--allow-private-webhook-targets",
+            "--webhook-concurrency",
+            "0",
+        ],
+    )
+    .await?;
     let machine = report::machine();
     println!("Journeymap benchmark");
     println!("  machine   {machine}");
@@ -109,6 +152,7 @@ pub async fn run(database: &DatabaseConfig, config: &BenchConfig) -> anyhow::Res
         server.ready_ms,
         server.rss_mib()
     );
+    println!("  limits    {open_files} open files");
     println!();
 
     let client = workloads::Client::new(&server.url, &token)?;
@@ -121,6 +165,31 @@ pub async fn run(database: &DatabaseConfig, config: &BenchConfig) -> anyhow::Res
             }
             Workload::W2 => {
                 workloads::stage_moves(&client, &server, config.write_concurrency, duration).await?
+            }
+            Workload::W3 => {
+                fanout::fan_out(
+                    &client,
+                    &server,
+                    &token,
+                    config.subscribers,
+                    config.fanout_moves_per_second,
+                    duration,
+                )
+                .await?
+            }
+            Workload::W4 => {
+                webhooks::webhooks(
+                    &client,
+                    &webhooks::WebhookRun {
+                        database,
+                        token: &token,
+                        events: config.webhook_events,
+                        workers: config.write_concurrency,
+                        live_rate: config.webhook_live_moves_per_second,
+                        duration,
+                    },
+                )
+                .await?
             }
             Workload::W5 => workloads::journey_map(&client, &server, config.map_rounds).await?,
         };

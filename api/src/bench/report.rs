@@ -10,22 +10,24 @@ pub struct Figures {
     pub errors: usize,
     pub seconds: f64,
     pub latencies: Vec<Duration>,
+    /// NaN when the work is not counted (background work such as webhook
+    /// delivery is left out of the server's statement counter).
     pub statements_per_request: f64,
     pub server_cpu_seconds: f64,
     pub server_peak_mib: f64,
+    /// What `requests` counts, in the singular ("message", "delivery");
+    /// requests when empty.
+    pub unit: &'static str,
     /// Extra lines specific to the workload.
     pub notes: Vec<String>,
 }
 
 impl Figures {
-    fn percentile(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
+    /// The `p`th percentile of the latencies, in milliseconds.
+    pub fn percentile(&self, p: f64) -> f64 {
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
-        let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize - 1;
-        sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+        percentile_ms(&sorted, p)
     }
 
     /// Requests per second.
@@ -36,31 +38,67 @@ impl Figures {
             0.0
         }
     }
+
+    fn units(&self) -> (&str, String) {
+        let singular = if self.unit.is_empty() {
+            "request"
+        } else {
+            self.unit
+        };
+        let plural = match singular.strip_suffix('y') {
+            Some(stem) => format!("{stem}ies"),
+            None => format!("{singular}s"),
+        };
+        (singular, plural)
+    }
+}
+
+/// The `p`th percentile of `sorted`, in milliseconds (0 when empty).
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize - 1;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// "p50 … · p90 … · p99 … · max …" of `samples`.
+pub fn percentiles(samples: &[Duration]) -> String {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    format!(
+        "p50 {:.1} ms · p90 {:.1} ms · p99 {:.1} ms · max {:.1} ms",
+        percentile_ms(&sorted, 50.0),
+        percentile_ms(&sorted, 90.0),
+        percentile_ms(&sorted, 99.0),
+        percentile_ms(&sorted, 100.0)
+    )
 }
 
 impl fmt::Display for Figures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (singular, plural) = self.units();
         writeln!(f, "{}", self.name)?;
         writeln!(
             f,
-            "  {} requests in {:.1} s: {:.0} requests/s, {} errors",
+            "  {} {plural} in {:.1} s: {:.0} {plural}/s, {} errors",
             self.requests,
             self.seconds,
             self.throughput(),
             self.errors
         )?;
+        // Workloads without a latency per request (a backlog drained) say so in their notes.
+        if !self.latencies.is_empty() {
+            writeln!(f, "  latency  {}", percentiles(&self.latencies))?;
+        }
+        let statements = if self.statements_per_request.is_nan() {
+            "n/a".to_string()
+        } else {
+            format!("{:.2}", self.statements_per_request)
+        };
         writeln!(
             f,
-            "  latency  p50 {:.1} ms · p90 {:.1} ms · p99 {:.1} ms · max {:.1} ms",
-            self.percentile(50.0),
-            self.percentile(90.0),
-            self.percentile(99.0),
-            self.percentile(100.0)
-        )?;
-        writeln!(
-            f,
-            "  SQL statements per request {:.2} · server CPU {:.1} s ({:.0}% of one core) · server peak memory {:.1} MiB",
-            self.statements_per_request,
+            "  SQL statements per {singular} {statements} · server CPU {:.1} s ({:.0}% of one core) · server peak memory {:.1} MiB",
             self.server_cpu_seconds,
             if self.seconds > 0.0 {
                 self.server_cpu_seconds / self.seconds * 100.0

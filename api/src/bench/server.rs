@@ -22,8 +22,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `journeymap serve` on a free port and waits until it is ready.
-    pub async fn start(database: &DatabaseConfig) -> anyhow::Result<Self> {
+    /// Starts `journeymap serve` on a free port with `extra` flags and waits
+    /// until it is ready.
+    pub async fn start(database: &DatabaseConfig, extra: &[&str]) -> anyhow::Result<Self> {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             listener.local_addr()?.port()
@@ -43,7 +44,10 @@ impl Server {
             // The benchmark measures the server, not the partner rate limit.
             .arg("--rate-limit-refill-per-second")
             .arg("0")
-            .env("RUST_LOG", "warn")
+            .args(extra)
+            // Failed requests are counted in the figures; a line for each
+            // would bury them when an overloaded server times out hundreds.
+            .env("RUST_LOG", "warn,tower_http=off")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -83,21 +87,7 @@ impl Server {
 
     /// CPU seconds (user + system) the server has used so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
-            return 0.0;
-        };
-        // Fields after the parenthesised command name; utime and stime are 14 and 15.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-            return 0.0;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (ticks(11) + ticks(12)) / clock_ticks()
+        cpu_seconds_of(&self.pid.to_string())
     }
 
     fn status_kib(&self, key: &str) -> f64 {
@@ -141,6 +131,31 @@ impl Server {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+}
+
+/// CPU seconds (user + system) this benchmark process has used so far: the
+/// client's share of the machine.
+pub fn bench_cpu_seconds() -> f64 {
+    cpu_seconds_of("self")
+}
+
+/// CPU seconds (user + system) of the process `/proc/{pid}`.
+fn cpu_seconds_of(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / clock_ticks()
 }
 
 fn clock_ticks() -> f64 {

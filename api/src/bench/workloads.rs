@@ -76,7 +76,8 @@ impl Client {
     }
 }
 
-fn failed(body: &Value) -> bool {
+/// True when a GraphQL response carries errors.
+pub fn failed(body: &Value) -> bool {
     body.get("errors").is_some_and(|e| !e.is_null())
 }
 
@@ -157,7 +158,7 @@ where
         latencies,
         server_cpu_seconds: cpu,
         server_peak_mib: server.peak_rss_mib(),
-        notes: Vec::new(),
+        ..Default::default()
     })
 }
 
@@ -232,25 +233,42 @@ const MOVE: &str = r#"mutation Move($input: MoveJourneyToStageInput!) {
   moveJourneyToStage(input: $input) { journey { id version } }
 }"#;
 
-/// A journey a W2 worker moves back and forth between two stages.
-struct Mover {
+/// A journey moved back and forth between two non-terminal stages of its
+/// pathway, with `expectedVersion` (W2, W3 and W4 move journeys this way).
+pub struct Mover {
     journey: String,
     version: i64,
     here: String,
     there: String,
 }
 
-/// W2: `moveJourneyToStage` on active journeys, each worker with journeys of
-/// its own, alternating between two stages with `expectedVersion`.
-pub async fn stage_moves(
-    client: &Client,
-    server: &Server,
-    workers: usize,
-    duration: Duration,
-) -> anyhow::Result<Figures> {
+impl Mover {
+    /// Moves the journey to its other stage: `Ok(true)` when the move
+    /// committed, `Ok(false)` when the server refused it.
+    pub async fn step(&mut self, client: &Client) -> anyhow::Result<bool> {
+        let body = client
+            .gql(
+                MOVE,
+                json!({ "input": { "journeyId": self.journey, "stageId": self.there, "expectedVersion": self.version } }),
+            )
+            .await?;
+        if failed(&body) {
+            return Ok(false);
+        }
+        self.version = body["data"]["moveJourneyToStage"]["journey"]["version"]
+            .as_i64()
+            .unwrap_or(self.version + 1);
+        std::mem::swap(&mut self.here, &mut self.there);
+        Ok(true)
+    }
+}
+
+/// Finds active journeys, each on a pathway with another non-terminal stage
+/// to move to: at least `wanted` of them when the clinic has that many.
+pub async fn movers(client: &Client, wanted: usize) -> anyhow::Result<Vec<Mover>> {
     let mut movers = Vec::new();
     let mut after: Option<String> = None;
-    while movers.len() < workers * 50 {
+    while movers.len() < wanted {
         let body = client
             .gql(ACTIVE_JOURNEYS, json!({ "after": after }))
             .await?;
@@ -286,6 +304,92 @@ pub async fn stage_moves(
             _ => break,
         }
     }
+    Ok(movers)
+}
+
+/// Stage moves made at a fixed rate, and how they went.
+pub struct PacedMoves {
+    /// Moves that committed.
+    pub committed: usize,
+    /// Moves refused or failed.
+    pub failed: usize,
+    /// Ticks without a move because every journey had one in flight (the
+    /// server is behind the rate).
+    pub skipped: usize,
+    /// Seconds from the first move to the last answer.
+    pub seconds: f64,
+    /// Round-trip time of each committed move.
+    pub latencies: Vec<Duration>,
+}
+
+/// Starts `rate` moves per second for `duration`, each on the next free
+/// journey of `movers` (a journey whose last move is still in flight is
+/// skipped, so `expectedVersion` never races), and waits for every answer.
+pub async fn paced_moves(
+    client: &Client,
+    movers: &[Arc<Mutex<Mover>>],
+    rate: u32,
+    duration: Duration,
+) -> PacedMoves {
+    let mut tally = PacedMoves {
+        committed: 0,
+        failed: 0,
+        skipped: 0,
+        seconds: 0.0,
+        latencies: Vec::new(),
+    };
+    if movers.is_empty() || rate == 0 {
+        return tally;
+    }
+    // The default (burst) behaviour catches up on ticks missed while this
+    // task was busy, which keeps the rate fixed over the whole run.
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    let started = Instant::now();
+    let mut next = 0usize;
+    let mut inflight = Vec::new();
+    while started.elapsed() < duration {
+        ticks.tick().await;
+        let free = (0..movers.len()).find_map(|offset| {
+            movers[(next + offset) % movers.len()]
+                .clone()
+                .try_lock_owned()
+                .ok()
+                .map(|guard| (offset, guard))
+        });
+        let Some((offset, mut mover)) = free else {
+            tally.skipped += 1;
+            continue;
+        };
+        next += offset + 1;
+        let client = client.clone();
+        inflight.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let committed = matches!(mover.step(&client).await, Ok(true));
+            (committed, sent.elapsed())
+        }));
+    }
+    for handle in inflight {
+        match handle.await {
+            Ok((true, latency)) => {
+                tally.committed += 1;
+                tally.latencies.push(latency);
+            }
+            _ => tally.failed += 1,
+        }
+    }
+    tally.seconds = started.elapsed().as_secs_f64();
+    tally
+}
+
+/// W2: `moveJourneyToStage` on active journeys, each worker with journeys of
+/// its own, alternating between two stages with `expectedVersion`.
+pub async fn stage_moves(
+    client: &Client,
+    server: &Server,
+    workers: usize,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
+    let movers = movers(client, workers * 50).await?;
     anyhow::ensure!(
         movers.len() >= workers,
         "too few active journeys to move ({})",
@@ -312,19 +416,7 @@ pub async fn stage_moves(
             async move {
                 let mut mine = shares[worker].lock().await;
                 let index = n as usize % mine.len();
-                let mover = &mut mine[index];
-                let body = client
-                    .gql(
-                        MOVE,
-                        json!({ "input": { "journeyId": mover.journey, "stageId": mover.there, "expectedVersion": mover.version } }),
-                    )
-                    .await?;
-                if failed(&body) {
-                    return Ok(false);
-                }
-                mover.version = body["data"]["moveJourneyToStage"]["journey"]["version"].as_i64().unwrap_or(mover.version + 1);
-                std::mem::swap(&mut mover.here, &mut mover.there);
-                Ok(true)
+                mine[index].step(&client).await
             }
         },
     )

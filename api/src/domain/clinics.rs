@@ -5,8 +5,8 @@
 //! without a tenant filter.
 
 use chrono::{DateTime, Utc};
-use entity::{api_tokens, clinics};
-use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use entity::{api_tokens, clinics, event_sequences};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -16,6 +16,27 @@ use crate::{
     db::Db,
     ids,
 };
+
+/// Inserts a clinic with its event sequence counter at zero.
+#[allow(clippy::disallowed_methods)] // clinics are the tenants themselves
+pub(crate) async fn insert<C: ConnectionTrait>(
+    conn: &C,
+    clinic: &clinics::Model,
+) -> DomainResult<()> {
+    clinics::Entity::insert(clinic.clone().into_active_model())
+        .exec_without_returning(conn)
+        .await?;
+    event_sequences::Entity::insert(
+        event_sequences::Model {
+            clinic_id: clinic.id,
+            last_sequence: 0,
+        }
+        .into_active_model(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
 
 /// Finds a clinic by its slug.
 #[allow(clippy::disallowed_methods)] // clinics are the tenants themselves
@@ -56,13 +77,10 @@ pub async fn create(
         name,
         slug,
         timezone,
-        event_seq: 0,
         created_at: now(),
     };
     let txn = db.begin_write().await?;
-    clinics::Entity::insert(clinic.clone().into_active_model())
-        .exec_without_returning(&*txn)
-        .await?;
+    insert(&*txn, &clinic).await?;
     txn.commit().await?;
     Ok(clinic)
 }

@@ -179,11 +179,15 @@ pub(crate) async fn cancel_open(
     leaving_stage: Option<Uuid>,
     reason: &str,
 ) -> DomainResult<Vec<Uuid>> {
-    let mut select = write
+    let mut update = write
         .who
-        .select::<follow_ups::Entity>()
-        .select_only()
-        .column(follow_ups::Column::Id)
+        .update_rows::<follow_ups::Entity>()
+        .col_expr(
+            follow_ups::Column::Status,
+            Expr::value(FollowUpStatus::Cancelled.as_str()),
+        )
+        .col_expr(follow_ups::Column::CancelledAt, Expr::value(write.now))
+        .col_expr(follow_ups::Column::CancelReason, Expr::value(reason))
         .filter(follow_ups::Column::JourneyId.eq(journey_id))
         .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()));
     if let Some(stage_id) = leaving_stage {
@@ -195,25 +199,18 @@ pub(crate) async fn cancel_open(
             .filter(follow_up_rules::Column::StageId.eq(stage_id))
             .filter(follow_up_rules::Column::CancelOnStageExit.eq(true))
             .into_query();
-        select = select
+        update = update
             .filter(follow_ups::Column::StageId.eq(stage_id))
             .filter(follow_ups::Column::RuleId.in_subquery(cancelling_rules));
     }
-    let ids: Vec<Uuid> = select.into_tuple().all(&*write.txn).await?;
-    if !ids.is_empty() {
-        write
-            .who
-            .update_rows::<follow_ups::Entity>()
-            .col_expr(
-                follow_ups::Column::Status,
-                Expr::value(FollowUpStatus::Cancelled.as_str()),
-            )
-            .col_expr(follow_ups::Column::CancelledAt, Expr::value(write.now))
-            .col_expr(follow_ups::Column::CancelReason, Expr::value(reason))
-            .filter(follow_ups::Column::Id.is_in(ids.clone()))
-            .exec(&*write.txn)
-            .await?;
-    }
+    // One statement: the rows it cancelled come back with it.
+    let mut ids: Vec<Uuid> = update
+        .exec_with_returning(&*write.txn)
+        .await?
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    ids.sort_unstable();
     Ok(ids)
 }
 

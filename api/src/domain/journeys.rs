@@ -491,9 +491,14 @@ pub async fn move_to_stage(
     let mut write = store.write(who).await?;
     let before = active_journey(&write, input.journey_id, input.expected_version).await?;
     let at = change_time(&write, input.occurred_at, Some(before.stage_entered_at))?;
-    let target = super::pathways::stage(&*write.txn, who, input.stage_id)
-        .await
-        .map_err(|e| e.referenced_by("stageId"))?;
+    // The target and the current stage in one statement.
+    let mut stages = who
+        .by_ids::<stages::Entity, _>(&*write.txn, &[input.stage_id, before.current_stage_id])
+        .await?;
+    let Some(target) = stages.iter().position(|s| s.id == input.stage_id) else {
+        return Err(DomainError::not_found("stage").referenced_by("stageId"));
+    };
+    let target = stages.swap_remove(target);
     if target.pathway_id != before.pathway_id {
         return Err(DomainError::invalid(
             "stageId",
@@ -506,7 +511,9 @@ pub async fn move_to_stage(
             "the journey is already in this stage",
         ));
     }
-    let current = super::pathways::stage(&*write.txn, who, before.current_stage_id).await?;
+    let current = stages
+        .pop()
+        .ok_or_else(|| DomainError::not_found("stage"))?;
     let kind = if target.position > current.position {
         TransitionKind::Forward
     } else {

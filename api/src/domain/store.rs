@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use entity::events;
-use sea_orm::ConnectionTrait;
 use serde_json::Value;
 
 use super::{DomainResult, audit::AuditEntry, now};
@@ -72,22 +71,20 @@ impl Write<'_> {
         self.audit.push(entry);
     }
 
-    /// Writes the events and audit entries, commits, then publishes the events.
+    /// Writes the audit entries, queues webhook deliveries, numbers and
+    /// writes the events, commits, then publishes the events.
     pub async fn commit(self) -> DomainResult<Vec<events::Model>> {
-        let written = self
-            .outbox
-            .write(&*self.txn, self.who.clinic_id, self.now)
-            .await?;
-        let mut rows: Vec<_> = written
+        // Everything that needs no sequence number goes first: taking the
+        // numbers locks the clinic's counter until commit.
+        let prepared = self.outbox.prepare(self.who.clinic_id, self.now);
+        let mut rows: Vec<_> = prepared
             .iter()
             .map(|event| AuditEntry::of_event(event).row(self.who, self.now))
             .collect();
         rows.extend(self.audit.iter().map(|entry| entry.row(self.who, self.now)));
         super::audit::insert(&*self.txn, rows).await?;
-        let queued = super::webhooks::fan_out(&*self.txn, self.who, &written, self.now).await?;
-        if self.txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-            crate::events::notify(&*self.txn, self.bus.replica, &written).await?;
-        }
+        let queued = super::webhooks::fan_out(&*self.txn, self.who, &prepared, self.now).await?;
+        let written = crate::events::append(&*self.txn, prepared, self.bus.replica).await?;
         self.txn.commit().await?;
         self.bus.publish(written.clone());
         if queued > 0 {

@@ -7,13 +7,13 @@
 //! commit: sequence order is therefore commit order, and a reader resuming
 //! "after N" never misses an event that committed late.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use entity::{clinics, events};
+use entity::{event_sequences, events};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
     sea_query::{Expr, ExprTrait, Query},
 };
 use serde_json::{Value, json};
@@ -135,52 +135,137 @@ impl Outbox {
         self.pending.is_empty()
     }
 
-    /// Takes this transaction's sequence numbers and writes the events. Call
-    /// last in the transaction: the clinic row stays locked until commit.
-    pub async fn write<C: ConnectionTrait>(
-        self,
-        txn: &C,
-        clinic_id: Uuid,
-        occurred_at: DateTime<Utc>,
-    ) -> Result<Vec<events::Model>, DbErr> {
-        if self.pending.is_empty() {
-            return Ok(Vec::new());
-        }
-        let count = self.pending.len() as i64;
-        let bump = Query::update()
-            .table(clinics::Entity)
-            .value(
-                clinics::Column::EventSeq,
-                Expr::col(clinics::Column::EventSeq).add(count),
-            )
-            .and_where(Expr::col(clinics::Column::Id).eq(clinic_id))
-            .returning_col(clinics::Column::EventSeq)
-            .to_owned();
-        let row = txn
-            .query_one(&bump)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound(format!("clinic {clinic_id}")))?;
-        let last: i64 = row.try_get("", "event_seq")?;
-        let first = last - count + 1;
-        let rows: Vec<events::Model> = self
-            .pending
+    /// The events as rows, without their sequence numbers yet (see [`append`]).
+    pub fn prepare(self, clinic_id: Uuid, occurred_at: DateTime<Utc>) -> Vec<events::Model> {
+        self.pending
             .into_iter()
-            .enumerate()
-            .map(|(offset, event)| events::Model {
+            .map(|event| events::Model {
                 id: ids::new_id(),
                 clinic_id,
-                sequence: first + offset as i64,
+                sequence: 0,
                 event_type: event.event_type.as_str().to_string(),
                 subject: event.subject,
                 data: event.data,
                 occurred_at,
             })
-            .collect();
-        events::Entity::insert_many(rows.iter().cloned().map(IntoActiveModel::into_active_model))
+            .collect()
+    }
+}
+
+/// Takes the transaction's sequence numbers for `prepared` (one clinic's
+/// events) and writes them; on PostgreSQL also tells the other replicas, as
+/// `replica`, once the transaction commits.
+///
+/// Call last before commit: the clinic's counter stays locked until then, so
+/// every other writer of the clinic waits for this transaction. On
+/// PostgreSQL the counter, the events and the notification are therefore one
+/// statement: one round trip between taking the lock and committing.
+pub async fn append<C: ConnectionTrait>(
+    txn: &C,
+    mut prepared: Vec<events::Model>,
+    replica: Uuid,
+) -> Result<Vec<events::Model>, DbErr> {
+    let Some(clinic_id) = prepared.first().map(|e| e.clinic_id) else {
+        return Ok(prepared);
+    };
+    let count = prepared.len() as i64;
+    let last = match txn.get_database_backend() {
+        DbBackend::Postgres => append_on_postgres(txn, &prepared, replica).await?,
+        _ => {
+            let bump = Query::update()
+                .table(event_sequences::Entity)
+                .value(
+                    event_sequences::Column::LastSequence,
+                    Expr::col(event_sequences::Column::LastSequence).add(count),
+                )
+                .and_where(Expr::col(event_sequences::Column::ClinicId).eq(clinic_id))
+                .returning_col(event_sequences::Column::LastSequence)
+                .to_owned();
+            let row = txn
+                .query_one(&bump)
+                .await?
+                .ok_or_else(|| DbErr::RecordNotFound(format!("clinic {clinic_id}")))?;
+            let last: i64 = row.try_get("", "last_sequence")?;
+            number(&mut prepared, last);
+            events::Entity::insert_many(
+                prepared
+                    .iter()
+                    .cloned()
+                    .map(IntoActiveModel::into_active_model),
+            )
             .exec_without_returning(txn)
             .await?;
-        Ok(rows)
+            last
+        }
+    };
+    number(&mut prepared, last);
+    Ok(prepared)
+}
+
+/// Numbers events that end at sequence `last`.
+fn number(events: &mut [events::Model], last: i64) {
+    let first = last - events.len() as i64 + 1;
+    for (offset, event) in events.iter_mut().enumerate() {
+        event.sequence = first + offset as i64;
     }
+}
+
+/// Counter, events and `pg_notify` in one statement; returns the last
+/// sequence number taken.
+async fn append_on_postgres<C: ConnectionTrait>(
+    txn: &C,
+    prepared: &[events::Model],
+    replica: Uuid,
+) -> Result<i64, DbErr> {
+    let clinic_id = prepared[0].clinic_id;
+    let count = prepared.len() as i64;
+    let mut values: Vec<sea_orm::Value> = vec![
+        count.into(),
+        clinic_id.into(),
+        prepared[0].occurred_at.into(),
+        NOTIFY_CHANNEL.into(),
+        format!("{replica}:{clinic_id}:").into(),
+    ];
+    let mut rows = Vec::with_capacity(prepared.len());
+    for (offset, event) in prepared.iter().enumerate() {
+        let n = values.len();
+        rows.push(format!(
+            "(${}::uuid, {offset}, ${}, ${}, ${}::json)",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4
+        ));
+        values.push(event.id.into());
+        values.push(event.event_type.clone().into());
+        values.push(event.subject.clone().into());
+        values.push(event.data.clone().into());
+    }
+    let sql = format!(
+        "WITH counter AS ( \
+           UPDATE event_sequences SET last_sequence = last_sequence + $1 \
+           WHERE clinic_id = $2 RETURNING last_sequence \
+         ), appended AS ( \
+           INSERT INTO events (id, clinic_id, sequence, event_type, subject, data, occurred_at) \
+           SELECT e.id, $2, counter.last_sequence - $1 + 1 + e.position, e.event_type, e.subject, e.data, $3 \
+           FROM counter, (VALUES {}) AS e(id, position, event_type, subject, data) \
+           RETURNING sequence \
+         ) \
+         SELECT max(sequence) AS last_sequence, \
+           pg_notify($4, $5 || min(sequence) || ':' || max(sequence)) AS notified \
+         FROM appended",
+        rows.join(", ")
+    );
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("clinic {clinic_id}")))?;
+    row.try_get::<Option<i64>>("", "last_sequence")?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("clinic {clinic_id}")))
 }
 
 /// The public envelope of an event, as sent to webhooks and shown as
@@ -389,12 +474,12 @@ impl EventBus {
 }
 
 /// The clinic's last committed sequence number.
-#[allow(clippy::disallowed_methods)] // the principal's own clinic row
+#[allow(clippy::disallowed_methods)] // the principal's own clinic's counter
 pub async fn current_sequence<C: ConnectionTrait>(conn: &C, who: &Principal) -> DomainResult<i64> {
-    Ok(clinics::Entity::find_by_id(who.clinic_id)
+    Ok(event_sequences::Entity::find_by_id(who.clinic_id)
         .one(conn)
         .await?
-        .map(|c| c.event_seq)
+        .map(|c| c.last_sequence)
         .unwrap_or(0))
 }
 
@@ -423,10 +508,11 @@ where
         let mut target: Option<i64> = None;
         loop {
             // Catch up from the log: everything after `last` (up to `target`
-            // when filling a known gap, which is committed by then).
+            // when filling a known gap, which is committed by then). Small
+            // pages: thousands of followers may catch up at once.
             loop {
-                let page = read_log(&conn, &who, last, 500, &[]).await?;
-                let done = page.len() < 500;
+                let page = read_log(&conn, &who, last, CATCH_UP_PAGE, &[]).await?;
+                let done = page.len() < CATCH_UP_PAGE as usize;
                 for event in page {
                     last = event.sequence;
                     if wanted(&event) {
@@ -437,58 +523,66 @@ where
                     break;
                 }
             }
-            target = None;
-            // Live.
+            // Live. Concurrent writers commit in sequence order but may
+            // publish out of it, so a gap is first waited out here: going to
+            // the log for every reordered pair would cost one query per
+            // follower, thousands for one event.
+            let mut early: BTreeMap<i64, Arc<FollowedEvent>> = BTreeMap::new();
+            let mut gap_deadline: Option<tokio::time::Instant> = None;
             loop {
-                match receiver.recv().await {
+                let message = match gap_deadline {
+                    None => receiver.recv().await,
+                    Some(deadline) => match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                        Ok(message) => message,
+                        // Not published here in time (another replica's, or
+                        // lost): the log has it.
+                        Err(_) => break,
+                    },
+                };
+                match message {
                     Ok(BusMessage::Event(event)) => {
                         if event.sequence <= last {
                             continue;
                         }
-                        if event.sequence == last + 1 {
+                        early.insert(event.sequence, event);
+                        while let Some(entry) = early.first_entry() {
+                            if *entry.key() != last + 1 {
+                                break;
+                            }
+                            let event = entry.remove();
                             last = event.sequence;
                             if wanted(&event) {
                                 yield event;
                             }
-                            continue;
                         }
-                        // A gap: an earlier event is committed but not yet published here.
-                        target = Some(event.sequence);
-                        break;
+                        if early.is_empty() {
+                            gap_deadline = None;
+                        } else if early.len() > MAX_EARLY_EVENTS {
+                            break;
+                        } else if gap_deadline.is_none() {
+                            gap_deadline = Some(tokio::time::Instant::now() + GAP_WAIT);
+                        }
                     }
                     Ok(BusMessage::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => break,
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
+            // The events held back are committed: the log has them.
+            target = early.last_key_value().map(|(sequence, _)| *sequence);
         }
     }
 }
 
+/// Events a follower reads from the log per query when catching up.
+const CATCH_UP_PAGE: u64 = 100;
+/// How long a follower waits for a missing event on the bus before reading
+/// it from the log.
+const GAP_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// Events held back behind a gap before the follower reads the log instead.
+const MAX_EARLY_EVENTS: usize = 256;
+
 /// The notification channel replicas share on PostgreSQL.
 pub const NOTIFY_CHANNEL: &str = "journeymap_events";
-
-/// Tells other replicas (PostgreSQL only) that events were committed: sent
-/// inside the writing transaction, so it is delivered on commit only.
-pub async fn notify<C: ConnectionTrait>(
-    txn: &C,
-    replica: Uuid,
-    written: &[events::Model],
-) -> Result<(), DbErr> {
-    let (Some(first), Some(last)) = (written.first(), written.last()) else {
-        return Ok(());
-    };
-    let payload = format!(
-        "{replica}:{}:{}:{}",
-        first.clinic_id, first.sequence, last.sequence
-    );
-    txn.execute_raw(sea_orm::Statement::from_sql_and_values(
-        sea_orm::DbBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        [NOTIFY_CHANNEL.into(), payload.into()],
-    ))
-    .await?;
-    Ok(())
-}
 
 /// Relays other replicas' events to this process's bus (PostgreSQL only):
 /// LISTEN wakes it, the events table supplies the events. After a lost

@@ -267,15 +267,11 @@ pub async fn post(
             }
             let mut responses = Vec::with_capacity(requests.len());
             for request in requests {
-                responses.push(execute_body(&state, &headers, peer, media, request, false).await);
+                let (_, answer) = execute_body(&state, &headers, peer, media, request, false).await;
+                responses.push(answer.into_value());
             }
-            let mut response = (
-                StatusCode::OK,
-                axum::Json(Value::Array(
-                    responses.into_iter().map(|(_, b)| b).collect(),
-                )),
-            )
-                .into_response();
+            let mut response =
+                (StatusCode::OK, axum::Json(Value::Array(responses))).into_response();
             response
                 .headers_mut()
                 .insert(header::CONTENT_TYPE, media.header());
@@ -331,11 +327,12 @@ async fn execute_one(
     request: GraphqlRequest,
     read_only: bool,
 ) -> Response {
-    let (status, body) = execute_body(state, headers, peer, media, request, read_only).await;
-    let wait = (status == StatusCode::TOO_MANY_REQUESTS)
-        .then(|| retry_after(&body))
-        .flatten();
-    let mut response = (status, axum::Json(body)).into_response();
+    let (status, answer) = execute_body(state, headers, peer, media, request, read_only).await;
+    let wait = match &answer {
+        Answer::Built(body) if status == StatusCode::TOO_MANY_REQUESTS => retry_after(body),
+        _ => None,
+    };
+    let mut response = (status, answer.into_bytes()).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, media.header());
@@ -422,7 +419,8 @@ async fn idempotent(
             response
         }
         domain::idempotency::Claim::Proceed(id) => {
-            let (status, body) = execute_body(state, headers, peer, media, request, false).await;
+            let (status, answer) = execute_body(state, headers, peer, media, request, false).await;
+            let body = answer.into_value();
             let retryable = body["errors"].as_array().is_some_and(|errors| {
                 errors.iter().any(|e| {
                     matches!(
@@ -498,12 +496,12 @@ async fn execute_body(
     media: MediaType,
     mut request: GraphqlRequest,
     read_only: bool,
-) -> (StatusCode, Value) {
+) -> (StatusCode, Answer) {
     let started = Instant::now();
     let request_id = request_id(headers);
     let operation = operation_name(&mut request);
     Span::current().record("operation", operation.as_str());
-    let finish = |status: StatusCode, outcome: &str, body: Value| {
+    let finish = |status: StatusCode, outcome: &str, body: Answer| {
         state
             .metrics
             .record_operation(&operation, outcome, started.elapsed());
@@ -522,7 +520,11 @@ async fn execute_body(
             MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
             MediaType::Json => StatusCode::OK,
         };
-        return finish(status, code::GRAPHQL_PARSE_FAILED, json!({ "errors": [e] }));
+        return finish(
+            status,
+            code::GRAPHQL_PARSE_FAILED,
+            Answer::Built(json!({ "errors": [e] })),
+        );
     }
     let aliases = request
         .parsed_query()
@@ -544,7 +546,7 @@ async fn execute_body(
         return finish(
             status,
             code::GRAPHQL_VALIDATION_FAILED,
-            json!({ "errors": [e] }),
+            Answer::Built(json!({ "errors": [e] })),
         );
     }
     if read_only && operation_type(&mut request).is_some_and(|ty| ty != OperationType::Query) {
@@ -556,7 +558,7 @@ async fn execute_body(
         return finish(
             StatusCode::METHOD_NOT_ALLOWED,
             "METHOD_NOT_ALLOWED",
-            json!({ "errors": [e] }),
+            Answer::Built(json!({ "errors": [e] })),
         );
     }
 
@@ -572,7 +574,7 @@ async fn execute_body(
             return finish(
                 StatusCode::UNAUTHORIZED,
                 code::UNAUTHENTICATED,
-                json!({ "errors": [e] }),
+                Answer::Built(json!({ "errors": [e] })),
             );
         }
         Err(e) => {
@@ -583,7 +585,7 @@ async fn execute_body(
             return finish(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 code::INTERNAL,
-                json!({ "errors": [error] }),
+                Answer::Built(json!({ "errors": [error] })),
             );
         }
     };
@@ -627,12 +629,39 @@ async fn execute_body(
         _ => StatusCode::OK,
     };
     let body = if request_error {
-        json!({ "errors": response.errors })
+        Answer::Built(json!({ "errors": response.errors }))
     } else {
-        serde_json::to_value(&response)
-            .unwrap_or_else(|_| json!({ "errors": [{ "message": "internal error" }] }))
+        Answer::Executed(Box::new(response))
     };
     finish(status, &outcome, body)
+}
+
+/// The body of an answer to one operation.
+enum Answer {
+    /// JSON the endpoint built itself: errors before or instead of execution.
+    Built(Value),
+    /// The executed operation's response, serialized straight to bytes:
+    /// building a `serde_json::Value` of a large response first costs as
+    /// much again.
+    Executed(Box<GraphqlResponse>),
+}
+
+impl Answer {
+    fn into_value(self) -> Value {
+        match self {
+            Answer::Built(value) => value,
+            Answer::Executed(response) => serde_json::to_value(&*response)
+                .unwrap_or_else(|_| json!({ "errors": [{ "message": "internal error" }] })),
+        }
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        let bytes = match &self {
+            Answer::Built(value) => serde_json::to_vec(value),
+            Answer::Executed(response) => serde_json::to_vec(&**response),
+        };
+        bytes.unwrap_or_else(|_| br#"{"errors":[{"message":"internal error"}]}"#.to_vec())
+    }
 }
 
 /// True when nothing ran: the operation failed validation.

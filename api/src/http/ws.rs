@@ -41,6 +41,10 @@ use crate::{
 pub const PROTOCOL: &str = "graphql-transport-ws";
 /// How often a connection's credential is checked again.
 const RECHECK_EVERY: Duration = Duration::from_secs(60);
+/// Bytes read from a socket at a time.
+const READ_BUFFER: usize = 4 * 1024;
+/// The largest message a client may send (a `subscribe` with its document).
+const MAX_CLIENT_MESSAGE: usize = 1024 * 1024;
 
 /// Upgrades `/graphql/ws`.
 pub async fn upgrade(
@@ -48,7 +52,13 @@ pub async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let ws = ws.protocols([PROTOCOL]);
+    // Client messages are small: a 128 KiB read buffer per socket (the
+    // default) was most of a connection's memory with thousands open.
+    let ws = ws
+        .protocols([PROTOCOL])
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE);
     let spoken = ws.selected_protocol().is_some();
     ws.on_upgrade(move |socket| async move {
         if spoken {

@@ -127,7 +127,6 @@ pub async fn demo(db: &Db, options: &SeedOptions) -> DomainResult<SeedReport> {
         name: DEMO_NAME.into(),
         slug: DEMO_SLUG.into(),
         timezone: "America/Los_Angeles".into(),
-        event_seq: 0,
         created_at: founded,
     };
     let staff_rows: Vec<staff::Model> = clinic::STAFF
@@ -146,7 +145,7 @@ pub async fn demo(db: &Db, options: &SeedOptions) -> DomainResult<SeedReport> {
     let pathways = build_pathways(&mut rng, clinic.id, founded);
 
     let txn = db.begin_write().await?;
-    clinic.clone().into_active_model().insert(&*txn).await?;
+    crate::domain::clinics::insert(&*txn, &clinic).await?;
     insert_all(&*txn, staff_rows.clone()).await?;
     for pathway in &pathways {
         pathway
