@@ -574,7 +574,7 @@ where
 }
 
 /// Events a follower reads from the log per query when catching up.
-const CATCH_UP_PAGE: u64 = 100;
+const CATCH_UP_PAGE: u64 = 32;
 /// How long a follower waits for a missing event on the bus before reading
 /// it from the log.
 const GAP_WAIT: std::time::Duration = std::time::Duration::from_millis(500);

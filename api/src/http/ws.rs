@@ -41,6 +41,10 @@ use crate::{
 pub const PROTOCOL: &str = "graphql-transport-ws";
 /// How often a connection's credential is checked again.
 const RECHECK_EVERY: Duration = Duration::from_secs(60);
+/// Messages waiting for a slow socket before its operations wait too (and,
+/// far enough behind, catch up from the event log instead of holding events
+/// in memory).
+const OUTGOING_QUEUE: usize = 32;
 /// Bytes read from a socket at a time.
 const READ_BUFFER: usize = 4 * 1024;
 /// The largest message a client may send (a `subscribe` with its document).
@@ -109,7 +113,7 @@ impl Connection {
 
     async fn run(mut self, socket: WebSocket) {
         let (mut sink, mut stream) = socket.split();
-        let (outgoing, mut queue) = mpsc::channel::<Message>(256);
+        let (outgoing, mut queue) = mpsc::channel::<Message>(OUTGOING_QUEUE);
         let writer = tokio::spawn(async move {
             while let Some(message) = queue.recv().await {
                 let closing = matches!(message, Message::Close(_));
