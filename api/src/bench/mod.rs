@@ -85,6 +85,24 @@ pub struct BenchConfig {
     pub webhook_live_moves_per_second: u32,
 }
 
+/// Brings the database to a steady state before measuring: statistics for
+/// the planner, no dead rows, no checkpoint pending. Right after seeding,
+/// autovacuum and the checkpoint of the seed's WAL otherwise run during W1
+/// and W2 and halve their figures.
+async fn settle(db: &Db) {
+    use sea_orm::ConnectionTrait;
+    let statements: &[&str] = match db.backend() {
+        sea_orm::DbBackend::Postgres => &["VACUUM ANALYZE", "CHECKPOINT"],
+        _ => &["ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)"],
+    };
+    for statement in statements {
+        // CHECKPOINT needs a privileged role; the figures are only noisier without it.
+        if let Err(error) = db.conn().execute_unprepared(statement).await {
+            eprintln!("warning: {statement} failed ({error}); figures may be noisier");
+        }
+    }
+}
+
 /// Runs the benchmark against `database` and prints the figures.
 pub async fn run(database: &DatabaseConfig, config: &BenchConfig) -> anyhow::Result<()> {
     let db = Db::connect(database)
@@ -113,6 +131,7 @@ pub async fn run(database: &DatabaseConfig, config: &BenchConfig) -> anyhow::Res
                 .context("the benchmark clinic was not created")?
         }
     };
+    settle(&db).await;
     let (_, token) = clinics::create_token(&db, clinic.id, "bench", &Permission::ALL, None).await?;
     let size = workloads::clinic_size(&db, clinic.id).await?;
     db.close().await;

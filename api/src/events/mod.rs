@@ -431,8 +431,12 @@ impl std::ops::Deref for FollowedEvent {
     }
 }
 
-/// Messages a slow follower may fall behind by before it reads the log instead.
-const FOLLOWER_BUFFER: usize = 1024;
+/// Messages a slow follower may fall behind by before it reads the log
+/// instead. The bus holds shared events (a few KiB each with the records they
+/// name), while every follower reading the log loads its own copies: with
+/// 1,024, five thousand followers that fell behind together spent more on
+/// catching up than on delivering.
+const FOLLOWER_BUFFER: usize = 16_384;
 
 impl EventBus {
     pub fn new() -> Self {
