@@ -68,13 +68,13 @@ impl App {
             config.rate_limit_capacity,
             config.rate_limit_refill_per_second,
         ));
+        let logins = Arc::new(LoginThrottle::default());
         let schemas = graphql::build_schemas(
             Services {
                 store: store.clone(),
                 keys: keys.clone(),
-                audit: audit.clone(),
                 budget: budget.clone(),
-                logins: Arc::new(LoginThrottle::default()),
+                logins: logins.clone(),
                 webhooks: graphql::mutation::webhooks::WebhookPolicy {
                     allow_private_targets: config.allow_private_webhook_targets,
                 },
@@ -88,6 +88,7 @@ impl App {
         background.push(tokio::spawn(housekeeping(
             store.clone(),
             budget,
+            logins,
             shutdown.clone(),
         )));
         Ok(Self {
@@ -110,7 +111,24 @@ impl App {
 
     /// Binds the listen address and serves until [`RunningServer::shutdown`].
     pub async fn start(mut self) -> anyhow::Result<RunningServer> {
-        let listener = TcpListener::bind(self.state.config.listen).await?;
+        // Before anything is bound or spawned; on failure the tasks already
+        // running (audit, housekeeping) stop too.
+        let ready = async {
+            let delivery = self
+                .state
+                .config
+                .delivery()
+                .map_err(|e| anyhow::anyhow!("--webhook-retry-schedule: {e}"))?;
+            let listener = TcpListener::bind(self.state.config.listen).await?;
+            anyhow::Ok((delivery, listener))
+        };
+        let (delivery, listener) = match ready.await {
+            Ok(ready) => ready,
+            Err(error) => {
+                self.shutdown.cancel();
+                return Err(error);
+            }
+        };
         let addr = listener.local_addr()?;
         let router = http::router(self.state.clone());
         let signal = self.shutdown.clone();
@@ -128,11 +146,6 @@ impl App {
                 crate::events::relay_notifications(self.state.store.clone(), self.shutdown.clone()),
             )));
         }
-        let delivery = self
-            .state
-            .config
-            .delivery()
-            .map_err(|e| anyhow::anyhow!("--webhook-retry-schedule: {e}"))?;
         if delivery.concurrency > 0 {
             self.background
                 .push(tokio::spawn(crate::db::uncounted(crate::webhooks::run(
@@ -206,15 +219,21 @@ impl RunningServer {
     }
 }
 
-/// Housekeeping every minute: drops the cost budgets of callers that went
-/// quiet and idempotency keys past their 24 hours.
-async fn housekeeping(store: Store, budget: Arc<CostBudget>, shutdown: CancellationToken) {
+/// Housekeeping every minute: drops the cost budgets and sign-in counts of
+/// callers that went quiet, and idempotency keys past their 24 hours.
+async fn housekeeping(
+    store: Store,
+    budget: Arc<CostBudget>,
+    logins: Arc<LoginThrottle>,
+    shutdown: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {
                 budget.forget_idle();
+                logins.forget_idle();
                 if let Err(error) = crate::db::uncounted(crate::domain::idempotency::forget_expired(&store.db)).await {
                     tracing::warn!(?error, "forgetting expired idempotency keys failed");
                 }

@@ -246,17 +246,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let permissions = if scopes.is_empty() {
                 Permission::ALL.to_vec()
             } else {
-                scopes
-                    .iter()
-                    .map(|s| {
-                        Permission::from_scope(s).with_context(|| {
-                            format!(
-                                "unknown scope {s:?}; known scopes: {}",
-                                Permission::ALL.map(Permission::scope).join(", ")
-                            )
-                        })
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?
+                Permission::parse_scopes(&scopes)
+                    .map_err(|(_, message)| anyhow::anyhow!(message))?
             };
             let expires_at = expires_in_days.map(|days| Utc::now() + Duration::days(days.into()));
             let (_, secret) =

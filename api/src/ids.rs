@@ -85,6 +85,11 @@ impl IdKind {
         }
     }
 
+    /// The kind whose GraphQL type is `name`.
+    pub fn from_type_name(name: &str) -> Option<IdKind> {
+        Self::ALL.into_iter().find(|kind| kind.type_name() == name)
+    }
+
     /// Encodes a record id as its global id.
     pub fn encode(self, id: Uuid) -> String {
         format!("{}_{}", self.prefix(), id.simple())

@@ -75,8 +75,8 @@ impl MigrationTrait for Migration {
         manager
             .get_connection()
             .execute_unprepared(
-                "UPDATE clinics SET event_seq = (SELECT last_sequence FROM event_sequences \
-                 WHERE event_sequences.clinic_id = clinics.id)",
+                "UPDATE clinics SET event_seq = COALESCE((SELECT last_sequence FROM event_sequences \
+                 WHERE event_sequences.clinic_id = clinics.id), 0)",
             )
             .await?;
         manager

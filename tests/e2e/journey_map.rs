@@ -321,6 +321,52 @@ async fn a_past_window_is_replayed_and_compared(app: TestApp) {
     .assert_error("BAD_USER_INPUT", Some("compareTo.from"));
 }
 
+/// A pathway none of whose stages has a target: nothing can stall, and a past
+/// window still replays (its stall test once became `CASE ELSE 0 END`).
+async fn a_pathway_without_targets_maps_past_windows(app: TestApp) {
+    let created = app
+        .gql(
+            r#"mutation { createPathway(input: { name: "Wellness", stages: [
+                { key: "inquiry", name: "Inquiry", category: INQUIRY },
+                { key: "care", name: "Ongoing care", category: ONGOING_CARE },
+                { key: "done", name: "Discharged", category: DISCHARGED, terminal: true }
+            ] }) { pathway { id stages { id key } } } }"#,
+            json!({}),
+        )
+        .await;
+    let pathway = &created.data()["createPathway"]["pathway"];
+    let id = pathway["id"].as_str().unwrap().to_string();
+    let patient = app.patient("Noor").await;
+    start(&app, &patient, &id, ago(10 * DAY)).await;
+
+    let past = app
+        .gql(
+            MAP,
+            json!({ "p": id, "from": ago(30 * DAY), "to": ago(2 * DAY) }),
+        )
+        .await;
+    let inquiry = stage(&past.data()["journeyMap"], "inquiry");
+    assert_eq!(
+        (
+            &inquiry["activeCount"],
+            &inquiry["stalledCount"],
+            &inquiry["blindSpotCount"]
+        ),
+        (&json!(1), &json!(0), &json!(0)),
+        "{inquiry:#}"
+    );
+    let compared = app
+        .gql(
+            MAP,
+            json!({ "p": id, "compareTo": { "from": ago(30 * DAY), "to": ago(2 * DAY) } }),
+        )
+        .await;
+    assert_eq!(
+        stage(&compared.data()["journeyMap"], "inquiry")["previous"]["activeCount"],
+        1
+    );
+}
+
 async fn the_picture_is_served_with_the_same_credential(app: TestApp) {
     let p = known_history(&app).await;
     let url = format!("{}/journey-maps/{}.svg", app.url, p.id);
@@ -349,6 +395,12 @@ async fn the_picture_is_served_with_the_same_credential(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(windowed.status(), 200);
+    // The window ends before P4's feedback: the picture is of the window.
+    let windowed = windowed.text().await.unwrap();
+    assert!(
+        windowed.starts_with("<svg") && !windowed.contains("Waited an hour"),
+        "{windowed}"
+    );
 
     assert_eq!(app.client.get(&url).send().await.unwrap().status(), 401);
     let other = app.clinic("other").await;
@@ -387,4 +439,5 @@ on_both_backends!(
     the_map_tells_the_known_story,
     a_past_window_is_replayed_and_compared,
     the_picture_is_served_with_the_same_credential,
+    a_pathway_without_targets_maps_past_windows,
 );

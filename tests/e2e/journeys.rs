@@ -125,6 +125,10 @@ async fn a_journey_moves_through_its_pathway(app: TestApp) {
             .all(|f| f["status"] != "OPEN"),
         "{finished:#}"
     );
+    assert!(
+        statuses(&finished).contains(&("treatment".into(), "CANCELLED".into())),
+        "the aftercare follow-up was scheduled and cancelled on completion: {finished:#}"
+    );
 
     // An ended journey does not move.
     let refused = app

@@ -67,7 +67,8 @@ async fn statement_count_does_not_grow_with_patients(app: TestApp) {
 
     // The same holds with nested connection totals.
     let counted = r#"query($first: Int!) { patients(first: $first) { totalCount edges { node {
-        touchpoints(first: 2) { totalCount } feedback(first: 1) { totalCount } } } } }"#;
+        touchpoints(first: 2) { totalCount } feedback(first: 1) { totalCount }
+        timeline(first: 1) { totalCount } accessLog(first: 1) { totalCount } } } } }"#;
     let before = app.statements().await;
     app.gql_as(Some(&token), counted, json!({ "first": 10 }))
         .await

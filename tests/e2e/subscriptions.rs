@@ -97,7 +97,12 @@ async fn concurrent_commits_during_switch_over_are_not_lost(app: TestApp) {
         .as_str()
         .unwrap()
         .to_string();
-    // Moves keep committing while the subscription replays and switches to live.
+    // Moves keep committing while the subscription replays and switches to
+    // live: the socket subscribes first, the moves follow a few ms apart.
+    let mut client = WsClient::connect_with_token(&app, &app.token).await;
+    client
+        .subscribe("s", STAGE_CHANGED, json!({ "after": cursor }))
+        .await;
     let writer = {
         let (url, token, journeys, stage) = (
             app.url.clone(),
@@ -107,22 +112,25 @@ async fn concurrent_commits_during_switch_over_are_not_lost(app: TestApp) {
         );
         tokio::spawn(async move {
             let client = reqwest::Client::new();
+            let mut answers = Vec::new();
             for journey in journeys {
-                client
+                let answer: serde_json::Value = client
                     .post(format!("{url}/graphql"))
                     .bearer_auth(&token)
                     .json(&json!({ "query": "mutation($i: MoveJourneyToStageInput!) { moveJourneyToStage(input: $i) { journey { id } } }",
                                    "variables": { "i": { "journeyId": journey, "stageId": stage } } }))
                     .send()
                     .await
+                    .unwrap()
+                    .json()
+                    .await
                     .unwrap();
+                answers.push(answer);
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            answers
         })
     };
-    let mut client = WsClient::connect_with_token(&app, &app.token).await;
-    client
-        .subscribe("s", STAGE_CHANGED, json!({ "after": cursor }))
-        .await;
     let mut sequences = Vec::new();
     for _ in 0..6 {
         let next = client.next_of("s").await;
@@ -132,7 +140,9 @@ async fn concurrent_commits_during_switch_over_are_not_lost(app: TestApp) {
                 .unwrap(),
         );
     }
-    writer.await.unwrap();
+    for answer in writer.await.unwrap() {
+        assert!(answer["errors"].is_null(), "a move failed: {answer}");
+    }
     let mut sorted = sequences.clone();
     sorted.sort();
     sorted.dedup();

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 const CREATE_PATIENT: &str = r#"
 mutation($input: CreatePatientInput!) {
-  createPatient(input: $input) { patient { id givenName } }
+  createPatient(input: $input) { patient { id givenName email phone tags } }
 }"#;
 
 const UPDATE_PATIENT: &str = r#"
@@ -261,7 +261,10 @@ async fn create_patient_rejects_bad_email(app: TestApp) {
             patient_input(json!({ "email": " Ana.Lopez+spa@Example.COM " })),
         )
         .await;
-    created.data();
+    assert_eq!(
+        created.data()["createPatient"]["patient"]["email"],
+        "ana.lopez+spa@example.com"
+    );
 }
 
 async fn create_patient_rejects_bad_phone(app: TestApp) {
@@ -289,7 +292,10 @@ async fn create_patient_rejects_bad_phone(app: TestApp) {
             patient_input(json!({ "phone": "+1 (415) 555-0123" })),
         )
         .await;
-    created.data();
+    assert_eq!(
+        created.data()["createPatient"]["patient"]["phone"],
+        "+14155550123"
+    );
 }
 
 async fn create_patient_rejects_blank_names(app: TestApp) {
@@ -423,7 +429,10 @@ async fn create_patient_rejects_bad_tags(app: TestApp) {
             patient_input(json!({ "tags": ["VIP", "vip", "source:instagram"] })),
         )
         .await;
-    created.data();
+    assert_eq!(
+        created.data()["createPatient"]["patient"]["tags"],
+        json!(["vip", "source:instagram"])
+    );
 }
 
 async fn create_patient_rejects_future_birth_date(app: TestApp) {

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use journeymap::{auth::Permission, webhooks::signing};
+use journeymap::{auth::Permission, sea_orm::ConnectionTrait, webhooks::signing};
 use journeymap_tests::{Options, TestApp};
 use reqwest::{StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
@@ -1184,6 +1184,42 @@ async fn test_messages_and_redelivery(app: TestApp) {
     assert_eq!(delivery["attemptCount"], 2);
     assert_eq!(status_codes(delivery), [json!(200), json!(200)]);
     rx.assert_quiet(3, Duration::from_millis(800)).await;
+
+    // While a worker holds the delivery's lease it is being sent: redelivering
+    // then would let a second worker send it at the same time.
+    let uuid = journeymap::ids::decode_as(
+        journeymap::ids::IdKind::WebhookDelivery,
+        delivery["id"].as_str().unwrap(),
+    )
+    .unwrap();
+    let db = app.db();
+    db.conn()
+        .execute_raw(journeymap::db::statement(
+            db.backend(),
+            "UPDATE webhook_deliveries SET locked_until = ? WHERE id = ?",
+            vec![
+                (chrono::Utc::now() + chrono::Duration::minutes(5)).into(),
+                uuid.into(),
+            ],
+        ))
+        .await
+        .unwrap();
+    app.gql(
+        REDELIVER,
+        json!({ "input": { "deliveryId": delivery["id"] } }),
+    )
+    .await
+    .assert_error("CONFLICT", Some("input.deliveryId"));
+    rx.assert_quiet(3, Duration::from_millis(800)).await;
+    let unchanged = settled_deliveries(&app, &hook.id, 2).await;
+    let unchanged = unchanged
+        .iter()
+        .find(|d| d["id"] == delivery["id"])
+        .unwrap();
+    assert_eq!(
+        (&unchanged["status"], &unchanged["attemptCount"]),
+        (&json!("DELIVERED"), &json!(2))
+    );
 }
 
 // ---------------------------------------------------------------------------

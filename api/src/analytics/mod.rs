@@ -312,7 +312,12 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
                 stalled_values.push((at - Duration::hours(hours.into())).into());
             }
         }
-        stalled_case.push_str(" ELSE 0 END");
+        if stalled_values.is_empty() {
+            // No stage has a target: nothing stalls (and `CASE ELSE 0 END` is not SQL).
+            stalled_case = String::from("0");
+        } else {
+            stalled_case.push_str(" ELSE 0 END");
+        }
         let sql = format!(
             "SELECT last.to_stage_id AS stage_id, COUNT(*) AS active, \
                     SUM({stalled_case}) AS stalled, \

@@ -72,6 +72,27 @@ impl Permission {
     pub fn from_scope(scope: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.scope() == scope)
     }
+
+    /// Reads scope names (surrounding spaces ignored); `Err` names the index
+    /// of the first unknown one and says which scopes exist.
+    pub fn parse_scopes<S: AsRef<str>>(scopes: &[S]) -> Result<Vec<Self>, (usize, String)> {
+        scopes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let s = s.as_ref();
+                Self::from_scope(s.trim()).ok_or_else(|| {
+                    (
+                        i,
+                        format!(
+                            "unknown scope {s:?}; known scopes: {}",
+                            Self::ALL.map(Self::scope).join(", ")
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 /// A staff member's role. Each grants a fixed set of permissions (the

@@ -176,7 +176,6 @@ pub async fn run(database: &DatabaseConfig, config: &BenchConfig) -> anyhow::Res
 
     let client = workloads::Client::new(&server.url, &token)?;
     let duration = Duration::from_secs(config.duration_secs);
-    let mut results = Vec::new();
     for workload in &config.workloads {
         let figures = match workload {
             Workload::W1 => {
@@ -213,7 +212,6 @@ pub async fn run(database: &DatabaseConfig, config: &BenchConfig) -> anyhow::Res
             Workload::W5 => workloads::journey_map(&client, &server, config.map_rounds).await?,
         };
         println!("{figures}");
-        results.push(figures);
     }
     server.stop().await;
     Ok(())

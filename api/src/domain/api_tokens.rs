@@ -17,13 +17,7 @@ use crate::{
 };
 
 fn require(who: &Principal) -> DomainResult<()> {
-    if who.can(Permission::TokensManage) {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden(
-            "managing API tokens needs the tokens:manage permission".into(),
-        ))
-    }
+    super::access::require(who, Permission::TokensManage, "managing API tokens")
 }
 
 /// The scopes a stored token holds.

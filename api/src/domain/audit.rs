@@ -7,7 +7,7 @@
 //! identifying data are collected per request and written in batches by
 //! [`AuditSink`], off the request's path.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use chrono::{DateTime, Utc};
 use entity::{audit_log, events};
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    DomainError, DomainResult,
+    DomainResult,
     page::{Keyset, Page, PageRequest, Sort, SortKey, finish},
 };
 use crate::{
@@ -144,18 +144,30 @@ impl AuditSink {
         (Self { sender, db }, task)
     }
 
+    /// Records the reads a request collected in `reads`, emptying it.
+    pub async fn flush_reads(&self, who: &Principal, reads: &std::sync::Mutex<HashSet<Uuid>>) {
+        let read: Vec<_> = reads.lock().expect("audit lock").drain().collect();
+        if !read.is_empty() {
+            self.patients_read(who, read).await;
+        }
+    }
+
     /// Records that `who` read the identifying data of `patients`.
     pub async fn patients_read(&self, who: &Principal, patients: impl IntoIterator<Item = Uuid>) {
         let now = super::now();
+        let mut overflow = Vec::new();
         for patient in patients {
             let row = AuditEntry::new("patient.read", IdKind::Patient, patient, Some(patient))
                 .row(who, now);
             if let Err(mpsc::error::TrySendError::Full(row)) = self.sender.try_send(row) {
-                // The writer is behind: write this one ourselves rather than lose it.
-                if let Err(error) = insert(self.db.conn(), vec![row]).await {
-                    tracing::error!(?error, "writing a read-audit entry failed");
-                }
+                overflow.push(row);
             }
+        }
+        // The writer is behind: write these ourselves rather than lose them.
+        if !overflow.is_empty()
+            && let Err(error) = insert(self.db.conn(), overflow).await
+        {
+            tracing::error!(?error, "writing read-audit entries failed");
         }
     }
 }
@@ -206,11 +218,7 @@ pub async fn list(
     filter: &AuditFilter,
     page: &PageRequest,
 ) -> DomainResult<Page<audit_log::Model>> {
-    if !who.can(Permission::AuditRead) {
-        return Err(DomainError::Forbidden(
-            "the audit log needs the audit:read permission".into(),
-        ));
-    }
+    super::access::require(who, Permission::AuditRead, "the audit log")?;
     let rows = sort_key()
         .apply(filtered(who, filter), page)
         .all(db.conn())
@@ -221,10 +229,6 @@ pub async fn list(
 /// How many audit entries match.
 pub async fn count(db: &Db, who: &Principal, filter: &AuditFilter) -> DomainResult<u64> {
     use sea_orm::PaginatorTrait;
-    if !who.can(Permission::AuditRead) {
-        return Err(DomainError::Forbidden(
-            "the audit log needs the audit:read permission".into(),
-        ));
-    }
+    super::access::require(who, Permission::AuditRead, "the audit log")?;
     Ok(filtered(who, filter).count(db.conn()).await?)
 }

@@ -156,15 +156,11 @@ pub async fn authenticate_token(db: &Db, secret: &str) -> DomainResult<Option<Pr
             .exec(db.conn())
             .await?;
     }
-    let scopes: Vec<String> = serde_json::from_value(token.scopes).unwrap_or_default();
     Ok(Some(Principal {
         clinic_id: token.clinic_id,
         actor: Actor::ApiToken(token.id),
+        permissions: super::api_tokens::scopes_of(&token).into_iter().collect(),
         name: token.name,
-        permissions: scopes
-            .iter()
-            .filter_map(|s| Permission::from_scope(s))
-            .collect(),
         role: None,
         session_id: None,
         request_id: None,

@@ -73,11 +73,7 @@ pub async fn submit(
     who: &Principal,
     input: SubmitFeedback,
 ) -> DomainResult<feedback::Model> {
-    if !who.can(Permission::FeedbackWrite) {
-        return Err(DomainError::Forbidden(
-            "submitting feedback needs the feedback:write scope".into(),
-        ));
-    }
+    super::access::require(who, Permission::FeedbackWrite, "submitting feedback")?;
     let comment = validate::long_text("comment", input.comment.as_deref())?;
     let score = check_score(input.kind, input.score, comment.as_deref())?;
 
@@ -169,11 +165,9 @@ pub async fn submit(
         .exec_without_returning(&*write.txn)
         .await?;
     let id = IdKind::Feedback.encode(feedback.id);
-    let detractor = match (input.kind, feedback.score) {
-        (FeedbackKind::Nps, Some(score)) => score <= 6,
-        (FeedbackKind::Csat, Some(score)) => score <= 2,
-        _ => false,
-    };
+    let detractor = feedback
+        .score
+        .is_some_and(|score| input.kind.is_detractor(score));
     write.emit(
         EventType::FeedbackSubmitted,
         id.clone(),

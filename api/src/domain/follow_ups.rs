@@ -221,11 +221,7 @@ pub async fn complete(
     follow_up_id: Uuid,
     touchpoint_id: Option<Uuid>,
 ) -> DomainResult<follow_ups::Model> {
-    if !who.can(Permission::JourneysWrite) {
-        return Err(DomainError::Forbidden(
-            "completing follow-ups needs the journeys:write scope".into(),
-        ));
-    }
+    super::access::require(who, Permission::JourneysWrite, "completing follow-ups")?;
     let mut write = store.write(who).await?;
     let follow_up = who
         .get::<follow_ups::Entity, _>(&*write.txn, follow_up_id, "follow-up")

@@ -126,6 +126,16 @@ vocabulary!(
 );
 
 impl FeedbackKind {
+    /// A score that calls for service recovery: NPS detractors (0–6) and
+    /// unsatisfied CSAT (1–2).
+    pub fn is_detractor(self, score: i16) -> bool {
+        match self {
+            FeedbackKind::Nps => score <= 6,
+            FeedbackKind::Csat => score <= 2,
+            FeedbackKind::Ces | FeedbackKind::Comment => false,
+        }
+    }
+
     /// The accepted score range; `None` for comments, which carry no score.
     pub fn score_range(self) -> Option<std::ops::RangeInclusive<i16>> {
         match self {

@@ -631,6 +631,7 @@ pub async fn erase(
         .filter(journeys::Column::PatientId.eq(id))
         .exec(&*write.txn)
         .await?;
+    scrub_events(&write, id).await?;
     let subject = IdKind::Patient.encode(id);
     write.emit(
         EventType::PatientErased,
@@ -639,6 +640,47 @@ pub async fn erase(
     );
     write.commit().await?;
     Ok(patient)
+}
+
+/// The event log keeps what happened to an erased patient, not who they are
+/// or what was written about them: the CRM id on `patient.*` events and the
+/// drop reason on `journey.*` events go.
+async fn scrub_events(write: &super::Write<'_>, patient: Uuid) -> DomainResult<()> {
+    use entity::events;
+    const IDENTIFYING: [&str; 2] = ["externalId", "reason"];
+    let who = write.who;
+    let journeys: Vec<Uuid> = who
+        .select::<journeys::Entity>()
+        .select_only()
+        .column(journeys::Column::Id)
+        .filter(journeys::Column::PatientId.eq(patient))
+        .into_tuple()
+        .all(&*write.txn)
+        .await?;
+    let subjects = std::iter::once(IdKind::Patient.encode(patient))
+        .chain(journeys.into_iter().map(|j| IdKind::Journey.encode(j)));
+    let logged = who
+        .select::<events::Entity>()
+        .filter(events::Column::Subject.is_in(subjects))
+        .all(&*write.txn)
+        .await?;
+    for mut event in logged {
+        let mut scrubbed = false;
+        for key in IDENTIFYING {
+            if let Some(value) = event.data.get_mut(key).filter(|v| !v.is_null()) {
+                *value = serde_json::Value::Null;
+                scrubbed = true;
+            }
+        }
+        if scrubbed {
+            who.update_rows::<events::Entity>()
+                .col_expr(events::Column::Data, Expr::value(event.data))
+                .filter(events::Column::Id.eq(event.id))
+                .exec(&*write.txn)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Everything held about one patient, as JSON: a data-access request. The

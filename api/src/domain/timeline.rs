@@ -62,11 +62,7 @@ pub async fn pages<C: ConnectionTrait>(
     patients: &[Uuid],
     page: &PageRequest,
 ) -> DomainResult<HashMap<Uuid, Page<Entry>>> {
-    if !who.can(Permission::JourneysRead) {
-        return Err(DomainError::Forbidden(
-            "timelines need the journeys:read scope".into(),
-        ));
-    }
+    super::access::require(who, Permission::JourneysRead, "timelines")?;
     if patients.is_empty() {
         return Ok(HashMap::new());
     }
@@ -121,30 +117,44 @@ pub async fn pages<C: ConnectionTrait>(
         .collect())
 }
 
-/// How many entries a patient's timeline has.
-pub async fn count<C: ConnectionTrait>(
+/// How many entries each patient's timeline has, in one statement.
+pub async fn counts<C: ConnectionTrait>(
     conn: &C,
     who: &Principal,
-    patient: Uuid,
-) -> DomainResult<u64> {
+    patients: &[Uuid],
+) -> DomainResult<HashMap<Uuid, u64>> {
+    super::access::require(who, Permission::JourneysRead, "timelines")?;
+    let mut counts: HashMap<Uuid, u64> = patients.iter().map(|p| (*p, 0)).collect();
+    if patients.is_empty() {
+        return Ok(counts);
+    }
+    let list = placeholders(patients.len());
+    let sql = format!(
+        "SELECT patient_id, CAST(SUM(n) AS BIGINT) AS n FROM ( \
+           SELECT j.patient_id AS patient_id, COUNT(*) AS n \
+           FROM stage_transitions t JOIN journeys j ON j.id = t.journey_id \
+           WHERE t.clinic_id = ? AND j.patient_id IN ({list}) GROUP BY j.patient_id \
+           UNION ALL SELECT patient_id, COUNT(*) FROM touchpoints \
+           WHERE clinic_id = ? AND patient_id IN ({list}) GROUP BY patient_id \
+           UNION ALL SELECT patient_id, COUNT(*) FROM feedback \
+           WHERE clinic_id = ? AND patient_id IN ({list}) GROUP BY patient_id \
+           UNION ALL SELECT patient_id, COUNT(*) FROM follow_ups \
+           WHERE clinic_id = ? AND patient_id IN ({list}) GROUP BY patient_id \
+         ) entries GROUP BY patient_id"
+    );
     let values: Vec<Value> = (0..4)
-        .flat_map(|_| [Value::from(who.clinic_id), Value::from(patient)])
+        .flat_map(|_| {
+            std::iter::once(Value::from(who.clinic_id))
+                .chain(patients.iter().map(|p| Value::from(*p)))
+        })
         .collect();
-    let row = conn
-        .query_one_raw(statement(
-            conn.get_database_backend(),
-            "SELECT \
-               (SELECT COUNT(*) FROM stage_transitions t JOIN journeys j ON j.id = t.journey_id \
-                WHERE t.clinic_id = ? AND j.patient_id = ?) \
-             + (SELECT COUNT(*) FROM touchpoints WHERE clinic_id = ? AND patient_id = ?) \
-             + (SELECT COUNT(*) FROM feedback WHERE clinic_id = ? AND patient_id = ?) \
-             + (SELECT COUNT(*) FROM follow_ups WHERE clinic_id = ? AND patient_id = ?) AS n",
-            values,
-        ))
-        .await?;
-    let n: i64 = match row {
-        Some(row) => row.try_get("", "n")?,
-        None => 0,
-    };
-    Ok(n.max(0) as u64)
+    for row in conn
+        .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .await?
+    {
+        let patient: Uuid = row.try_get("", "patient_id")?;
+        let n: i64 = row.try_get("", "n")?;
+        counts.insert(patient, n.max(0) as u64);
+    }
+    Ok(counts)
 }

@@ -52,11 +52,7 @@ pub async fn log(
     who: &Principal,
     input: LogTouchpoint,
 ) -> DomainResult<touchpoints::Model> {
-    if !who.can(Permission::JourneysWrite) {
-        return Err(DomainError::Forbidden(
-            "logging touchpoints needs the journeys:write scope".into(),
-        ));
-    }
+    super::access::require(who, Permission::JourneysWrite, "logging touchpoints")?;
     let kind = validate::required_text("kind", &input.kind, 64)?;
     let summary = validate::long_text("summary", input.summary.as_deref())?;
     let emotion = input

@@ -377,6 +377,14 @@ pub async fn redeliver(
         .get::<webhook_deliveries::Entity, _>(&*write.txn, id, "webhook delivery")
         .await
         .map_err(|e| e.referenced_by("deliveryId"))?;
+    // A worker holding the lease is sending it now: releasing the lease
+    // would let a second worker send it at the same time.
+    if delivery.locked_until.is_some_and(|until| until > write.now) {
+        return Err(DomainError::conflict_on(
+            "deliveryId",
+            "the delivery is being attempted right now; try again in a few seconds",
+        ));
+    }
     delivery.status = status::PENDING.into();
     delivery.retry_index = 0;
     delivery.next_attempt_at = write.now;

@@ -165,41 +165,49 @@ pub async fn append<C: ConnectionTrait>(
     mut prepared: Vec<events::Model>,
     replica: Uuid,
 ) -> Result<Vec<events::Model>, DbErr> {
-    let Some(clinic_id) = prepared.first().map(|e| e.clinic_id) else {
+    if prepared.is_empty() {
         return Ok(prepared);
-    };
-    let count = prepared.len() as i64;
-    let last = match txn.get_database_backend() {
-        DbBackend::Postgres => append_on_postgres(txn, &prepared, replica).await?,
-        _ => {
-            let bump = Query::update()
-                .table(event_sequences::Entity)
-                .value(
-                    event_sequences::Column::LastSequence,
-                    Expr::col(event_sequences::Column::LastSequence).add(count),
-                )
-                .and_where(Expr::col(event_sequences::Column::ClinicId).eq(clinic_id))
-                .returning_col(event_sequences::Column::LastSequence)
-                .to_owned();
-            let row = txn
-                .query_one(&bump)
-                .await?
-                .ok_or_else(|| DbErr::RecordNotFound(format!("clinic {clinic_id}")))?;
-            let last: i64 = row.try_get("", "last_sequence")?;
+    }
+    match txn.get_database_backend() {
+        DbBackend::Postgres => {
+            let last = append_on_postgres(txn, &prepared, replica).await?;
             number(&mut prepared, last);
-            events::Entity::insert_many(
-                prepared
-                    .iter()
-                    .cloned()
-                    .map(IntoActiveModel::into_active_model),
-            )
-            .exec_without_returning(txn)
-            .await?;
-            last
         }
-    };
-    number(&mut prepared, last);
+        _ => append_elsewhere(txn, &mut prepared).await?,
+    }
     Ok(prepared)
+}
+
+/// Counter, then events, as two statements (SQLite has no data-modifying
+/// `WITH`, and one writer at a time anyway).
+async fn append_elsewhere<C: ConnectionTrait>(
+    txn: &C,
+    prepared: &mut [events::Model],
+) -> Result<(), DbErr> {
+    let clinic_id = prepared[0].clinic_id;
+    let bump = Query::update()
+        .table(event_sequences::Entity)
+        .value(
+            event_sequences::Column::LastSequence,
+            Expr::col(event_sequences::Column::LastSequence).add(prepared.len() as i64),
+        )
+        .and_where(Expr::col(event_sequences::Column::ClinicId).eq(clinic_id))
+        .returning_col(event_sequences::Column::LastSequence)
+        .to_owned();
+    let row = txn
+        .query_one(&bump)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("clinic {clinic_id}")))?;
+    number(prepared, row.try_get("", "last_sequence")?);
+    events::Entity::insert_many(
+        prepared
+            .iter()
+            .cloned()
+            .map(IntoActiveModel::into_active_model),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
 }
 
 /// Numbers events that end at sequence `last`.
@@ -466,6 +474,15 @@ impl EventBus {
         }
     }
 
+    /// True when some follower of `clinic` listens in this process.
+    pub fn has_followers(&self, clinic: Uuid) -> bool {
+        self.clinics
+            .lock()
+            .expect("bus lock")
+            .get(&clinic)
+            .is_some_and(|sender| sender.receiver_count() > 0)
+    }
+
     /// A receiver of the clinic's messages published from now on.
     pub fn subscribe(&self, clinic: Uuid) -> broadcast::Receiver<BusMessage> {
         let mut clinics = self.clinics.lock().expect("bus lock");
@@ -509,12 +526,15 @@ where
             Some(after) => after,
             None => current_sequence(&conn, &who).await?,
         };
+        // From now on, the bus has everything after the counter just read:
+        // the receiver was listening before it was read.
+        let mut from_log = after.is_some();
         let mut target: Option<i64> = None;
         loop {
             // Catch up from the log: everything after `last` (up to `target`
             // when filling a known gap, which is committed by then). Small
             // pages: thousands of followers may catch up at once.
-            loop {
+            while from_log {
                 let page = read_log(&conn, &who, last, CATCH_UP_PAGE, &[]).await?;
                 let done = page.len() < CATCH_UP_PAGE as usize;
                 for event in page {
@@ -524,7 +544,7 @@ where
                     }
                 }
                 if done || target.is_some_and(|t| last >= t) {
-                    break;
+                    from_log = false;
                 }
             }
             // Live. Concurrent writers commit in sequence order but may
@@ -533,14 +553,16 @@ where
             // follower, thousands for one event.
             let mut early: BTreeMap<i64, Arc<FollowedEvent>> = BTreeMap::new();
             let mut gap_deadline: Option<tokio::time::Instant> = None;
-            loop {
+            // Back to the log: up to the last event held back when a gap did
+            // not fill (those are committed), or all of it after a resync.
+            target = loop {
                 let message = match gap_deadline {
                     None => receiver.recv().await,
                     Some(deadline) => match tokio::time::timeout_at(deadline, receiver.recv()).await {
                         Ok(message) => message,
                         // Not published here in time (another replica's, or
                         // lost): the log has it.
-                        Err(_) => break,
+                        Err(_) => break early.last_key_value().map(|(sequence, _)| *sequence),
                     },
                 };
                 match message {
@@ -562,17 +584,16 @@ where
                         if early.is_empty() {
                             gap_deadline = None;
                         } else if early.len() > MAX_EARLY_EVENTS {
-                            break;
+                            break early.last_key_value().map(|(sequence, _)| *sequence);
                         } else if gap_deadline.is_none() {
                             gap_deadline = Some(tokio::time::Instant::now() + GAP_WAIT);
                         }
                     }
-                    Ok(BusMessage::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Ok(BusMessage::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => break None,
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
-            }
-            // The events held back are committed: the log has them.
-            target = early.last_key_value().map(|(sequence, _)| *sequence);
+            };
+            from_log = true;
         }
     }
 }
@@ -591,7 +612,6 @@ pub const NOTIFY_CHANNEL: &str = "journeymap_events";
 /// Relays other replicas' events to this process's bus (PostgreSQL only):
 /// LISTEN wakes it, the events table supplies the events. After a lost
 /// connection it reconnects and tells followers to catch up.
-#[allow(clippy::disallowed_methods)] // relays every clinic's events
 pub async fn relay_notifications(
     store: crate::domain::Store,
     shutdown: tokio_util::sync::CancellationToken,
@@ -614,6 +634,11 @@ pub async fn relay_notifications(
         };
         if let Err(error) = listener.listen(NOTIFY_CHANNEL).await {
             tracing::warn!(?error, "LISTEN failed; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
             continue;
         }
         backoff = std::time::Duration::from_millis(100);
@@ -647,8 +672,12 @@ pub async fn relay_notifications(
             ) else {
                 continue;
             };
-            match events::Entity::find()
-                .filter(events::Column::ClinicId.eq(clinic))
+            // Nobody here follows that clinic: nothing to read.
+            if !store.bus.has_followers(clinic) {
+                continue;
+            }
+            match Principal::system(clinic)
+                .select::<events::Entity>()
                 .filter(events::Column::Sequence.between(first, last))
                 .order_by_asc(events::Column::Sequence)
                 .all(store.db.conn())

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     auth::{Actor, Principal, jwt::JwtKeys},
-    domain::{DomainError, DomainResult, Store, audit::AuditSink},
+    domain::{DomainError, DomainResult, Store},
     ids::{self, IdKind},
 };
 
@@ -66,15 +66,6 @@ impl RequestState {
             Some(Actor::System) => None,
             None => self.client_ip.map(RateKey::Address),
         }
-    }
-
-    /// Takes the patients read so far.
-    pub fn take_patients_read(&self) -> Vec<Uuid> {
-        self.patients_read
-            .lock()
-            .expect("audit lock")
-            .drain()
-            .collect()
     }
 }
 
@@ -128,11 +119,6 @@ impl ContextExt for Context<'_> {
                 .insert(patient);
         }
     }
-}
-
-/// The audit sink, for code outside resolvers.
-pub fn audit_sink<'a>(ctx: &Context<'a>) -> &'a AuditSink {
-    ctx.data_unchecked::<AuditSink>()
 }
 
 /// Decodes a global id argument of the expected kind; a malformed id or one of

@@ -8,6 +8,7 @@
 //! every answer reports its cost in `extensions.cost`.
 
 use std::{
+    collections::HashMap,
     net::IpAddr,
     num::NonZeroU32,
     sync::{Arc, Mutex},
@@ -15,7 +16,7 @@ use std::{
 };
 
 use async_graphql::{
-    Response, ServerError, ServerResult, ValidationResult, Value,
+    Name, Response, ServerError, ServerResult, ValidationResult, Value,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextValidation},
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
@@ -218,6 +219,15 @@ impl Default for LoginThrottle {
 }
 
 impl LoginThrottle {
+    /// Forgets accounts and addresses whose attempts have all expired: the
+    /// keys are whatever callers send, so they must not pile up.
+    pub fn forget_idle(&self) {
+        self.accounts.retain_recent();
+        self.accounts.shrink_to_fit();
+        self.addresses.retain_recent();
+        self.addresses.shrink_to_fit();
+    }
+
     /// Checks one attempt; `Err` with the wait when too many were made.
     pub fn attempt(&self, account: &str, address: Option<IpAddr>) -> ServerResult<()> {
         if let Err(not_until) = self.accounts.check_key(&account.to_lowercase()) {
@@ -238,36 +248,67 @@ impl LoginThrottle {
     }
 }
 
-/// How many aliases a document uses, fragments included.
+/// How many aliases a document uses, fragments included (a fragment counts
+/// as often as it is spread). Each fragment is walked once: this runs before
+/// validation, and a document spreading one fragment twice at every level
+/// would otherwise cost exponential time. Fragment cycles count nothing here
+/// (validation refuses them).
 pub fn count_aliases(document: &ExecutableDocument) -> usize {
-    fn walk(set: &SelectionSet, document: &ExecutableDocument, depth: usize) -> usize {
-        if depth > 64 {
-            return 0;
-        }
-        set.items
-            .iter()
-            .map(|item| match &item.node {
-                Selection::Field(field) => {
-                    usize::from(field.node.alias.is_some())
-                        + walk(&field.node.selection_set.node, document, depth + 1)
-                }
+    fn walk(
+        set: &SelectionSet,
+        document: &ExecutableDocument,
+        fragments: &mut HashMap<Name, Option<usize>>,
+    ) -> usize {
+        let mut total = 0usize;
+        for item in &set.items {
+            total = total.saturating_add(match &item.node {
+                Selection::Field(field) => usize::from(field.node.alias.is_some())
+                    .saturating_add(walk(&field.node.selection_set.node, document, fragments)),
                 Selection::InlineFragment(fragment) => {
-                    walk(&fragment.node.selection_set.node, document, depth + 1)
+                    walk(&fragment.node.selection_set.node, document, fragments)
                 }
-                Selection::FragmentSpread(spread) => document
-                    .fragments
-                    .get(&spread.node.fragment_name.node)
-                    .map_or(0, |fragment| {
-                        walk(&fragment.node.selection_set.node, document, depth + 1)
-                    }),
-            })
-            .sum()
+                Selection::FragmentSpread(spread) => {
+                    let name = &spread.node.fragment_name.node;
+                    match fragments.get(name) {
+                        Some(Some(counted)) => *counted,
+                        // Being counted further up: a cycle.
+                        Some(None) => 0,
+                        None => match document.fragments.get(name) {
+                            Some(fragment) => {
+                                fragments.insert(name.clone(), None);
+                                let counted =
+                                    walk(&fragment.node.selection_set.node, document, fragments);
+                                fragments.insert(name.clone(), Some(counted));
+                                counted
+                            }
+                            None => 0,
+                        },
+                    }
+                }
+            });
+        }
+        total
     }
+    let mut fragments = HashMap::new();
     document
         .operations
         .iter()
-        .map(|(_, operation)| walk(&operation.node.selection_set.node, document, 0))
-        .sum()
+        .map(|(_, operation)| walk(&operation.node.selection_set.node, document, &mut fragments))
+        .fold(0usize, usize::saturating_add)
+}
+
+/// Refuses a document with more than `max` aliases, over HTTP and WebSocket
+/// alike. A document that does not parse passes: execution reports that.
+pub fn check_aliases(request: &mut async_graphql::Request, max: usize) -> Result<(), ServerError> {
+    let aliases = request.parsed_query().map(count_aliases).unwrap_or(0);
+    if aliases > max {
+        return Err(error::coded(
+            format!("the document uses {aliases} aliases; at most {max} are allowed"),
+            error::code::GRAPHQL_VALIDATION_FAILED,
+            None,
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

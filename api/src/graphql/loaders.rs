@@ -229,6 +229,21 @@ where
     }
 }
 
+/// How many timeline entries each patient has.
+pub struct TimelineCounts {
+    store: Store,
+    who: Principal,
+}
+
+impl Loader<Uuid> for TimelineCounts {
+    type Value = u64;
+    type Error = DomainError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, u64>, DomainError> {
+        timeline::counts(self.store.db.conn(), &self.who, keys).await
+    }
+}
+
 /// A timeline page per patient.
 pub struct TimelinePages {
     store: Store,
@@ -409,6 +424,8 @@ pub struct Loaders {
     pub touchpoint_count_of_patient: Loads<CountByParent<touchpoints::Entity>>,
     pub touchpoint_count_of_journey: Loads<CountByParent<touchpoints::Entity>>,
     pub feedback_count_of_patient: Loads<CountByParent<feedback::Entity>>,
+    pub access_log_count_of_patient: Loads<CountByParent<audit_log::Entity>>,
+    pub timeline_count_of_patient: Loads<TimelineCounts>,
     pub timeline_of_patient: Loads<TimelinePages>,
     pub access_log_of_patient: Loads<PagesByParent<audit_log::Entity>>,
     pub webhook_endpoint: Loads<ById<webhook_endpoints::Entity>>,
@@ -588,6 +605,21 @@ impl Loaders {
                 TimelinePages {
                     store: store.clone(),
                     who: who.clone(),
+                },
+                queue,
+            ),
+            timeline_count_of_patient: loader(
+                TimelineCounts {
+                    store: store.clone(),
+                    who: who.clone(),
+                },
+                queue,
+            ),
+            access_log_count_of_patient: loader(
+                CountByParent {
+                    store: store.clone(),
+                    who: who.clone(),
+                    parent: audit_log::Column::PatientId,
                 },
                 queue,
             ),

@@ -25,10 +25,7 @@ pub use mutation::Mutation;
 pub use query::Query;
 pub use subscription::Subscription;
 
-use crate::{
-    auth::jwt::JwtKeys,
-    domain::{Store, audit::AuditSink},
-};
+use crate::{auth::jwt::JwtKeys, domain::Store};
 
 /// The Journeymap schema.
 pub type JourneymapSchema = Schema<Query, Mutation, Subscription>;
@@ -54,7 +51,6 @@ impl Default for Limits {
 pub struct Services {
     pub store: Store,
     pub keys: Arc<JwtKeys>,
-    pub audit: AuditSink,
     pub budget: Arc<limits::CostBudget>,
     pub logins: Arc<limits::LoginThrottle>,
     pub webhooks: mutation::webhooks::WebhookPolicy,
@@ -79,7 +75,6 @@ pub fn build_schemas(services: Services, limits: Limits) -> Schemas {
         let mut schema = builder()
             .data(services.store.clone())
             .data(services.keys.clone())
-            .data(services.audit.clone())
             .data(services.logins.clone())
             .data(services.webhooks)
             .extension(limits::CostLimit(services.budget.clone()))

@@ -222,7 +222,10 @@ pub async fn post(
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().map(str::to_string).unwrap_or_default());
-    let body_hash = crate::auth::tokens::hash_bytes(&body);
+    // Only an idempotent request is remembered by its body.
+    let body_hash = idempotency_key
+        .as_ref()
+        .map(|_| crate::auth::tokens::hash_bytes(&body));
     let body: Value = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(e) => {
@@ -280,6 +283,7 @@ pub async fn post(
         item => match parse_request(item) {
             Ok(request) => match idempotency_key {
                 Some(key) => {
+                    let body_hash = body_hash.unwrap_or_default();
                     idempotent(&state, &headers, peer, media, request, key, body_hash).await
                 }
                 None => execute_one(&state, &headers, peer, media, request, false).await,
@@ -332,25 +336,26 @@ async fn execute_one(
         Answer::Built(body) if status == StatusCode::TOO_MANY_REQUESTS => retry_after(body),
         _ => None,
     };
-    let mut response = (status, answer.into_bytes()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, media.header());
+    respond(status, media, answer.into_bytes(), wait)
+}
+
+/// An operation's answer with its media type and the headers its status
+/// calls for.
+fn respond(status: StatusCode, media: MediaType, body: Vec<u8>, wait: Option<u64>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, media.header());
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
+        headers.insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer error=\"invalid_token\""),
         );
     }
     if status == StatusCode::METHOD_NOT_ALLOWED {
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
     if let Some(seconds) = wait {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }
@@ -409,10 +414,7 @@ async fn idempotent(
     match claim {
         domain::idempotency::Claim::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut response = (status, axum::Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, media.header());
+            let mut response = respond(status, media, body.to_string().into_bytes(), None);
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -444,11 +446,10 @@ async fn idempotent(
             if let Err(error) = stored {
                 tracing::error!(?error, "storing an idempotent response failed");
             }
-            let mut response = (status, axum::Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, media.header());
-            response
+            let wait = (status == StatusCode::TOO_MANY_REQUESTS)
+                .then(|| retry_after(&body))
+                .flatten();
+            respond(status, media, body.to_string().into_bytes(), wait)
         }
     }
 }
@@ -526,19 +527,7 @@ async fn execute_body(
             Answer::Built(json!({ "errors": [e] })),
         );
     }
-    let aliases = request
-        .parsed_query()
-        .map(limits::count_aliases)
-        .unwrap_or(0);
-    if aliases > state.config.max_aliases {
-        let e = error::coded(
-            format!(
-                "the document uses {aliases} aliases; at most {} are allowed",
-                state.config.max_aliases
-            ),
-            code::GRAPHQL_VALIDATION_FAILED,
-            None,
-        );
+    if let Err(e) = limits::check_aliases(&mut request, state.config.max_aliases) {
         let status = match media {
             MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
             MediaType::Json => StatusCode::OK,
@@ -606,10 +595,7 @@ async fn execute_body(
         &request_id,
     );
     if let Some(principal) = &principal {
-        let read: Vec<_> = reads.lock().expect("audit lock").drain().collect();
-        if !read.is_empty() {
-            state.audit.patients_read(principal, read).await;
-        }
+        state.audit.flush_reads(principal, &reads).await;
     }
     let outcome = response
         .errors

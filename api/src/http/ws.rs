@@ -34,7 +34,7 @@ use super::auth::{self, Credential};
 use crate::{
     app::AppState,
     auth::Principal,
-    graphql::{RequestState, error},
+    graphql::{RequestState, error, limits},
 };
 
 /// The one subprotocol spoken here.
@@ -83,6 +83,15 @@ fn close(code: u16, reason: &str) -> Message {
 
 fn text(value: Value) -> Message {
     Message::Text(Utf8Bytes::from(value.to_string()))
+}
+
+/// A `next` message.
+#[derive(serde::Serialize)]
+struct Next<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    payload: &'a async_graphql::Response,
 }
 
 /// Why the server closes the socket.
@@ -283,7 +292,7 @@ async fn operate(
     request_id: String,
     peer: SocketAddr,
     id: String,
-    request: GraphqlRequest,
+    mut request: GraphqlRequest,
     outgoing: mpsc::Sender<Message>,
     done: mpsc::UnboundedSender<String>,
 ) {
@@ -295,6 +304,13 @@ async fn operate(
     );
     let reads = request_state.patients_read.clone();
     let who = request_state.principal.clone();
+    if let Err(e) = limits::check_aliases(&mut request, state.config.max_aliases) {
+        let _ = outgoing
+            .send(text(json!({ "type": "error", "id": id, "payload": [e] })))
+            .await;
+        let _ = done.send(id);
+        return;
+    }
     let stream = state
         .schemas
         .authenticated
@@ -305,10 +321,7 @@ async fn operate(
     while let Some(response) = stream.next().await {
         let response = error::finalize(response, &request_id);
         if let Some(who) = &who {
-            let read: Vec<_> = reads.lock().expect("audit lock").drain().collect();
-            if !read.is_empty() {
-                state.audit.patients_read(who, read).await;
-            }
+            state.audit.flush_reads(who, &reads).await;
         }
         // A request error (nothing ran) is an `error` message, and ends the operation.
         if first
@@ -325,11 +338,15 @@ async fn operate(
             return;
         }
         first = false;
-        let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
+        // Serialized once, straight to text: this runs per subscriber per event.
+        let next = serde_json::to_string(&Next {
+            kind: "next",
+            id: &id,
+            payload: &response,
+        })
+        .unwrap_or_else(|_| json!({ "type": "next", "id": id, "payload": null }).to_string());
         if outgoing
-            .send(text(
-                json!({ "type": "next", "id": id, "payload": payload }),
-            ))
+            .send(Message::Text(Utf8Bytes::from(next)))
             .await
             .is_err()
         {

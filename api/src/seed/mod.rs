@@ -603,12 +603,12 @@ fn simulate(
             };
             let at = exit - Duration::minutes(rng.random_range(5..600)).min(exit - entered);
             let touchpoint = stage_touchpoints.last().map(|t| t.id);
-            let detractor = match feedback_spec.kind {
-                FeedbackKind::Nps => score <= 6,
-                FeedbackKind::Csat => score <= 2,
-                _ => false,
-            };
-            if detractor {
+            // As the domain does: one open service-recovery call per journey.
+            let recovery_open = follow_ups.iter().any(|f| {
+                f.kind == FollowUpKind::ServiceRecovery.as_str()
+                    && f.status == FollowUpStatus::Open.as_str()
+            });
+            if feedback_spec.kind.is_detractor(score) && !recovery_open {
                 follow_ups.push(follow_ups::Model {
                     id: id_at(rng, at),
                     clinic_id,
@@ -618,7 +618,7 @@ fn simulate(
                     rule_id: None,
                     kind: FollowUpKind::ServiceRecovery.as_str().into(),
                     due_at: at + Duration::hours(24),
-                    channel: "PHONE".into(),
+                    channel: crate::domain::Channel::Phone.as_str().into(),
                     note: Some(format!("Service recovery: {} {score}", feedback_spec.kind)),
                     assignee_staff_id: Some(owner),
                     status: FollowUpStatus::Open.as_str().into(),
@@ -658,7 +658,7 @@ fn simulate(
                 .rules
                 .iter()
                 .any(|r| Some(r.id) == follow_up.rule_id && r.cancel_on_stage_exit);
-            if follow_up.status != "OPEN" || !cancels {
+            if follow_up.status != FollowUpStatus::Open.as_str() || !cancels {
                 continue;
             }
             if follow_up.due_at <= exit && !rng.random_bool(spec.follow_up_neglect) {
@@ -708,7 +708,10 @@ fn simulate(
 
     // Follow-ups: done (mostly, on time or a little late), still open (some
     // overdue), or cancelled when the journey ended.
-    for follow_up in follow_ups.iter_mut().filter(|f| f.status == "OPEN") {
+    for follow_up in follow_ups
+        .iter_mut()
+        .filter(|f| f.status == FollowUpStatus::Open.as_str())
+    {
         let stage_spec = pathway
             .stages
             .iter()
@@ -737,7 +740,7 @@ fn simulate(
 
     // History is imported, not lived: overdue follow-ups count as announced.
     for follow_up in follow_ups.iter_mut() {
-        if follow_up.status == "OPEN" && follow_up.due_at < now {
+        if follow_up.status == FollowUpStatus::Open.as_str() && follow_up.due_at < now {
             follow_up.overdue_notified_at = Some(follow_up.due_at);
         }
     }

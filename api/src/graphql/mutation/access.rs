@@ -300,22 +300,8 @@ impl AccessMutations {
         ctx: &Context<'_>,
         input: CreateApiTokenInput,
     ) -> async_graphql::Result<CreateApiTokenPayload> {
-        let scopes = input
-            .scopes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                Permission::from_scope(s.trim()).ok_or_else(|| {
-                    DomainError::invalid(
-                        format!("input.scopes[{i}]"),
-                        format!(
-                            "unknown scope {s:?}; known scopes: {}",
-                            Permission::ALL.map(Permission::scope).join(", ")
-                        ),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let scopes = Permission::parse_scopes(&input.scopes)
+            .map_err(|(i, message)| DomainError::invalid(format!("input.scopes[{i}]"), message))?;
         let (token, secret) = domain::api_tokens::create(
             ctx.store(),
             ctx.principal()?,

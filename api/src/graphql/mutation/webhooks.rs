@@ -162,11 +162,7 @@ impl WebhookMutations {
         let fields = EndpointFields {
             url: input.url,
             event_types: input.event_types,
-            description: match input.description {
-                MaybeUndefined::Undefined => None,
-                MaybeUndefined::Null => Some(None),
-                MaybeUndefined::Value(text) => Some(Some(text)),
-            },
+            description: input.description.into(),
             include_phi: input.include_phi,
             enabled: input.enabled,
         };

@@ -109,23 +109,11 @@ impl AuditEntry {
     /// The record acted on.
     async fn record(&self) -> AuditRecord {
         let kind = self.0.record_kind.clone();
-        let id = self.0.record_id.and_then(|id| {
-            [
-                IdKind::Patient,
-                IdKind::Journey,
-                IdKind::Touchpoint,
-                IdKind::Feedback,
-                IdKind::FollowUp,
-                IdKind::Pathway,
-                IdKind::Stage,
-                IdKind::Staff,
-                IdKind::ApiToken,
-                IdKind::StageTransition,
-            ]
-            .into_iter()
-            .find(|k| k.type_name() == kind)
-            .map(|k| ID::from(k.encode(id)))
-        });
+        let id = self
+            .0
+            .record_id
+            .zip(IdKind::from_type_name(&kind))
+            .map(|(id, k)| ID::from(k.encode(id)));
         AuditRecord { kind, id }
     }
 

@@ -29,6 +29,23 @@ pub struct Consent {
     pub marketing: bool,
 }
 
+impl Patient {
+    /// The caller may see who the patient is; the read goes on record.
+    fn identity(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        domain::access::patient_identity(ctx.principal()?)?;
+        ctx.patient_read(self.0.id);
+        Ok(())
+    }
+
+    /// The caller may see the patient's contact details (CRM id, tags,
+    /// consent and source included); the read goes on record.
+    fn contact_details(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        domain::access::contact_details(ctx.principal()?)?;
+        ctx.patient_read(self.0.id);
+        Ok(())
+    }
+}
+
 #[Object]
 impl Patient {
     /// The patient's global id.
@@ -38,48 +55,43 @@ impl Patient {
 
     /// The patient's id in the clinic's CRM, unique within the clinic.
     async fn external_id(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
-        domain::access::contact_details(ctx.principal()?)?;
+        self.contact_details(ctx)?;
         Ok(self.0.external_id.as_deref())
     }
 
     /// First name.
     async fn given_name(&self, ctx: &Context<'_>) -> async_graphql::Result<&str> {
-        domain::access::patient_identity(ctx.principal()?)?;
-        ctx.patient_read(self.0.id);
+        self.identity(ctx)?;
         Ok(&self.0.given_name)
     }
 
     /// Last name.
     async fn family_name(&self, ctx: &Context<'_>) -> async_graphql::Result<&str> {
-        domain::access::patient_identity(ctx.principal()?)?;
-        ctx.patient_read(self.0.id);
+        self.identity(ctx)?;
         Ok(&self.0.family_name)
     }
 
     /// Email address, lower-cased.
     async fn email(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
-        domain::access::contact_details(ctx.principal()?)?;
-        ctx.patient_read(self.0.id);
+        self.contact_details(ctx)?;
         Ok(self.0.email.as_deref())
     }
 
     /// Phone number in E.164 form (`+14155550123`).
     async fn phone(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
-        domain::access::contact_details(ctx.principal()?)?;
-        ctx.patient_read(self.0.id);
+        self.contact_details(ctx)?;
         Ok(self.0.phone.as_deref())
     }
 
     /// Date of birth.
     async fn birth_date(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Date>> {
-        domain::access::contact_details(ctx.principal()?)?;
-        ctx.patient_read(self.0.id);
+        self.contact_details(ctx)?;
         Ok(self.0.birth_date.map(Date))
     }
 
     /// How the patient prefers to be reached.
     async fn preferred_channel(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Channel>> {
-        domain::access::contact_details(ctx.principal()?)?;
+        self.contact_details(ctx)?;
         self.0
             .preferred_channel
             .as_deref()
@@ -89,19 +101,19 @@ impl Patient {
 
     /// Where the patient came from ("instagram", "referral", …).
     async fn source(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
-        domain::access::contact_details(ctx.principal()?)?;
+        self.contact_details(ctx)?;
         Ok(self.0.source.as_deref())
     }
 
     /// The clinic's labels for the patient, lower-case.
     async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
-        domain::access::contact_details(ctx.principal()?)?;
+        self.contact_details(ctx)?;
         Ok(domain::patients::tags_of(&self.0))
     }
 
     /// Contact consent.
     async fn consent(&self, ctx: &Context<'_>) -> async_graphql::Result<Consent> {
-        domain::access::contact_details(ctx.principal()?)?;
+        self.contact_details(ctx)?;
         Ok(Consent {
             sms: self.0.consent_sms,
             email: self.0.consent_email,
@@ -132,18 +144,19 @@ impl Patient {
             .load_one((self.0.id, page))
             .await?;
         let patient_id = self.0.id;
-        let store = ctx.store().clone();
         Ok(connection(
             found.unwrap_or_else(|| empty(&page)),
             |entry| domain::audit::keyset(entry).encode(),
             AuditEntry,
             ConnectionTotals::new(move || {
-                let (store, who) = (store.clone(), who.clone());
-                let filter = domain::audit::AuditFilter {
-                    patient_id: Some(patient_id),
-                    ..Default::default()
-                };
-                async move { domain::audit::count(&store.db, &who, &filter).await }
+                let loaders = loaders.clone();
+                async move {
+                    Ok(loaders
+                        .access_log_count_of_patient
+                        .load_one(patient_id)
+                        .await?
+                        .unwrap_or(0))
+                }
             }),
         ))
     }
@@ -265,14 +278,19 @@ impl Patient {
             .load_one((self.0.id, page))
             .await?;
         let patient_id = self.0.id;
-        let (store, who) = (ctx.store().clone(), ctx.principal()?.clone());
         Ok(connection(
             found.unwrap_or_else(|| empty(&page)),
             |entry| entry.keyset().encode(),
             TimelineEntry,
             ConnectionTotals::new(move || {
-                let (store, who) = (store.clone(), who.clone());
-                async move { domain::timeline::count(store.db.conn(), &who, patient_id).await }
+                let loaders = loaders.clone();
+                async move {
+                    Ok(loaders
+                        .timeline_count_of_patient
+                        .load_one(patient_id)
+                        .await?
+                        .unwrap_or(0))
+                }
             }),
         ))
     }
