@@ -8,28 +8,18 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    audit::AuditSink,
     auth::jwt::JwtKeys,
     config::{DatabaseConfig, ServeConfig},
     db::{self, Db},
-    domain::{Store, audit::AuditSink, settings},
+    domain::{Store, settings},
     graphql::{
-        self, Limits, Schemas, Services,
+        self, Limits, Services,
         limits::{CostBudget, LoginThrottle},
     },
-    http,
+    http::{self, AppState},
     metrics::Metrics,
 };
-
-/// Everything a request handler needs, shared by all requests.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub schemas: Schemas,
-    pub keys: Arc<JwtKeys>,
-    pub audit: AuditSink,
-    pub metrics: Arc<Metrics>,
-    pub config: Arc<ServeConfig>,
-}
 
 /// A configured, migrated Journeymap, ready to start serving.
 pub struct App {
@@ -75,9 +65,7 @@ impl App {
                 keys: keys.clone(),
                 budget: budget.clone(),
                 logins: logins.clone(),
-                webhooks: graphql::mutation::webhooks::WebhookPolicy {
-                    allow_private_targets: config.allow_private_webhook_targets,
-                },
+                webhooks: config.webhook_policy(),
             },
             Limits {
                 max_depth: config.max_query_depth,
@@ -141,15 +129,21 @@ impl App {
             .await
             .map_err(anyhow::Error::from)
         });
-        if self.state.store.db.backend() == sea_orm::DbBackend::Postgres {
-            self.background.push(tokio::spawn(crate::db::uncounted(
-                crate::events::relay_notifications(self.state.store.clone(), self.shutdown.clone()),
+        let store = &self.state.store;
+        if store.db.backend() == sea_orm::DbBackend::Postgres {
+            self.background.push(tokio::spawn(db::uncounted(
+                crate::events::relay::relay_notifications(
+                    store.db.clone(),
+                    store.bus.clone(),
+                    self.shutdown.clone(),
+                ),
             )));
         }
         if delivery.concurrency > 0 {
             self.background
-                .push(tokio::spawn(crate::db::uncounted(crate::webhooks::run(
-                    self.state.store.clone(),
+                .push(tokio::spawn(db::uncounted(crate::webhooks::worker::run(
+                    store.db.clone(),
+                    store.bus.clone(),
                     delivery,
                     self.state.metrics.clone(),
                     self.shutdown.clone(),

@@ -181,15 +181,86 @@ impl ServeConfig {
         Duration::from_secs(self.request_timeout_secs)
     }
 
-    /// How webhooks are delivered.
-    pub fn delivery(&self) -> Result<crate::webhooks::DeliveryConfig, String> {
-        Ok(crate::webhooks::DeliveryConfig {
+    /// How webhooks are delivered; `Err` says what is wrong with the retry
+    /// schedule.
+    pub fn delivery(&self) -> Result<DeliveryConfig, String> {
+        Ok(DeliveryConfig {
             timeout: Duration::from_secs(self.webhook_timeout_secs.max(1)),
-            schedule: crate::webhooks::parse_schedule(&self.webhook_retry_schedule)?,
+            schedule: parse_schedule(&self.webhook_retry_schedule)?,
             lease: Duration::from_secs(self.webhook_lease_secs.max(1)),
             concurrency: self.webhook_concurrency,
             poll: Duration::from_millis(500),
             allow_private: self.allow_private_webhook_targets,
         })
+    }
+
+    /// Which webhook targets endpoints may name.
+    pub fn webhook_policy(&self) -> WebhookPolicy {
+        WebhookPolicy {
+            allow_private_targets: self.allow_private_webhook_targets,
+        }
+    }
+}
+
+/// Which webhook URLs endpoints may be saved with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebhookPolicy {
+    /// Allow loopback, private and link-local targets (for tests and labs).
+    pub allow_private_targets: bool,
+}
+
+/// How webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// How long a receiver has to answer.
+    pub timeout: Duration,
+    /// When each attempt is made, counted from the previous one (the first
+    /// entry is the first attempt's delay).
+    pub schedule: Vec<Duration>,
+    /// How long a claimed delivery stays claimed before another worker may
+    /// take it over.
+    pub lease: Duration,
+    /// Deliveries in flight at once, per process.
+    pub concurrency: usize,
+    /// How often workers look for due deliveries when nothing wakes them.
+    pub poll: Duration,
+    /// Allow loopback, private and link-local targets (for tests and labs).
+    pub allow_private: bool,
+}
+
+/// Parses a retry schedule written as comma-separated seconds.
+pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
+    let schedule: Vec<Duration> = text
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("{text:?} is not a list of seconds such as 0,5,300"))?;
+    if schedule.is_empty() {
+        return Err("the retry schedule needs at least one entry".into());
+    }
+    Ok(schedule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_parse() {
+        assert_eq!(
+            parse_schedule("0, 5,300").unwrap(),
+            vec![
+                Duration::ZERO,
+                Duration::from_secs(5),
+                Duration::from_secs(300)
+            ]
+        );
+        assert!(parse_schedule("soon").is_err());
+        assert!(parse_schedule("-1").is_err());
     }
 }

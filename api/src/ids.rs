@@ -143,6 +143,81 @@ pub fn new_id() -> Uuid {
     Uuid::now_v7()
 }
 
+/// Record ids that travel as their global id string (`pat_…`) wherever they
+/// are serialized: event payloads, webhook bodies, the event log. A payload
+/// field of type [`PatientId`] can only hold a patient's id, and reading it
+/// back needs no decoding by hand.
+macro_rules! global_ids {
+    ($($(#[$meta:meta])* $name:ident => $kind:ident),+ $(,)?) => {$(
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// The kind of record this id names.
+            pub const KIND: IdKind = IdKind::$kind;
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Uuid {
+                id.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&IdKind::$kind.encode(self.0))
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                decode_as(IdKind::$kind, &text)
+                    .map($name)
+                    .map_err(|error| serde::de::Error::custom(format!("{text:?} {error}")))
+            }
+        }
+    )+};
+}
+
+global_ids!(
+    /// A clinic's id (`cln_…`).
+    ClinicId => Clinic,
+    /// A staff member's id (`stf_…`).
+    StaffId => Staff,
+    /// A patient's id (`pat_…`).
+    PatientId => Patient,
+    /// A pathway's id (`pwy_…`).
+    PathwayId => Pathway,
+    /// A stage's id (`stg_…`).
+    StageId => Stage,
+    /// A journey's id (`jny_…`).
+    JourneyId => Journey,
+    /// A stage transition's id (`trn_…`).
+    TransitionId => StageTransition,
+    /// A touchpoint's id (`tch_…`).
+    TouchpointId => Touchpoint,
+    /// A feedback's id (`fbk_…`).
+    FeedbackId => Feedback,
+    /// A follow-up's id (`fup_…`).
+    FollowUpId => FollowUp,
+    /// A webhook endpoint's id (`whe_…`).
+    WebhookEndpointId => WebhookEndpoint,
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +230,19 @@ mod tests {
             assert_eq!(decode(&encoded), Ok((kind, id)));
             assert_eq!(decode_as(kind, &encoded), Ok(id));
         }
+    }
+
+    #[test]
+    fn typed_ids_serialize_as_global_ids() {
+        let id = new_id();
+        let json = serde_json::to_value(PatientId(id)).unwrap();
+        assert_eq!(json, serde_json::json!(IdKind::Patient.encode(id)));
+        assert_eq!(
+            serde_json::from_value::<PatientId>(json).unwrap(),
+            PatientId(id)
+        );
+        let wrong = serde_json::json!(IdKind::Journey.encode(id));
+        assert!(serde_json::from_value::<PatientId>(wrong).is_err());
     }
 
     #[test]

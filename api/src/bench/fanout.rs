@@ -573,7 +573,7 @@ async fn measure(
 
     // The window's events, from the log: what every subscriber should get.
     let mut expected = Vec::new();
-    let mut after = crate::events::cursor(window_start);
+    let mut after = crate::events::log::cursor(window_start);
     loop {
         let body = client.gql(WINDOW_EVENTS, json!({ "after": after })).await?;
         anyhow::ensure!(

@@ -10,7 +10,8 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{DomainError, DomainResult, Store, audit::AuditEntry, validate};
+use super::{DomainError, DomainResult, Store, validate};
+use crate::audit::AuditEntry;
 use crate::{
     auth::{Actor, Permission, Principal, tokens},
     ids::{self, IdKind},

@@ -2,21 +2,20 @@
 //! filed under the stage of the journey it is about.
 
 use chrono::{DateTime, Utc};
-use entity::{feedback, journeys, patients, staff, touchpoints};
+use entity::{feedback, journeys, staff, touchpoints};
 use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    DomainError, DomainResult, FeedbackKind, JourneyStatus, Store, follow_ups,
+    DomainError, DomainResult, FeedbackKind, JourneyStatus, Store, access, follow_ups,
     journeys::stage_at,
     page::{Keyset, Sort},
-    validate,
+    records, validate,
 };
 use crate::{
     auth::{Permission, Principal},
-    events::{EventType, timestamp},
-    ids::{self, IdKind},
+    events::{Event, FeedbackSubmitted},
+    ids::{self, FeedbackId, JourneyId, PatientId, StageId, TouchpointId},
 };
 
 /// Feedback lists newest first.
@@ -73,7 +72,7 @@ pub async fn submit(
     who: &Principal,
     input: SubmitFeedback,
 ) -> DomainResult<feedback::Model> {
-    super::access::require(who, Permission::FeedbackWrite, "submitting feedback")?;
+    access::require(who, Permission::FeedbackWrite, "submitting feedback")?;
     let comment = validate::long_text("comment", input.comment.as_deref())?;
     let score = check_score(input.kind, input.score, comment.as_deref())?;
 
@@ -82,31 +81,19 @@ pub async fn submit(
         Some(at) => validate::past_time("submittedAt", at, write.now)?,
         None => write.now,
     };
-    let patient = who
-        .get::<patients::Entity, _>(&*write.txn, input.patient_id, "patient")
-        .await
-        .map_err(|e| e.referenced_by("patientId"))?;
-    if patient.erased_at.is_some() {
-        return Err(DomainError::conflict_on(
-            "patientId",
-            "the patient was erased",
-        ));
-    }
+    let patient = records::living_patient(&*write.txn, who, input.patient_id, "patientId").await?;
     let touchpoint = match input.touchpoint_id {
         None => None,
-        Some(id) => {
-            let touchpoint = who
-                .get::<touchpoints::Entity, _>(&*write.txn, id, "touchpoint")
-                .await
-                .map_err(|e| e.referenced_by("touchpointId"))?;
-            if touchpoint.patient_id != patient.id {
-                return Err(DomainError::invalid(
-                    "touchpointId",
-                    "the touchpoint is with another patient",
-                ));
-            }
-            Some(touchpoint)
-        }
+        Some(id) => Some(
+            records::of_patient::<touchpoints::Entity, _>(
+                &*write.txn,
+                who,
+                id,
+                "touchpointId",
+                patient.id,
+            )
+            .await?,
+        ),
     };
     let journey = match input
         .journey_id
@@ -114,16 +101,14 @@ pub async fn submit(
     {
         None => None,
         Some(id) => {
-            let journey = who
-                .get::<journeys::Entity, _>(&*write.txn, id, "journey")
-                .await
-                .map_err(|e| e.referenced_by("journeyId"))?;
-            if journey.patient_id != patient.id {
-                return Err(DomainError::invalid(
-                    "journeyId",
-                    "the journey is another patient's",
-                ));
-            }
+            let journey = records::of_patient::<journeys::Entity, _>(
+                &*write.txn,
+                who,
+                id,
+                "journeyId",
+                patient.id,
+            )
+            .await?;
             if let Some(touchpoint) = &touchpoint
                 && touchpoint.journey_id.is_some_and(|j| j != journey.id)
             {
@@ -164,26 +149,21 @@ pub async fn submit(
     feedback::Entity::insert(feedback.clone().into_active_model())
         .exec_without_returning(&*write.txn)
         .await?;
-    let id = IdKind::Feedback.encode(feedback.id);
     let detractor = feedback
         .score
         .is_some_and(|score| input.kind.is_detractor(score));
-    write.emit(
-        EventType::FeedbackSubmitted,
-        id.clone(),
-        json!({
-            "feedbackId": id,
-            "patientId": IdKind::Patient.encode(feedback.patient_id),
-            "journeyId": feedback.journey_id.map(|j| IdKind::Journey.encode(j)),
-            "stageId": feedback.stage_id.map(|s| IdKind::Stage.encode(s)),
-            "touchpointId": feedback.touchpoint_id.map(|t| IdKind::Touchpoint.encode(t)),
-            "kind": feedback.kind,
-            "score": feedback.score,
-            "hasComment": feedback.comment.is_some(),
-            "detractor": detractor,
-            "submittedAt": timestamp(feedback.submitted_at),
-        }),
-    );
+    write.emit(Event::FeedbackSubmitted(FeedbackSubmitted {
+        feedback_id: FeedbackId(feedback.id),
+        patient_id: PatientId(feedback.patient_id),
+        journey_id: feedback.journey_id.map(JourneyId),
+        stage_id: feedback.stage_id.map(StageId),
+        touchpoint_id: feedback.touchpoint_id.map(TouchpointId),
+        kind: feedback.kind.clone(),
+        score: feedback.score,
+        has_comment: feedback.comment.is_some(),
+        detractor,
+        submitted_at: feedback.submitted_at,
+    }));
     if detractor {
         // A detractor gets a call within 24 hours: on the journey the feedback
         // is about, else on the patient's latest active journey.

@@ -7,17 +7,17 @@ use sea_orm::{
     ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, Select, sea_query::Expr,
 };
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    DomainError, DomainResult, FollowUpKind, FollowUpStatus, Store, Write,
+    DomainError, DomainResult, FollowUpKind, FollowUpStatus, Store, Write, access,
     page::{Keyset, Page, PageRequest, Sort, SortKey, finish},
+    records,
 };
 use crate::{
     auth::{Permission, Principal},
-    events::{EventType, timestamp},
-    ids::{self, IdKind},
+    events::{Event, FollowUpCompleted, FollowUpNotice},
+    ids::{self, FollowUpId, JourneyId, PatientId, StaffId, StageId, TouchpointId},
 };
 
 /// How to narrow the follow-up work list.
@@ -87,13 +87,7 @@ fn filtered(who: &Principal, filter: &FollowUpFilter) -> Select<follow_ups::Enti
 }
 
 fn require_read(who: &Principal) -> DomainResult<()> {
-    if who.can(Permission::JourneysRead) {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden(
-            "reading follow-ups needs the journeys:read scope".into(),
-        ))
-    }
+    access::require(who, Permission::JourneysRead, "reading follow-ups")
 }
 
 /// One page of follow-ups, soonest due first.
@@ -221,23 +215,21 @@ pub async fn complete(
     follow_up_id: Uuid,
     touchpoint_id: Option<Uuid>,
 ) -> DomainResult<follow_ups::Model> {
-    super::access::require(who, Permission::JourneysWrite, "completing follow-ups")?;
+    access::require(who, Permission::JourneysWrite, "completing follow-ups")?;
     let mut write = store.write(who).await?;
     let follow_up = who
         .get::<follow_ups::Entity, _>(&*write.txn, follow_up_id, "follow-up")
         .await
         .map_err(|e| e.referenced_by("followUpId"))?;
     if let Some(touchpoint_id) = touchpoint_id {
-        let touchpoint = who
-            .get::<touchpoints::Entity, _>(&*write.txn, touchpoint_id, "touchpoint")
-            .await
-            .map_err(|e| e.referenced_by("touchpointId"))?;
-        if touchpoint.patient_id != follow_up.patient_id {
-            return Err(DomainError::invalid(
-                "touchpointId",
-                "the touchpoint is with another patient",
-            ));
-        }
+        records::of_patient::<touchpoints::Entity, _>(
+            &*write.txn,
+            who,
+            touchpoint_id,
+            "touchpointId",
+            follow_up.patient_id,
+        )
+        .await?;
     }
     let done = complete_in(&mut write, follow_up, touchpoint_id).await?;
     write.commit().await?;
@@ -280,20 +272,15 @@ pub(crate) async fn complete_in(
     follow_up.status = FollowUpStatus::Done.as_str().to_string();
     follow_up.completed_at = Some(write.now);
     follow_up.completed_by_touchpoint_id = touchpoint_id;
-    let id = IdKind::FollowUp.encode(follow_up.id);
-    write.emit(
-        EventType::FollowUpCompleted,
-        id.clone(),
-        json!({
-            "followUpId": id,
-            "journeyId": IdKind::Journey.encode(follow_up.journey_id),
-            "patientId": IdKind::Patient.encode(follow_up.patient_id),
-            "touchpointId": touchpoint_id.map(|t| IdKind::Touchpoint.encode(t)),
-            "dueAt": timestamp(follow_up.due_at),
-            "completedAt": timestamp(write.now),
-            "late": write.now > follow_up.due_at,
-        }),
-    );
+    write.emit(Event::FollowUpCompleted(FollowUpCompleted {
+        follow_up_id: FollowUpId(follow_up.id),
+        journey_id: JourneyId(follow_up.journey_id),
+        patient_id: PatientId(follow_up.patient_id),
+        touchpoint_id: touchpoint_id.map(TouchpointId),
+        due_at: follow_up.due_at,
+        completed_at: write.now,
+        late: write.now > follow_up.due_at,
+    }));
     Ok(follow_up)
 }
 
@@ -345,22 +332,22 @@ pub(crate) async fn schedule_service_recovery(
     Ok(Some(follow_up))
 }
 
+/// What `follow_up.scheduled` and `follow_up.overdue` say of a follow-up.
+fn notice(follow_up: &follow_ups::Model) -> FollowUpNotice {
+    FollowUpNotice {
+        follow_up_id: FollowUpId(follow_up.id),
+        kind: follow_up.kind.clone(),
+        journey_id: JourneyId(follow_up.journey_id),
+        patient_id: PatientId(follow_up.patient_id),
+        stage_id: follow_up.stage_id.map(StageId),
+        due_at: follow_up.due_at,
+        channel: follow_up.channel.clone(),
+        assignee_id: follow_up.assignee_staff_id.map(StaffId),
+    }
+}
+
 fn emit_scheduled(write: &mut Write<'_>, follow_up: &follow_ups::Model) {
-    let id = IdKind::FollowUp.encode(follow_up.id);
-    write.emit(
-        EventType::FollowUpScheduled,
-        id.clone(),
-        json!({
-            "followUpId": id,
-            "kind": follow_up.kind,
-            "journeyId": IdKind::Journey.encode(follow_up.journey_id),
-            "patientId": IdKind::Patient.encode(follow_up.patient_id),
-            "stageId": follow_up.stage_id.map(|s| IdKind::Stage.encode(s)),
-            "dueAt": timestamp(follow_up.due_at),
-            "channel": follow_up.channel,
-            "assigneeId": follow_up.assignee_staff_id.map(|s| IdKind::Staff.encode(s)),
-        }),
-    );
+    write.emit(Event::FollowUpScheduled(notice(follow_up)));
 }
 
 /// Announces follow-ups that became overdue: marks up to `limit` of them and
@@ -404,21 +391,7 @@ pub async fn sweep_overdue(store: &Store, limit: u64) -> DomainResult<usize> {
             .exec_with_returning(&*write.txn)
             .await?;
         for follow_up in &marked {
-            let id = IdKind::FollowUp.encode(follow_up.id);
-            write.emit(
-                EventType::FollowUpOverdue,
-                id.clone(),
-                json!({
-                    "followUpId": id,
-                    "kind": follow_up.kind,
-                    "journeyId": IdKind::Journey.encode(follow_up.journey_id),
-                    "patientId": IdKind::Patient.encode(follow_up.patient_id),
-                    "stageId": follow_up.stage_id.map(|s| IdKind::Stage.encode(s)),
-                    "dueAt": timestamp(follow_up.due_at),
-                    "channel": follow_up.channel,
-                    "assigneeId": follow_up.assignee_staff_id.map(|s| IdKind::Staff.encode(s)),
-                }),
-            );
+            write.emit(Event::FollowUpOverdue(notice(follow_up)));
         }
         announced += marked.len();
         write.commit().await?;

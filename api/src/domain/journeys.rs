@@ -7,25 +7,23 @@
 //! follow-ups; ending a journey cancels its open follow-ups.
 
 use chrono::{DateTime, Duration, Utc};
-use entity::{journeys, pathways, patients, staff, stage_transitions, stages};
+use entity::{journeys, pathways, staff, stage_transitions, stages};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
     QueryFilter, QueryOrder, Select, sea_query::Expr,
 };
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
-    DomainError, DomainResult, JourneyStatus, StageCategory, Store, TransitionKind, Write,
-    follow_ups,
+    DomainError, DomainResult, JourneyStatus, Store, TransitionKind, Write, access, follow_ups,
     page::{Keyset, Page, PageRequest, Sort, SortKey, finish},
     pathways::stages_of,
-    validate,
+    records, validate,
 };
 use crate::{
     auth::{Permission, Principal},
-    events::{EventType, timestamp},
-    ids::{self, IdKind},
+    events::{Event, JourneyEnded, JourneyStarted, StageChanged, StageRef, stamp},
+    ids::{self, FollowUpId, IdKind, JourneyId, PathwayId, PatientId, StageId, TransitionId},
 };
 
 /// How to narrow a list of journeys.
@@ -100,23 +98,11 @@ pub fn is_stalled(journey: &journeys::Model, now: DateTime<Utc>) -> bool {
 }
 
 fn require_read(who: &Principal) -> DomainResult<()> {
-    if who.can(Permission::JourneysRead) {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden(
-            "reading journeys needs the journeys:read scope".into(),
-        ))
-    }
+    access::require(who, Permission::JourneysRead, "reading journeys")
 }
 
 fn require_write(who: &Principal) -> DomainResult<()> {
-    if who.can(Permission::JourneysWrite) {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden(
-            "changing journeys needs the journeys:write scope".into(),
-        ))
-    }
+    access::require(who, Permission::JourneysWrite, "changing journeys")
 }
 
 fn filtered(who: &Principal, filter: &JourneyFilter) -> Select<journeys::Entity> {
@@ -202,14 +188,18 @@ pub(crate) async fn stage_at<C: ConnectionTrait>(
     Ok(entered.map(|t| t.to_stage_id))
 }
 
-fn stage_json(stage: &stages::Model) -> Value {
-    json!({
-        "stageId": IdKind::Stage.encode(stage.id),
-        "key": stage.key,
-        "name": stage.name,
-        "category": stage.category,
-        "position": stage.position,
-    })
+fn stage_ref(stage: &stages::Model) -> StageRef {
+    StageRef {
+        stage_id: StageId(stage.id),
+        key: stage.key.clone(),
+        name: stage.name.clone(),
+        category: stage.category.clone(),
+        position: stage.position,
+    }
+}
+
+fn follow_up_ids(ids: &[Uuid]) -> Vec<FollowUpId> {
+    ids.iter().copied().map(FollowUpId).collect()
 }
 
 fn stalls_at(stage: &stages::Model, entered_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -240,7 +230,7 @@ fn change_time(
             "occurredAt",
             format!(
                 "must not be before the journey entered its current stage ({})",
-                timestamp(floor)
+                stamp::format(floor)
             ),
         ));
     }
@@ -286,16 +276,7 @@ pub async fn start(
     let note = validate::long_text("note", input.note.as_deref())?;
     let mut write = store.write(who).await?;
     let at = change_time(&write, input.occurred_at, None)?;
-    let patient = who
-        .get::<patients::Entity, _>(&*write.txn, input.patient_id, "patient")
-        .await
-        .map_err(|e| e.referenced_by("patientId"))?;
-    if patient.erased_at.is_some() {
-        return Err(DomainError::conflict_on(
-            "patientId",
-            "the patient was erased",
-        ));
-    }
+    let patient = records::living_patient(&*write.txn, who, input.patient_id, "patientId").await?;
     let pathway = who
         .get::<pathways::Entity, _>(&*write.txn, input.pathway_id, "pathway")
         .await
@@ -383,20 +364,15 @@ pub async fn start(
         note,
     )
     .await?;
-    let id = IdKind::Journey.encode(journey.id);
-    write.emit(
-        EventType::JourneyStarted,
-        id.clone(),
-        json!({
-            "journeyId": id,
-            "patientId": IdKind::Patient.encode(journey.patient_id),
-            "pathwayId": IdKind::Pathway.encode(journey.pathway_id),
-            "transitionId": IdKind::StageTransition.encode(transition.id),
-            "stage": stage_json(&stage),
-            "version": journey.version,
-            "startedAt": timestamp(at),
-        }),
-    );
+    write.emit(Event::JourneyStarted(JourneyStarted {
+        journey_id: JourneyId(journey.id),
+        patient_id: PatientId(journey.patient_id),
+        pathway_id: PathwayId(journey.pathway_id),
+        transition_id: TransitionId(transition.id),
+        stage: stage_ref(&stage),
+        version: journey.version,
+        started_at: at,
+    }));
     follow_ups::schedule_for_stage(&mut write, &journey, stage.id, at).await?;
     write.commit().await?;
     Ok(JourneyChange {
@@ -549,35 +525,28 @@ pub async fn move_to_stage(
             .await?
     };
 
-    let id = IdKind::Journey.encode(after.id);
     let seconds = transition.seconds_in_from_stage.unwrap_or_default();
-    write.emit(
-        EventType::JourneyStageChanged,
-        id.clone(),
-        json!({
-            "journeyId": id,
-            "patientId": IdKind::Patient.encode(after.patient_id),
-            "pathwayId": IdKind::Pathway.encode(after.pathway_id),
-            "transitionId": IdKind::StageTransition.encode(transition.id),
-            "direction": kind.as_str(),
-            "previous": stage_json(&current),
-            "current": stage_json(&target),
-            "secondsInPrevious": seconds,
-            "hoursInPrevious": (seconds as f64 / 36.0).round() / 100.0,
-            "version": after.version,
-            "occurredAt": timestamp(at),
-            "cancelledFollowUpIds": cancelled.iter().map(|f| IdKind::FollowUp.encode(*f)).collect::<Vec<_>>(),
-        }),
-    );
+    write.emit(Event::JourneyStageChanged(StageChanged {
+        journey_id: JourneyId(after.id),
+        patient_id: PatientId(after.patient_id),
+        pathway_id: PathwayId(after.pathway_id),
+        transition_id: TransitionId(transition.id),
+        direction: kind.as_str().to_string(),
+        previous: stage_ref(&current),
+        current: stage_ref(&target),
+        seconds_in_previous: seconds,
+        hours_in_previous: (seconds as f64 / 36.0).round() / 100.0,
+        version: after.version,
+        occurred_at: at,
+        cancelled_follow_up_ids: follow_up_ids(&cancelled),
+    }));
     if target.terminal {
-        emit_ended(
-            &mut write,
-            EventType::JourneyCompleted,
+        write.emit(Event::JourneyCompleted(ended(
             &after,
             &target,
             &transition,
             &cancelled,
-        );
+        )));
     } else {
         follow_ups::schedule_for_stage(&mut write, &after, target.id, at).await?;
     }
@@ -588,31 +557,25 @@ pub async fn move_to_stage(
     })
 }
 
-fn emit_ended(
-    write: &mut Write<'_>,
-    event_type: EventType,
+/// The payload of `journey.completed` or `journey.dropped`.
+fn ended(
     journey: &journeys::Model,
     stage: &stages::Model,
     transition: &stage_transitions::Model,
     cancelled: &[Uuid],
-) {
-    let id = IdKind::Journey.encode(journey.id);
-    write.emit(
-        event_type,
-        id.clone(),
-        json!({
-            "journeyId": id,
-            "patientId": IdKind::Patient.encode(journey.patient_id),
-            "pathwayId": IdKind::Pathway.encode(journey.pathway_id),
-            "transitionId": IdKind::StageTransition.encode(transition.id),
-            "stage": stage_json(stage),
-            "status": journey.status,
-            "reason": journey.end_reason,
-            "version": journey.version,
-            "occurredAt": timestamp(transition.occurred_at),
-            "cancelledFollowUpIds": cancelled.iter().map(|f| IdKind::FollowUp.encode(*f)).collect::<Vec<_>>(),
-        }),
-    );
+) -> JourneyEnded {
+    JourneyEnded {
+        journey_id: JourneyId(journey.id),
+        patient_id: PatientId(journey.patient_id),
+        pathway_id: PathwayId(journey.pathway_id),
+        transition_id: TransitionId(transition.id),
+        stage: stage_ref(stage),
+        status: journey.status.clone(),
+        reason: journey.end_reason.clone(),
+        version: journey.version,
+        occurred_at: transition.occurred_at,
+        cancelled_follow_up_ids: follow_up_ids(cancelled),
+    }
 }
 
 /// Ends an active journey as COMPLETED or DROPPED where it stands.
@@ -623,17 +586,9 @@ pub async fn end(
     outcome: JourneyStatus,
 ) -> DomainResult<JourneyChange> {
     require_write(who)?;
-    let (kind, event_type, reason) = match outcome {
-        JourneyStatus::Completed => (
-            TransitionKind::Completed,
-            EventType::JourneyCompleted,
-            "journey completed",
-        ),
-        JourneyStatus::Dropped => (
-            TransitionKind::Dropped,
-            EventType::JourneyDropped,
-            "journey dropped",
-        ),
+    let (kind, reason) = match outcome {
+        JourneyStatus::Completed => (TransitionKind::Completed, "journey completed"),
+        JourneyStatus::Dropped => (TransitionKind::Dropped, "journey dropped"),
         JourneyStatus::Active => {
             return Err(DomainError::internal(anyhow::anyhow!(
                 "end(ACTIVE) makes no sense"
@@ -669,22 +624,14 @@ pub async fn end(
     )
     .await?;
     let cancelled = follow_ups::cancel_open(&write, after.id, None, reason).await?;
-    emit_ended(
-        &mut write,
-        event_type,
-        &after,
-        &stage,
-        &transition,
-        &cancelled,
-    );
+    let payload = ended(&after, &stage, &transition, &cancelled);
+    write.emit(match outcome {
+        JourneyStatus::Dropped => Event::JourneyDropped(payload),
+        _ => Event::JourneyCompleted(payload),
+    });
     write.commit().await?;
     Ok(JourneyChange {
         journey: after,
         transition,
     })
-}
-
-/// The category of a stored stage.
-pub fn category_of(stage: &stages::Model) -> DomainResult<StageCategory> {
-    StageCategory::from_db(&stage.category)
 }

@@ -1,15 +1,18 @@
 //! The rules of Journeymap, one module per aggregate.
 //!
-//! Every write happens here, in one transaction, together with its outbox
-//! events ([`crate::events::Outbox`]). Every read and write of a clinic's rows
-//! goes through [`tenant::Tenant`], which adds the caller's clinic filter.
-//! Nothing in this layer knows about GraphQL or HTTP.
+//! Every write happens here, in one transaction ([`Write`]), together with
+//! its typed events ([`crate::events::Event`]). Every read and write of a
+//! clinic's rows starts from the caller's principal, which adds the clinic
+//! filter (`crate::db::tenant`). Permission checks happen here too, in one
+//! style ([`access::require`]). Nothing in this layer knows about GraphQL or
+//! HTTP.
 
 pub mod access;
 pub mod api_tokens;
-pub mod audit;
+pub mod audit_log;
 pub mod clinics;
 pub mod error;
+pub mod event_log;
 pub mod feedback;
 pub mod follow_ups;
 pub mod idempotency;
@@ -18,22 +21,17 @@ pub mod kinds;
 pub mod page;
 pub mod pathways;
 pub mod patients;
+pub mod privacy;
+pub mod records;
 pub mod settings;
 pub mod staff;
 pub mod store;
-pub mod tenant;
 pub mod timeline;
 pub mod touchpoints;
 pub mod validate;
-pub mod webhooks;
+pub mod webhook_endpoints;
 
+pub use crate::db::now;
 pub use error::{DomainError, DomainResult};
 pub use kinds::*;
 pub use store::{Store, Write};
-
-use chrono::{DateTime, SubsecRound, Utc};
-
-/// The current time at the precision both databases keep (microseconds).
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}

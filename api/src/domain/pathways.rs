@@ -12,10 +12,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    Channel, DomainError, DomainResult, JourneyStatus, StageCategory, Store, Write,
-    audit::AuditEntry, validate,
+    Channel, DomainError, DomainResult, JourneyStatus, StageCategory, Store, Write, validate,
 };
 use crate::{
+    audit::AuditEntry,
     auth::{Permission, Principal},
     ids::{self, IdKind},
 };

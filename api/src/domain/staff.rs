@@ -9,7 +9,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{DomainError, DomainResult, Store, audit::AuditEntry, clinics, now, validate};
+use super::{DomainError, DomainResult, Store, clinics, now, validate};
+use crate::audit::AuditEntry;
 use crate::{
     auth::{Actor, Permission, Principal, Role, jwt::JwtKeys, passwords, tokens},
     db::{Db, statement},

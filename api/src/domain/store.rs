@@ -1,15 +1,17 @@
 //! The domain's handle on the world ([`Store`]) and the unit of every change
-//! ([`Write`]): one transaction, its outbox events, then publication.
+//! ([`Write`]): one transaction, its events and audit entries, its webhook
+//! deliveries, then publication.
 
 use chrono::{DateTime, Utc};
 use entity::events;
-use serde_json::Value;
 
-use super::{DomainResult, audit::AuditEntry, now};
+use super::DomainResult;
 use crate::{
+    audit::{self, AuditEntry},
     auth::Principal,
-    db::{Db, WriteTxn},
-    events::{EventBus, EventType, Outbox},
+    db::{self, Db, WriteTxn},
+    events::{Event, EventBus, Outbox, outbox},
+    webhooks::queue,
 };
 
 /// What domain operations work with: the database and the event bus.
@@ -17,12 +19,6 @@ use crate::{
 pub struct Store {
     pub db: Db,
     pub bus: EventBus,
-}
-
-impl std::fmt::Debug for EventBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EventBus")
-    }
 }
 
 impl Store {
@@ -41,7 +37,7 @@ impl Store {
             outbox: Outbox::default(),
             audit: Vec::new(),
             bus: &self.bus,
-            now: now(),
+            now: db::now(),
         })
     }
 }
@@ -62,8 +58,8 @@ pub struct Write<'a> {
 impl Write<'_> {
     /// Records an event to be written with this change; it is also the
     /// change's audit entry.
-    pub fn emit(&mut self, event_type: EventType, subject: String, data: Value) {
-        self.outbox.emit(event_type, subject, data);
+    pub fn emit(&mut self, event: Event) {
+        self.outbox.emit(event);
     }
 
     /// Records an audit entry for a change that emits no event.
@@ -71,20 +67,22 @@ impl Write<'_> {
         self.audit.push(entry);
     }
 
-    /// Writes the audit entries, queues webhook deliveries, numbers and
-    /// writes the events, commits, then publishes the events.
+    /// Commits the change: its own audit entries, a webhook delivery of each
+    /// event for every endpoint that wants it ([`queue::fan_out`]), the
+    /// events numbered in the clinic's sequence with their audit entries
+    /// ([`outbox::append`]); then publishes the events on the bus.
     pub async fn commit(self) -> DomainResult<Vec<events::Model>> {
         // Everything that needs no sequence number goes first: taking the
         // numbers locks the clinic's counter until commit.
-        let prepared = self.outbox.prepare(self.who.clinic_id, self.now);
-        let mut rows: Vec<_> = prepared
+        let rows = self
+            .audit
             .iter()
-            .map(|event| AuditEntry::of_event(event).row(self.who, self.now))
+            .map(|entry| entry.row(self.who, self.now))
             .collect();
-        rows.extend(self.audit.iter().map(|entry| entry.row(self.who, self.now)));
-        super::audit::insert(&*self.txn, rows).await?;
-        let queued = super::webhooks::fan_out(&*self.txn, self.who, &prepared, self.now).await?;
-        let written = crate::events::append(&*self.txn, prepared, self.bus.replica).await?;
+        audit::insert(&*self.txn, rows).await?;
+        let prepared = self.outbox.prepare(self.who.clinic_id, self.now);
+        let queued = queue::fan_out(&*self.txn, self.who, &prepared, self.now).await?;
+        let written = outbox::append(&*self.txn, self.who, prepared, self.bus.replica).await?;
         self.txn.commit().await?;
         self.bus.publish(written.clone());
         if queued > 0 {

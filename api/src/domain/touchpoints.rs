@@ -2,21 +2,20 @@
 //! how the patient felt.
 
 use chrono::{DateTime, Utc};
-use entity::{follow_ups, journeys, patients, staff, touchpoints};
+use entity::{follow_ups, journeys, staff, touchpoints};
 use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    Channel, Direction, DomainError, DomainResult, Store, follow_ups as follow_up_rules,
+    Channel, Direction, DomainError, DomainResult, Store, access, follow_ups as follow_up_rules,
     journeys::stage_at,
     page::{Keyset, Sort},
-    validate,
+    records, validate,
 };
 use crate::{
     auth::{Permission, Principal},
-    events::{EventType, timestamp},
-    ids::{self, IdKind},
+    events::{Event, TouchpointLogged},
+    ids::{self, JourneyId, PatientId, StageId, TouchpointId},
 };
 
 /// Touchpoints list newest first.
@@ -52,7 +51,7 @@ pub async fn log(
     who: &Principal,
     input: LogTouchpoint,
 ) -> DomainResult<touchpoints::Model> {
-    super::access::require(who, Permission::JourneysWrite, "logging touchpoints")?;
+    access::require(who, Permission::JourneysWrite, "logging touchpoints")?;
     let kind = validate::required_text("kind", &input.kind, 64)?;
     let summary = validate::long_text("summary", input.summary.as_deref())?;
     let emotion = input
@@ -67,29 +66,18 @@ pub async fn log(
         Some(at) => validate::past_time("occurredAt", at, write.now)?,
         None => write.now,
     };
-    let patient = who
-        .get::<patients::Entity, _>(&*write.txn, input.patient_id, "patient")
-        .await
-        .map_err(|e| e.referenced_by("patientId"))?;
-    if patient.erased_at.is_some() {
-        return Err(DomainError::conflict_on(
-            "patientId",
-            "the patient was erased",
-        ));
-    }
+    let patient = records::living_patient(&*write.txn, who, input.patient_id, "patientId").await?;
     let stage_id = match input.journey_id {
         None => None,
         Some(journey_id) => {
-            let journey = who
-                .get::<journeys::Entity, _>(&*write.txn, journey_id, "journey")
-                .await
-                .map_err(|e| e.referenced_by("journeyId"))?;
-            if journey.patient_id != patient.id {
-                return Err(DomainError::invalid(
-                    "journeyId",
-                    "the journey is another patient's",
-                ));
-            }
+            let journey = records::of_patient::<journeys::Entity, _>(
+                &*write.txn,
+                who,
+                journey_id,
+                "journeyId",
+                patient.id,
+            )
+            .await?;
             if occurred_at < journey.started_at {
                 return Err(DomainError::invalid(
                     "occurredAt",
@@ -119,19 +107,16 @@ pub async fn log(
     }
     let follow_up = match input.completes_follow_up_id {
         None => None,
-        Some(id) => {
-            let follow_up = who
-                .get::<follow_ups::Entity, _>(&*write.txn, id, "follow-up")
-                .await
-                .map_err(|e| e.referenced_by("completesFollowUpId"))?;
-            if follow_up.patient_id != patient.id {
-                return Err(DomainError::invalid(
-                    "completesFollowUpId",
-                    "the follow-up is for another patient",
-                ));
-            }
-            Some(follow_up)
-        }
+        Some(id) => Some(
+            records::of_patient::<follow_ups::Entity, _>(
+                &*write.txn,
+                who,
+                id,
+                "completesFollowUpId",
+                patient.id,
+            )
+            .await?,
+        ),
     };
 
     let touchpoint = touchpoints::Model {
@@ -154,23 +139,18 @@ pub async fn log(
     touchpoints::Entity::insert(touchpoint.clone().into_active_model())
         .exec_without_returning(&*write.txn)
         .await?;
-    let id = IdKind::Touchpoint.encode(touchpoint.id);
-    write.emit(
-        EventType::TouchpointLogged,
-        id.clone(),
-        json!({
-            "touchpointId": id,
-            "patientId": IdKind::Patient.encode(touchpoint.patient_id),
-            "journeyId": touchpoint.journey_id.map(|j| IdKind::Journey.encode(j)),
-            "stageId": touchpoint.stage_id.map(|s| IdKind::Stage.encode(s)),
-            "channel": touchpoint.channel,
-            "direction": touchpoint.direction,
-            "kind": touchpoint.kind,
-            "emotion": touchpoint.emotion,
-            "momentOfTruth": touchpoint.moment_of_truth,
-            "occurredAt": timestamp(touchpoint.occurred_at),
-        }),
-    );
+    write.emit(Event::TouchpointLogged(TouchpointLogged {
+        touchpoint_id: TouchpointId(touchpoint.id),
+        patient_id: PatientId(touchpoint.patient_id),
+        journey_id: touchpoint.journey_id.map(JourneyId),
+        stage_id: touchpoint.stage_id.map(StageId),
+        channel: touchpoint.channel.clone(),
+        direction: touchpoint.direction.clone(),
+        kind: touchpoint.kind.clone(),
+        emotion: touchpoint.emotion,
+        moment_of_truth: touchpoint.moment_of_truth,
+        occurred_at: touchpoint.occurred_at,
+    }));
     if let Some(follow_up) = follow_up {
         follow_up_rules::complete_in(&mut write, follow_up, Some(touchpoint.id))
             .await

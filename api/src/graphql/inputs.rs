@@ -663,7 +663,7 @@ pub struct AuditLogFilter {
 }
 
 impl AuditLogFilter {
-    pub fn into_domain(self) -> DomainResult<domain::audit::AuditFilter> {
+    pub fn into_domain(self) -> DomainResult<domain::audit_log::AuditFilter> {
         let actor_id = match &self.actor_id {
             None => None,
             Some(id) => match crate::ids::decode(id.as_str()) {
@@ -676,7 +676,7 @@ impl AuditLogFilter {
                 }
             },
         };
-        Ok(domain::audit::AuditFilter {
+        Ok(domain::audit_log::AuditFilter {
             patient_id: decode_opt_id(
                 IdKind::Patient,
                 "filter.patientId",

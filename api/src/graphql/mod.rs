@@ -53,7 +53,7 @@ pub struct Services {
     pub keys: Arc<JwtKeys>,
     pub budget: Arc<limits::CostBudget>,
     pub logins: Arc<limits::LoginThrottle>,
-    pub webhooks: mutation::webhooks::WebhookPolicy,
+    pub webhooks: crate::config::WebhookPolicy,
 }
 
 /// The schema for signed-in callers and the one for everybody else, which

@@ -16,7 +16,7 @@ use crate::{
     analytics,
     auth::Permission,
     domain::{self, DomainError, page::PageRequest},
-    events::{self, EventType},
+    events::{self},
     ids::{self, IdKind},
 };
 
@@ -332,14 +332,14 @@ impl Query {
         let store = ctx.store().clone();
         let page = PageRequest::new(first, after.as_deref(), None, None)?;
         let filter = filter.unwrap_or_default().into_domain()?;
-        let found = domain::audit::list(&store.db, &who, &filter, &page).await?;
+        let found = domain::audit_log::list(&store.db, &who, &filter, &page).await?;
         Ok(connection(
             found,
-            |e| domain::audit::keyset(e).encode(),
+            |e| domain::audit_log::keyset(e).encode(),
             AuditEntry,
             ConnectionTotals::new(move || {
                 let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
-                async move { domain::audit::count(&store.db, &who, &filter).await }
+                async move { domain::audit_log::count(&store.db, &who, &filter).await }
             }),
         ))
     }
@@ -350,7 +350,7 @@ impl Query {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<WebhookEndpoint>> {
-        let endpoints = domain::webhooks::endpoints(ctx.store(), ctx.principal()?).await?;
+        let endpoints = domain::webhook_endpoints::endpoints(ctx.store(), ctx.principal()?).await?;
         Ok(endpoints.into_iter().map(WebhookEndpoint).collect())
     }
 
@@ -369,7 +369,7 @@ impl Query {
         let who = ctx.principal()?.clone();
         let store = ctx.store().clone();
         let page = PageRequest::new(first, after.as_deref(), None, None)?;
-        let filter = domain::webhooks::DeliveryFilter {
+        let filter = domain::webhook_endpoints::DeliveryFilter {
             endpoint_id: super::context::decode_opt_id(
                 IdKind::WebhookEndpoint,
                 "endpointId",
@@ -377,14 +377,14 @@ impl Query {
             )?,
             status: status.map(|s| s.as_str().to_string()),
         };
-        let found = domain::webhooks::deliveries(&store, &who, &filter, &page).await?;
+        let found = domain::webhook_endpoints::deliveries(&store, &who, &filter, &page).await?;
         Ok(connection(
             found,
-            |d| domain::webhooks::delivery_keyset(d).encode(),
+            |d| domain::webhook_endpoints::delivery_keyset(d).encode(),
             WebhookDelivery,
             ConnectionTotals::new(move || {
                 let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
-                async move { domain::webhooks::count_deliveries(&store, &who, &filter).await }
+                async move { domain::webhook_endpoints::count_deliveries(&store, &who, &filter).await }
             }),
         ))
     }
@@ -405,41 +405,21 @@ impl Query {
         >,
     ) -> async_graphql::Result<Conn<JourneyEvent>> {
         let who = ctx.principal()?.clone();
-        if !who.can(Permission::EventsRead) {
-            return Err(DomainError::Forbidden(
-                "reading events needs the events:read scope".into(),
-            )
-            .into());
-        }
         let page = PageRequest::new(first, None, None, None)?;
         let after = after
             .as_deref()
-            .map(|c| events::parse_cursor("after", c))
+            .map(|c| domain::event_log::parse_cursor("after", c))
             .transpose()?;
-        let types = EventType::parse_list("types", &types.unwrap_or_default())?;
+        let types = domain::event_log::parse_types("types", &types.unwrap_or_default())?;
         let store = ctx.store().clone();
-        let mut rows = events::read_log(
-            store.db.conn(),
-            &who,
-            after.unwrap_or(0),
-            page.size + 1,
-            &types,
-        )
-        .await?;
-        let has_next_page = rows.len() as u64 > page.size;
-        rows.truncate(page.size as usize);
-        let found = domain::page::Page {
-            items: rows,
-            has_previous_page: after.is_some_and(|a| a > 0),
-            has_next_page,
-        };
+        let found = domain::event_log::page(&store, &who, after, page.size, &types).await?;
         Ok(connection(
             found,
-            |e| events::cursor(e.sequence),
+            |e| events::log::cursor(e.sequence),
             JourneyEvent,
             ConnectionTotals::new(move || {
                 let (store, who, types) = (store.clone(), who.clone(), types.clone());
-                async move { events::count(store.db.conn(), &who, &types).await }
+                async move { domain::event_log::count(&store, &who, &types).await }
             }),
         ))
     }

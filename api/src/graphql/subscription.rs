@@ -1,10 +1,10 @@
 //! The subscription root: live events for front ends and CRMs, resumable
-//! from a cursor with no gap and no duplicate (see [`crate::events::follow`]).
+//! from a cursor with no gap and no duplicate (see `domain::event_log`).
+
+use std::sync::Arc;
 
 use async_graphql::{Context, ID, Object, Subscription as SubscriptionRoot};
-use entity::events as event_rows;
 use futures::{Stream, StreamExt};
-use std::sync::Arc;
 
 use super::{
     context::{ContextExt, decode_opt_id},
@@ -13,15 +13,33 @@ use super::{
     types::{Journey, JourneyEvent, Patient, Stage},
 };
 use crate::{
-    auth::Permission,
-    domain::{self, DomainError},
-    events::{self, EventType},
-    ids::{self, IdKind},
+    domain::{DomainError, DomainResult, event_log},
+    events::{self, Event, FollowedEvent, StageChanged},
+    ids::IdKind,
 };
 
 /// Live events.
 #[derive(Default)]
 pub struct Subscription;
+
+/// The followed events that decode as they should; a failure is logged and
+/// skipped (the subscriber keeps its cursor and can resume).
+fn delivered<T, F>(events: event_log::Followed, wrap: F) -> impl Stream<Item = T>
+where
+    F: Fn(Arc<FollowedEvent>) -> Option<T> + Send + 'static,
+    T: Send + 'static,
+{
+    events.filter_map(move |item| {
+        let wrapped = match item {
+            Ok(event) => wrap(event),
+            Err(error) => {
+                tracing::error!(?error, "a subscription could not read the event log");
+                None
+            }
+        };
+        async move { wrapped }
+    })
+}
 
 #[SubscriptionRoot]
 impl Subscription {
@@ -35,37 +53,20 @@ impl Subscription {
         #[graphql(desc = "Only this patient's journeys.")] patient_id: Option<ID>,
         #[graphql(desc = "Resume after this event's cursor.")] after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = StageChangeEvent>> {
-        let who = ctx.principal()?.clone();
-        domain::access::require(&who, Permission::JourneysRead, "following stage changes")?;
-        let pathway = decode_opt_id(IdKind::Pathway, "pathwayId", pathway_id.as_ref())?
-            .map(|p| IdKind::Pathway.encode(p));
-        let patient = decode_opt_id(IdKind::Patient, "patientId", patient_id.as_ref())?
-            .map(|p| IdKind::Patient.encode(p));
+        let pathway = decode_opt_id(IdKind::Pathway, "pathwayId", pathway_id.as_ref())?;
+        let patient = decode_opt_id(IdKind::Patient, "patientId", patient_id.as_ref())?;
         let after = after
             .as_deref()
-            .map(|c| events::parse_cursor("after", c))
+            .map(|c| event_log::parse_cursor("after", c))
             .transpose()?;
-        let kind = EventType::JourneyStageChanged.as_str();
-        let wanted = move |event: &event_rows::Model| {
-            event.event_type == kind
-                && pathway
-                    .as_deref()
-                    .is_none_or(|p| event.data["pathwayId"] == p)
-                && patient
-                    .as_deref()
-                    .is_none_or(|p| event.data["patientId"] == p)
-        };
-        Ok(
-            events::follow(ctx.store().clone(), who, after, wanted).filter_map(|item| async move {
-                match item {
-                    Ok(event) => Some(StageChangeEvent(event)),
-                    Err(error) => {
-                        tracing::error!(?error, "a subscription could not read the event log");
-                        None
-                    }
-                }
-            }),
-        )
+        let followed = event_log::follow_stage_changes(
+            ctx.store(),
+            ctx.principal()?,
+            pathway,
+            patient,
+            after,
+        )?;
+        Ok(delivered(followed, StageChangeEvent::of))
     }
 
     /// Every event of the clinic (optionally only some types), in the same
@@ -79,41 +80,47 @@ impl Subscription {
         >,
         #[graphql(desc = "Resume after this event's cursor.")] after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = JourneyEvent>> {
-        let who = ctx.principal()?.clone();
-        domain::access::require(&who, Permission::EventsRead, "following events")?;
-        let types = EventType::parse_list("types", &types.unwrap_or_default())?;
+        let types = event_log::parse_types("types", &types.unwrap_or_default())?;
         let after = after
             .as_deref()
-            .map(|c| events::parse_cursor("after", c))
+            .map(|c| event_log::parse_cursor("after", c))
             .transpose()?;
-        let wanted = move |event: &event_rows::Model| {
-            types.is_empty() || types.iter().any(|t| t.as_str() == event.event_type)
-        };
-        Ok(
-            events::follow(ctx.store().clone(), who, after, wanted).filter_map(|item| async move {
-                match item {
-                    Ok(event) => Some(JourneyEvent(event.event.clone())),
-                    Err(error) => {
-                        tracing::error!(?error, "a subscription could not read the event log");
-                        None
-                    }
-                }
-            }),
-        )
+        let followed = event_log::follow_events(ctx.store(), ctx.principal()?, types, after)?;
+        Ok(delivered(followed, |event| {
+            Some(JourneyEvent(event.row.clone()))
+        }))
     }
 }
 
 /// A journey moved to another stage.
-pub struct StageChangeEvent(pub Arc<events::FollowedEvent>);
+pub struct StageChangeEvent {
+    followed: Arc<FollowedEvent>,
+    event: Arc<Event>,
+}
 
 impl StageChangeEvent {
-    fn id_in(&self, field: &str, kind: IdKind) -> Result<uuid::Uuid, DomainError> {
-        self.0.data[field]
-            .as_str()
-            .and_then(|id| ids::decode_as(kind, id).ok())
-            .ok_or_else(|| {
-                DomainError::internal(anyhow::anyhow!("event {} lacks {field}", self.0.id))
-            })
+    /// The stage change a followed event holds, if it is one that decodes.
+    fn of(followed: Arc<FollowedEvent>) -> Option<Self> {
+        match followed.event() {
+            Ok(event) if matches!(*event, Event::JourneyStageChanged(_)) => {
+                Some(Self { followed, event })
+            }
+            Ok(_) => None,
+            Err(error) => {
+                tracing::error!(%error, "a stage change in the log does not decode");
+                None
+            }
+        }
+    }
+
+    fn change(&self) -> DomainResult<&StageChanged> {
+        match &*self.event {
+            Event::JourneyStageChanged(change) => Ok(change),
+            _ => Err(DomainError::internal(anyhow::anyhow!(
+                "event {} is not a stage change",
+                self.followed.id
+            ))),
+        }
     }
 }
 
@@ -121,40 +128,40 @@ impl StageChangeEvent {
 impl StageChangeEvent {
     /// The event's global id (also the `webhook-id` of its webhook deliveries).
     async fn id(&self) -> ID {
-        IdKind::Event.encode(self.0.id).into()
+        IdKind::Event.encode(self.followed.id).into()
     }
 
     /// The clinic-wide sequence number: gap-free, in commit order.
     async fn sequence(&self) -> i64 {
-        self.0.sequence
+        self.followed.sequence
     }
 
     /// Resume after this event with `after: cursor`.
     async fn cursor(&self) -> String {
-        events::cursor(self.0.sequence)
+        events::log::cursor(self.followed.sequence)
     }
 
     /// When the move was committed.
     async fn occurred_at(&self) -> DateTime {
-        DateTime(self.0.occurred_at)
+        DateTime(self.followed.occurred_at)
     }
 
     /// FORWARD or BACKWARD.
     async fn direction(&self) -> Option<&str> {
-        self.0.data["direction"].as_str()
+        self.change().ok().map(|change| change.direction.as_str())
     }
 
     /// Seconds the journey spent in the stage it left.
     async fn seconds_in_previous(&self) -> Option<i64> {
-        self.0.data["secondsInPrevious"].as_i64()
+        self.change().ok().map(|change| change.seconds_in_previous)
     }
 
     /// The journey, as it was when the event reached this server's subscribers.
     async fn journey(&self, ctx: &Context<'_>) -> async_graphql::Result<Journey> {
-        let id = self.id_in("journeyId", IdKind::Journey)?;
+        let id = self.change()?.journey_id.0;
         let loaders = ctx.loaders()?;
         Ok(Journey(
-            self.0
+            self.followed
                 .related("journey", id, required(&loaders.journey, id, "journey"))
                 .await?,
         ))
@@ -162,10 +169,10 @@ impl StageChangeEvent {
 
     /// The patient.
     async fn patient(&self, ctx: &Context<'_>) -> async_graphql::Result<Patient> {
-        let id = self.id_in("patientId", IdKind::Patient)?;
+        let id = self.change()?.patient_id.0;
         let loaders = ctx.loaders()?;
         Ok(Patient(
-            self.0
+            self.followed
                 .related("patient", id, required(&loaders.patient, id, "patient"))
                 .await?,
         ))
@@ -174,27 +181,23 @@ impl StageChangeEvent {
     /// The stage left.
     #[allow(clippy::wrong_self_convention)]
     async fn from_stage(&self, ctx: &Context<'_>) -> async_graphql::Result<Stage> {
-        let id = self.0.data["previous"]["stageId"]
-            .as_str()
-            .and_then(|id| ids::decode_as(IdKind::Stage, id).ok())
-            .ok_or_else(|| {
-                DomainError::internal(anyhow::anyhow!("event lacks previous.stageId"))
-            })?;
+        let id = self.change()?.previous.stage_id.0;
         let loaders = ctx.loaders()?;
         Ok(Stage(
-            self.0.related("stage", id, loaders.stage_by_id(id)).await?,
+            self.followed
+                .related("stage", id, loaders.stage_by_id(id))
+                .await?,
         ))
     }
 
     /// The stage entered.
     async fn to_stage(&self, ctx: &Context<'_>) -> async_graphql::Result<Stage> {
-        let id = self.0.data["current"]["stageId"]
-            .as_str()
-            .and_then(|id| ids::decode_as(IdKind::Stage, id).ok())
-            .ok_or_else(|| DomainError::internal(anyhow::anyhow!("event lacks current.stageId")))?;
+        let id = self.change()?.current.stage_id.0;
         let loaders = ctx.loaders()?;
         Ok(Stage(
-            self.0.related("stage", id, loaders.stage_by_id(id)).await?,
+            self.followed
+                .related("stage", id, loaders.stage_by_id(id))
+                .await?,
         ))
     }
 }

@@ -29,13 +29,13 @@ use tracing::Span;
 
 use super::auth::{self, Credential};
 use crate::{
-    app::AppState,
     domain,
     graphql::{
         RequestState,
         error::{self, code, code_of},
         limits,
     },
+    http::AppState,
 };
 
 /// The response media types the server can produce.

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use super::auth::{self, Credential};
 use crate::{
     analytics,
-    app::AppState,
     domain::DomainError,
+    http::AppState,
     ids::{self, IdKind},
 };
 

@@ -6,6 +6,7 @@
 pub mod auth;
 mod graphql;
 mod journey_map;
+mod state;
 pub mod ws;
 
 use std::time::Duration;
@@ -27,7 +28,9 @@ use tower_http::{
 };
 use tracing::{Span, field::Empty};
 
-use crate::{app::AppState, metrics::HttpLabels};
+pub use state::AppState;
+
+use crate::metrics::HttpLabels;
 
 /// The header carrying the request id.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -32,9 +32,9 @@ use tokio::{sync::mpsc, task::AbortHandle};
 
 use super::auth::{self, Credential};
 use crate::{
-    app::AppState,
     auth::Principal,
     graphql::{RequestState, error, limits},
+    http::AppState,
 };
 
 /// The one subprotocol spoken here.

@@ -340,7 +340,7 @@ impl AccessMutations {
         input: ErasePatientInput,
     ) -> async_graphql::Result<ErasePatientPayload> {
         let id = decode_id(IdKind::Patient, "input.patientId", &input.patient_id)?;
-        let patient = domain::patients::erase(ctx.store(), ctx.principal()?, id, input.reason)
+        let patient = domain::privacy::erase(ctx.store(), ctx.principal()?, id, input.reason)
             .await
             .map_err(|e| e.under("input"))?;
         Ok(ErasePatientPayload {
@@ -355,7 +355,7 @@ impl AccessMutations {
         input: ExportPatientInput,
     ) -> async_graphql::Result<ExportPatientPayload> {
         let id = decode_id(IdKind::Patient, "input.patientId", &input.patient_id)?;
-        let data = domain::patients::export(ctx.store(), ctx.principal()?, id)
+        let data = domain::privacy::export(ctx.store(), ctx.principal()?, id)
             .await
             .map_err(|e| e.under("input"))?;
         Ok(ExportPatientPayload { data: Json(data) })

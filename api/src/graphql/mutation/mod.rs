@@ -5,7 +5,7 @@ mod journeys;
 mod pathways;
 mod patients;
 mod touchpoints;
-pub mod webhooks;
+pub mod webhook_endpoints;
 
 use async_graphql::MergedObject;
 
@@ -17,5 +17,5 @@ pub struct Mutation(
     touchpoints::TouchpointMutations,
     pathways::PathwayMutations,
     access::AccessMutations,
-    webhooks::WebhookMutations,
+    webhook_endpoints::WebhookMutations,
 );

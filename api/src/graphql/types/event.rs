@@ -2,7 +2,7 @@ use crate::graphql::scalars::DateTime;
 use async_graphql::{ID, Json, Object};
 use entity::events;
 
-use crate::{events::cursor, ids::IdKind};
+use crate::{events::log::cursor, ids::IdKind};
 
 /// An event of the clinic's log, in the same envelope webhooks receive.
 pub struct JourneyEvent(pub events::Model);

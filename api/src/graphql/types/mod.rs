@@ -14,7 +14,7 @@ mod patient;
 mod timeline;
 mod touchpoint;
 mod viewer;
-mod webhooks;
+mod webhook_endpoint;
 
 pub use access::{ApiToken, AuditEntry};
 pub use enums::*;
@@ -29,4 +29,6 @@ pub use patient::{Consent, Patient};
 pub use timeline::TimelineEntry;
 pub use touchpoint::Touchpoint;
 pub use viewer::{Clinic, StaffMember, StaffRole, Viewer};
-pub use webhooks::{WebhookAttempt, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint};
+pub use webhook_endpoint::{
+    WebhookAttempt, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint,
+};

@@ -146,7 +146,7 @@ impl Patient {
         let patient_id = self.0.id;
         Ok(connection(
             found.unwrap_or_else(|| empty(&page)),
-            |entry| domain::audit::keyset(entry).encode(),
+            |entry| domain::audit_log::keyset(entry).encode(),
             AuditEntry,
             ConnectionTotals::new(move || {
                 let loaders = loaders.clone();

@@ -1,28 +1,26 @@
-//! The audit log: who (staff, token or system) did what to which record,
-//! when, from which request.
+//! The rows of the audit log: who (staff, token or system) did what to which
+//! record, when, from which request.
 //!
-//! Writes are recorded in the same transaction as the change (see
-//! [`super::Write`]): every event a change emits is an audit entry, and
-//! changes without events add entries of their own. Reads of a patient's
-//! identifying data are collected per request and written in batches by
-//! [`AuditSink`], off the request's path.
+//! Writes are recorded in the same transaction as the change: every event is
+//! its own audit entry (written by [`crate::events::outbox::append`]), and
+//! changes without events add entries of their own (`domain::Write::audit`).
+//! Reads of a patient's identifying data are collected per request and
+//! written in batches by [`AuditSink`], off the request's path. Reading the
+//! log back is `domain::audit_log`.
 
 use std::{collections::HashSet, time::Duration};
 
 use chrono::{DateTime, Utc};
-use entity::{audit_log, events};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use entity::audit_log;
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, IntoActiveModel};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{
-    DomainResult,
-    page::{Keyset, Page, PageRequest, Sort, SortKey, finish},
-};
 use crate::{
-    auth::{Permission, Principal},
-    db::Db,
+    auth::Principal,
+    db::{self, Db},
+    events::Event,
     ids::{self, IdKind},
 };
 
@@ -36,6 +34,7 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
+    /// `action` done to the record `kind`/`id`, about `patient` if any.
     pub fn new(action: impl Into<String>, kind: IdKind, id: Uuid, patient: Option<Uuid>) -> Self {
         Self {
             action: action.into(),
@@ -46,19 +45,16 @@ impl AuditEntry {
     }
 
     /// The entry an event stands for: the event type on its subject.
-    pub fn of_event(event: &events::Model) -> Self {
-        let (kind, id) = match ids::decode(&event.subject) {
+    pub fn of_event(event: &Event) -> Self {
+        let (kind, id) = match ids::decode(&event.subject()) {
             Ok((kind, id)) => (kind.type_name(), Some(id)),
             Err(_) => ("Unknown", None),
         };
-        let patient_id = event.data["patientId"]
-            .as_str()
-            .and_then(|p| ids::decode_as(IdKind::Patient, p).ok());
         Self {
-            action: event.event_type.clone(),
+            action: event.event_type().as_str().to_string(),
             record_kind: kind,
             record_id: id,
-            patient_id,
+            patient_id: event.patient_id().map(Uuid::from),
         }
     }
 
@@ -80,10 +76,10 @@ impl AuditEntry {
 }
 
 /// Inserts audit rows in statements of bounded size.
-pub(crate) async fn insert<C: ConnectionTrait>(
+pub async fn insert<C: ConnectionTrait>(
     conn: &C,
     rows: Vec<audit_log::Model>,
-) -> DomainResult<()> {
+) -> Result<(), DbErr> {
     for chunk in rows.chunks(500) {
         audit_log::Entity::insert_many(
             chunk
@@ -132,7 +128,7 @@ impl AuditSink {
                 }
                 if !buffer.is_empty() {
                     let rows = std::mem::take(&mut buffer);
-                    if let Err(error) = crate::db::uncounted(insert(writer_db.conn(), rows)).await {
+                    if let Err(error) = db::uncounted(insert(writer_db.conn(), rows)).await {
                         tracing::error!(?error, "writing read-audit entries failed");
                     }
                 }
@@ -154,7 +150,7 @@ impl AuditSink {
 
     /// Records that `who` read the identifying data of `patients`.
     pub async fn patients_read(&self, who: &Principal, patients: impl IntoIterator<Item = Uuid>) {
-        let now = super::now();
+        let now = db::now();
         let mut overflow = Vec::new();
         for patient in patients {
             let row = AuditEntry::new("patient.read", IdKind::Patient, patient, Some(patient))
@@ -170,65 +166,4 @@ impl AuditSink {
             tracing::error!(?error, "writing read-audit entries failed");
         }
     }
-}
-
-/// How to narrow the audit log.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    pub patient_id: Option<Uuid>,
-    pub actor_id: Option<Uuid>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-}
-
-fn sort_key() -> SortKey<audit_log::Entity> {
-    SortKey {
-        at: Some(audit_log::Column::OccurredAt),
-        id: audit_log::Column::Id,
-        sort: Sort::Descending,
-    }
-}
-
-/// The cursor of an audit entry.
-pub fn keyset(entry: &audit_log::Model) -> Keyset {
-    Keyset::at(entry.occurred_at, entry.id)
-}
-
-fn filtered(who: &Principal, filter: &AuditFilter) -> sea_orm::Select<audit_log::Entity> {
-    let mut select = who.select::<audit_log::Entity>();
-    if let Some(patient) = filter.patient_id {
-        select = select.filter(audit_log::Column::PatientId.eq(patient));
-    }
-    if let Some(actor) = filter.actor_id {
-        select = select.filter(audit_log::Column::ActorId.eq(actor));
-    }
-    if let Some(from) = filter.from {
-        select = select.filter(audit_log::Column::OccurredAt.gte(from));
-    }
-    if let Some(to) = filter.to {
-        select = select.filter(audit_log::Column::OccurredAt.lt(to));
-    }
-    select
-}
-
-/// One page of the audit log, newest first. Admins and owners only.
-pub async fn list(
-    db: &Db,
-    who: &Principal,
-    filter: &AuditFilter,
-    page: &PageRequest,
-) -> DomainResult<Page<audit_log::Model>> {
-    super::access::require(who, Permission::AuditRead, "the audit log")?;
-    let rows = sort_key()
-        .apply(filtered(who, filter), page)
-        .all(db.conn())
-        .await?;
-    Ok(finish(rows, page))
-}
-
-/// How many audit entries match.
-pub async fn count(db: &Db, who: &Principal, filter: &AuditFilter) -> DomainResult<u64> {
-    use sea_orm::PaginatorTrait;
-    super::access::require(who, Permission::AuditRead, "the audit log")?;
-    Ok(filtered(who, filter).count(db.conn()).await?)
 }

@@ -4,10 +4,11 @@
 //! refused by clippy everywhere else (see `clippy.toml`).
 
 use entity::ClinicOwned;
-use sea_orm::{ColumnTrait, ConnectionTrait, DeleteMany, QueryFilter, Select, UpdateMany};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, DeleteMany, EntityTrait, QueryFilter, Select, UpdateMany,
+};
 use uuid::Uuid;
 
-use super::{DomainError, DomainResult};
 use crate::auth::Principal;
 
 impl Principal {
@@ -17,19 +18,17 @@ impl Principal {
         E::find().filter(E::clinic_column().eq(self.clinic_id))
     }
 
-    /// The row `id` of `E` in the caller's clinic, or `NOT_FOUND` (also when
-    /// the row belongs to another clinic).
-    pub async fn get<E: ClinicOwned, C: ConnectionTrait>(
+    /// The row `id` of `E` in the caller's clinic, if there is one (a row of
+    /// another clinic is not there).
+    pub async fn find_row<E: ClinicOwned, C: ConnectionTrait>(
         &self,
         conn: &C,
         id: Uuid,
-        entity: &'static str,
-    ) -> DomainResult<E::Model> {
+    ) -> Result<Option<E::Model>, DbErr> {
         self.select::<E>()
             .filter(E::id_column().eq(id))
             .one(conn)
-            .await?
-            .ok_or(DomainError::not_found(entity))
+            .await
     }
 
     /// The rows of `E` with the given ids (those of other clinics are skipped).
@@ -37,12 +36,11 @@ impl Principal {
         &self,
         conn: &C,
         ids: &[Uuid],
-    ) -> DomainResult<Vec<E::Model>> {
-        Ok(self
-            .select::<E>()
+    ) -> Result<Vec<<E as EntityTrait>::Model>, DbErr> {
+        self.select::<E>()
             .filter(E::id_column().is_in(ids.iter().copied()))
             .all(conn)
-            .await?)
+            .await
     }
 
     /// An update of `E` rows limited to the caller's clinic.

@@ -1,5 +1,5 @@
 //! Database connections: pools tuned per backend, migrations, a counter of SQL
-//! statements, and write transactions.
+//! statements, write transactions, and tenant-scoped access ([`tenant`]).
 //!
 //! SQLite allows one writer at a time. Write transactions therefore start with
 //! `BEGIN IMMEDIATE` and queue on an in-process gate, so two writers never
@@ -28,6 +28,14 @@ use sea_orm::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::DatabaseConfig;
+
+pub mod tenant;
+
+/// The current time at the precision both databases keep (microseconds).
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
 
 tokio::task_local! {
     static UNCOUNTED: ();

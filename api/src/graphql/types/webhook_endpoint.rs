@@ -2,7 +2,7 @@ use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use entity::{webhook_attempts, webhook_deliveries, webhook_endpoints};
 
 use crate::{
-    domain::{self, webhooks::status},
+    domain::{self, webhook_endpoints::status},
     graphql::{context::ContextExt, loaders::required, scalars::DateTime},
     ids::IdKind,
 };
@@ -58,7 +58,7 @@ impl WebhookEndpoint {
 
     /// The event types sent; every type when empty.
     async fn event_types(&self) -> Vec<String> {
-        domain::webhooks::event_types_of(&self.0)
+        domain::webhook_endpoints::event_types_of(&self.0)
     }
 
     /// True when payloads carry names, contact details and comments (PHI);

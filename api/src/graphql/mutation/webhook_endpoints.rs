@@ -1,19 +1,14 @@
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, SimpleObject};
 
 use crate::{
-    domain::{self, webhooks::EndpointFields},
+    config::WebhookPolicy,
+    domain::{self, webhook_endpoints::EndpointFields},
     graphql::{
         context::{ContextExt, decode_id},
         types::{WebhookDelivery, WebhookEndpoint},
     },
     ids::IdKind,
 };
-
-/// Whether webhook URLs may point at private addresses (a server setting).
-#[derive(Debug, Clone, Copy)]
-pub struct WebhookPolicy {
-    pub allow_private_targets: bool,
-}
 
 fn allow_private(ctx: &Context<'_>) -> bool {
     ctx.data_opt::<WebhookPolicy>()
@@ -134,7 +129,7 @@ impl WebhookMutations {
             include_phi: Some(input.include_phi),
             enabled: Some(true),
         };
-        let (endpoint, secret) = domain::webhooks::create_endpoint(
+        let (endpoint, secret) = domain::webhook_endpoints::create_endpoint(
             ctx.store(),
             ctx.principal()?,
             fields,
@@ -166,7 +161,7 @@ impl WebhookMutations {
             include_phi: input.include_phi,
             enabled: input.enabled,
         };
-        let endpoint = domain::webhooks::update_endpoint(
+        let endpoint = domain::webhook_endpoints::update_endpoint(
             ctx.store(),
             ctx.principal()?,
             id,
@@ -191,7 +186,7 @@ impl WebhookMutations {
             "input.endpointId",
             &input.endpoint_id,
         )?;
-        domain::webhooks::delete_endpoint(ctx.store(), ctx.principal()?, id)
+        domain::webhook_endpoints::delete_endpoint(ctx.store(), ctx.principal()?, id)
             .await
             .map_err(|e| e.under("input"))?;
         Ok(DeleteWebhookEndpointPayload {
@@ -213,7 +208,7 @@ impl WebhookMutations {
         )?;
         let grace = chrono::Duration::hours(input.grace_period_hours.into());
         let (endpoint, secret) =
-            domain::webhooks::rotate_secret(ctx.store(), ctx.principal()?, id, grace)
+            domain::webhook_endpoints::rotate_secret(ctx.store(), ctx.principal()?, id, grace)
                 .await
                 .map_err(|e| e.under("input"))?;
         Ok(RotateWebhookSecretPayload {
@@ -233,7 +228,7 @@ impl WebhookMutations {
             "input.endpointId",
             &input.endpoint_id,
         )?;
-        let delivery = domain::webhooks::send_test(ctx.store(), ctx.principal()?, id)
+        let delivery = domain::webhook_endpoints::send_test(ctx.store(), ctx.principal()?, id)
             .await
             .map_err(|e| e.under("input"))?;
         Ok(WebhookDeliveryPayload {
@@ -253,7 +248,7 @@ impl WebhookMutations {
             "input.deliveryId",
             &input.delivery_id,
         )?;
-        let delivery = domain::webhooks::redeliver(ctx.store(), ctx.principal()?, id)
+        let delivery = domain::webhook_endpoints::redeliver(ctx.store(), ctx.principal()?, id)
             .await
             .map_err(|e| e.under("input"))?;
         Ok(WebhookDeliveryPayload {

@@ -1,0 +1,98 @@
+//! Between replicas (PostgreSQL only): the writer's commit NOTIFYs, every
+//! other replica LISTENs and relays the events to its own bus. NOTIFY only
+//! wakes; the events are read from the log.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{EventBus, log};
+use crate::{auth::Principal, db::Db};
+
+/// The notification channel replicas share on PostgreSQL.
+pub const NOTIFY_CHANNEL: &str = "journeymap_events";
+
+/// Relays other replicas' events to this process's bus: LISTEN wakes it, the
+/// events table supplies the events. After a lost connection it reconnects
+/// and tells followers to catch up.
+pub async fn relay_notifications(db: Db, bus: EventBus, shutdown: CancellationToken) {
+    let pool = db.conn().get_postgres_connection_pool().clone();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(NOTIFY_CHANNEL).await?;
+            Ok::<_, sea_orm::sqlx::Error>(listener)
+        };
+        let mut listener = match listening.await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(?error, "cannot listen for other replicas' events; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        // Anything committed while we were not listening is in the log.
+        bus.resync();
+        loop {
+            let notification = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                notification = listener.recv() => notification,
+            };
+            let notification = match notification {
+                Ok(notification) => notification,
+                Err(error) => {
+                    tracing::warn!(?error, "lost the notification connection; reconnecting");
+                    break;
+                }
+            };
+            let Some((replica, clinic, first, last)) = parse(notification.payload()) else {
+                continue;
+            };
+            // Our own, or nobody here follows that clinic: nothing to read.
+            if replica == bus.replica || !bus.has_followers(clinic) {
+                continue;
+            }
+            match log::range(db.conn(), &Principal::system(clinic), first, last).await {
+                Ok(found) => bus.publish(found),
+                Err(error) => {
+                    tracing::warn!(
+                        ?error,
+                        "cannot read relayed events; followers will catch up"
+                    );
+                    bus.resync();
+                }
+            }
+        }
+    }
+}
+
+/// `replica:clinic:first:last`, as [`super::outbox::append`] notifies.
+fn parse(payload: &str) -> Option<(Uuid, Uuid, i64, i64)> {
+    let mut parts = payload.split(':');
+    Some((
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_parse() {
+        let (r, c) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(parse(&format!("{r}:{c}:3:5")), Some((r, c, 3, 5)));
+        assert_eq!(parse("nonsense"), None);
+    }
+}

@@ -1,0 +1,257 @@
+//! The delivery worker: claims due deliveries from the [`super::queue`],
+//! signs them per Standard Webhooks ([`super::signing`]), sends them to
+//! targets that pass [`super::targets`], and settles each attempt.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use entity::{webhook_deliveries, webhook_endpoints};
+use reqwest::{StatusCode, header::HeaderMap};
+use sea_orm::DbErr;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    queue::{self, Outcome, Settled},
+    signing, targets,
+};
+use crate::{
+    config::DeliveryConfig,
+    db::{self, Db},
+    events::EventBus,
+    metrics::Metrics,
+};
+
+/// Runs the delivery workers until `shutdown`, then lets in-flight sends finish.
+pub async fn run(
+    db: Db,
+    bus: EventBus,
+    config: DeliveryConfig,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let client = match reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Journeymap-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .dns_resolver(targets::resolver(config.allow_private))
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(
+                ?error,
+                "cannot build the webhook client; webhooks are not delivered"
+            );
+            return;
+        }
+    };
+    let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let lease = chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::seconds(60));
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let free = slots.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = slots.clone().acquire_owned() => drop(permit),
+            }
+            continue;
+        }
+        let claimed = match queue::claim(&db, free.min(200) as u64, lease).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(?error, "claiming webhook deliveries failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(config.poll) => {}
+                }
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = bus.deliveries.notified() => {}
+                _ = tokio::time::sleep(config.poll) => {}
+            }
+            continue;
+        }
+        for delivery in claimed {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let (db, bus, client, config, metrics) = (
+                db.clone(),
+                bus.clone(),
+                client.clone(),
+                config.clone(),
+                metrics.clone(),
+            );
+            tokio::spawn(db::uncounted(async move {
+                match deliver(&db, &bus, &client, &config, &delivery).await {
+                    Ok(settled) => metrics.webhook_delivered(settled_label(settled)),
+                    Err(error) => {
+                        tracing::warn!(?error, delivery = %delivery.id, "a webhook delivery could not be settled; it will be retried")
+                    }
+                }
+                drop(permit);
+            }));
+        }
+    }
+    // Let in-flight deliveries settle (each is bounded by the timeout).
+    let _ = tokio::time::timeout(
+        config.timeout + Duration::from_secs(1),
+        slots.acquire_many(config.concurrency.max(1) as u32),
+    )
+    .await;
+}
+
+fn settled_label(settled: Option<Settled>) -> &'static str {
+    match settled {
+        Some(Settled::Delivered) => "delivered",
+        Some(Settled::Retrying) => "retrying",
+        Some(Settled::Failed) => "failed",
+        Some(Settled::Gone) => "gone",
+        None => "postponed",
+    }
+}
+
+/// Sends one claimed delivery and settles it; `None` when it was put off
+/// (its endpoint is disabled) or its endpoint is gone.
+async fn deliver(
+    db: &Db,
+    bus: &EventBus,
+    client: &reqwest::Client,
+    config: &DeliveryConfig,
+    delivery: &webhook_deliveries::Model,
+) -> Result<Option<Settled>, DbErr> {
+    let Some(endpoint) = queue::endpoint_of(db, delivery).await? else {
+        return Ok(None);
+    };
+    if !endpoint.enabled {
+        // Kept for when the endpoint is enabled again.
+        queue::postpone(db, delivery, chrono::Duration::minutes(5)).await?;
+        return Ok(None);
+    }
+    let Some(body) = queue::body(db, delivery, &endpoint).await? else {
+        let outcome = Outcome {
+            attempted_at: db::now(),
+            status_code: None,
+            latency_ms: 0,
+            error: Some("the event no longer exists".into()),
+            retry_after: None,
+        };
+        return queue::settle(db, bus, delivery, &outcome, &[])
+            .await
+            .map(Some);
+    };
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let outcome = send(client, config, &endpoint, delivery, &body).await;
+    queue::settle(db, bus, delivery, &outcome, &config.schedule)
+        .await
+        .map(Some)
+}
+
+/// Makes one signed POST.
+async fn send(
+    client: &reqwest::Client,
+    config: &DeliveryConfig,
+    endpoint: &webhook_endpoints::Model,
+    delivery: &webhook_deliveries::Model,
+    body: &[u8],
+) -> Outcome {
+    let attempted_at = db::now();
+    let started = std::time::Instant::now();
+    let finish = |status_code: Option<u16>,
+                  error: Option<String>,
+                  retry_after: Option<chrono::Duration>| Outcome {
+        attempted_at,
+        status_code,
+        latency_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32,
+        error,
+        retry_after,
+    };
+    if let Err(why) = targets::check_url(&endpoint.url, config.allow_private) {
+        return finish(None, Some(format!("refused target: the URL {why}")), None);
+    }
+    let timestamp = Utc::now().timestamp();
+    let mut signature = signing::sign(&endpoint.secret, &delivery.message_id, timestamp, body);
+    if let (Some(previous), Some(until)) = (
+        &endpoint.previous_secret,
+        endpoint.previous_secret_expires_at,
+    ) && until > attempted_at
+    {
+        signature.push(' ');
+        signature.push_str(&signing::sign(
+            previous,
+            &delivery.message_id,
+            timestamp,
+            body,
+        ));
+    }
+    let response = client
+        .post(&endpoint.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &delivery.message_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body.to_vec())
+        .send()
+        .await;
+    match response {
+        Ok(response) => {
+            let status = response.status();
+            let retry_after = if matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            ) {
+                retry_after(response.headers())
+            } else {
+                None
+            };
+            let error = (!status.is_success()).then(|| format!("the receiver answered {status}"));
+            finish(Some(status.as_u16()), error, retry_after)
+        }
+        Err(error) => {
+            let why = if error.is_timeout() {
+                format!("no answer within {} s", config.timeout.as_secs())
+            } else if error.is_connect() {
+                "cannot connect to the receiver".to_string()
+            } else {
+                format!("request failed: {error}")
+            };
+            finish(None, Some(why), None)
+        }
+    }
+}
+
+/// A `Retry-After` header: seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<chrono::Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<i64>() {
+        return Some(chrono::Duration::seconds(seconds.clamp(0, 86_400)));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&Utc) - Utc::now()).max(chrono::Duration::zero()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, "120".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(chrono::Duration::seconds(120)));
+    }
+}
