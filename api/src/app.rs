@@ -12,11 +12,8 @@ use crate::{
     auth::jwt::JwtKeys,
     config::{DatabaseConfig, ServeConfig},
     db::{self, Db},
-    domain::{Store, settings},
-    graphql::{
-        self, Limits, Services,
-        limits::{CostBudget, LoginThrottle},
-    },
+    domain::{Store, sessions::LoginThrottle, settings},
+    graphql::{self, Limits, Services, limits::CostBudget},
     http::{self, AppState},
     metrics::Metrics,
 };

@@ -2,7 +2,7 @@
 //! record, when, from which request.
 //!
 //! Writes are recorded in the same transaction as the change: every event is
-//! its own audit entry (written by [`crate::events::outbox::append`]), and
+//! its own audit entry (written with it by `events::outbox::append`), and
 //! changes without events add entries of their own (`domain::Write::audit`).
 //! Reads of a patient's identifying data are collected per request and
 //! written in batches by [`AuditSink`], off the request's path. Reading the
@@ -20,7 +20,6 @@ use uuid::Uuid;
 use crate::{
     auth::Principal,
     db::{self, Db},
-    events::Event,
     ids::{self, IdKind},
 };
 
@@ -41,20 +40,6 @@ impl AuditEntry {
             record_kind: kind.type_name(),
             record_id: Some(id),
             patient_id: patient,
-        }
-    }
-
-    /// The entry an event stands for: the event type on its subject.
-    pub fn of_event(event: &Event) -> Self {
-        let (kind, id) = match ids::decode(&event.subject()) {
-            Ok((kind, id)) => (kind.type_name(), Some(id)),
-            Err(_) => ("Unknown", None),
-        };
-        Self {
-            action: event.event_type().as_str().to_string(),
-            record_kind: kind,
-            record_id: id,
-            patient_id: event.patient_id().map(Uuid::from),
         }
     }
 

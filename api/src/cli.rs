@@ -9,7 +9,7 @@ use crate::{
     auth::{Permission, Role},
     config::{DatabaseConfig, LogFormat, ServeConfig},
     db::{self, Db},
-    domain::{DomainError, clinics},
+    domain::clinics,
     seed::{self, SeedOptions},
     telemetry,
 };
@@ -52,8 +52,16 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL), as committed in schema.graphql.
     Schema,
-    /// Benchmark: seed a clinic, start the server, drive load, print figures.
-    Bench(crate::bench::BenchConfig),
+    /// Benchmark: seed a clinic, start this server, drive load, print
+    /// figures. Runs `journeymap-bench` from this binary's folder (build it
+    /// with `cargo build --release -p journeymap-bench`); `journeymap bench
+    /// --help` lists its settings.
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// The benchmark's own arguments (`--workloads w1,w2`, `--repeat 3`, …).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Manage clinics.
     Clinic {
         #[command(subcommand)]
@@ -172,14 +180,6 @@ async fn connect(database: &DatabaseConfig) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-fn user_error(error: DomainError) -> anyhow::Error {
-    match error {
-        DomainError::Invalid { field, message } => anyhow::anyhow!("--{field}: {message}"),
-        DomainError::Conflict { message, .. } => anyhow::anyhow!("{message}"),
-        other => anyhow::anyhow!("{other}: {other:?}"),
-    }
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Schema => {
@@ -197,20 +197,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
         } => {
             let db = connect(&cli.database).await?;
-            if clinics::by_slug(&db, seed::DEMO_SLUG)
-                .await
-                .map_err(user_error)?
-                .is_some()
-            {
+            if clinics::by_slug(&db, seed::DEMO_SLUG).await?.is_some() {
                 anyhow::bail!(
                     "the demo clinic ({}) already exists in this database; seed a fresh database instead",
                     seed::DEMO_SLUG
                 );
             }
             let started = std::time::Instant::now();
-            let report = seed::demo(&db, &SeedOptions { patients, seed })
-                .await
-                .map_err(user_error)?;
+            let report = seed::demo(&db, &SeedOptions { patients, seed }).await?;
             eprintln!("{report} in {:.1} s", started.elapsed().as_secs_f64());
             Ok(())
         }
@@ -223,9 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let db = connect(&cli.database).await?;
-            let clinic = clinics::create(&db, &name, &slug, &timezone)
-                .await
-                .map_err(user_error)?;
+            let clinic = clinics::create(&db, &name, &slug, &timezone).await?;
             eprintln!("created clinic {} ({})", clinic.name, clinic.slug);
             Ok(())
         }
@@ -240,8 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let db = connect(&cli.database).await?;
             let clinic = clinics::by_slug(&db, &clinic)
-                .await
-                .map_err(user_error)?
+                .await?
                 .with_context(|| format!("no clinic with slug {clinic:?}"))?;
             let permissions = if scopes.is_empty() {
                 Permission::ALL.to_vec()
@@ -251,9 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let expires_at = expires_in_days.map(|days| Utc::now() + Duration::days(days.into()));
             let (_, secret) =
-                clinics::create_token(&db, clinic.id, &name, &permissions, expires_at)
-                    .await
-                    .map_err(user_error)?;
+                clinics::create_token(&db, clinic.id, &name, &permissions, expires_at).await?;
             println!("{secret}");
             Ok(())
         }
@@ -269,8 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let db = connect(&cli.database).await?;
             let clinic = clinics::by_slug(&db, &clinic)
-                .await
-                .map_err(user_error)?
+                .await?
                 .with_context(|| format!("no clinic with slug {clinic:?}"))?;
             let role = Role::parse(&role).with_context(|| {
                 format!(
@@ -288,8 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     password,
                 },
             )
-            .await
-            .map_err(user_error)?;
+            .await?;
             eprintln!(
                 "created {} ({}) as {} of {}",
                 member.name, member.email, role, clinic.slug
@@ -300,13 +287,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(config) => serve(cli.database, config).await,
-        Command::Bench(config) => {
-            let url = &cli.database.database_url;
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                db::ensure_postgres_database(url).await?;
-            }
-            crate::bench::run(&cli.database, &config).await
-        }
+        Command::Bench { args } => bench(&cli.database, &args),
+    }
+}
+
+/// Runs the benchmark program that sits next to this binary, measuring this
+/// binary; exits with its exit code.
+fn bench(database: &DatabaseConfig, args: &[String]) -> anyhow::Result<()> {
+    let me = std::env::current_exe().context("cannot find this program")?;
+    let bench = me.with_file_name(format!("journeymap-bench{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        bench.is_file(),
+        "the benchmark is a program of its own: build it with `cargo build --release -p journeymap-bench` (it is looked for at {})",
+        bench.display()
+    );
+    let status = std::process::Command::new(&bench)
+        .arg("--server")
+        .arg(&me)
+        .arg("--database-url")
+        .arg(&database.database_url)
+        .arg("--db-max-connections")
+        .arg(database.db_max_connections.to_string())
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {}", bench.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        std::process::exit(status.code().unwrap_or(1))
     }
 }
 
@@ -314,26 +322,19 @@ async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<
     let demo = config.demo;
     let db = connect(&database).await?;
     let demo_token = if demo {
-        let clinic = match clinics::by_slug(&db, seed::DEMO_SLUG)
-            .await
-            .map_err(user_error)?
-        {
+        let clinic = match clinics::by_slug(&db, seed::DEMO_SLUG).await? {
             Some(clinic) => clinic,
             None => {
                 eprintln!("seeding the demo clinic (first start only)…");
-                seed::demo(&db, &SeedOptions::default())
-                    .await
-                    .map_err(user_error)?;
+                seed::demo(&db, &SeedOptions::default()).await?;
                 clinics::by_slug(&db, seed::DEMO_SLUG)
-                    .await
-                    .map_err(user_error)?
+                    .await?
                     .context("the demo clinic was not created")?
             }
         };
         let name = format!("demo token ({})", Utc::now().format("%Y-%m-%d %H:%M UTC"));
-        let (_, secret) = clinics::create_token(&db, clinic.id, &name, &Permission::ALL, None)
-            .await
-            .map_err(user_error)?;
+        let (_, secret) =
+            clinics::create_token(&db, clinic.id, &name, &Permission::ALL, None).await?;
         Some(secret)
     } else {
         None

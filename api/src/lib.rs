@@ -15,7 +15,6 @@ pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -15,7 +15,7 @@ use crate::{
     auth::{Permission, Principal},
     domain::{
         self, Channel, DomainError, DomainResult, FeedbackKind, JourneyStatus, Store,
-        TransitionKind,
+        TransitionKind, access,
     },
 };
 
@@ -153,11 +153,7 @@ pub async fn journey_map(
     window: Window,
     compare_to: Option<Window>,
 ) -> DomainResult<JourneyMap> {
-    if !who.can(Permission::AnalyticsRead) {
-        return Err(DomainError::Forbidden(
-            "journey maps need the analytics:read scope".into(),
-        ));
-    }
+    access::require(who, Permission::AnalyticsRead, "the journey map")?;
     let conn = store.db.conn();
     let pathway = who
         .get::<pathways::Entity, _>(conn, pathway_id, "pathway")

@@ -10,8 +10,8 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{DomainError, DomainResult, Store, validate};
-use crate::audit::AuditEntry;
+use super::{DomainError, DomainResult, Store, Write, now, validate};
+use crate::{audit::AuditEntry, db::Db};
 use crate::{
     auth::{Actor, Permission, Principal, tokens},
     ids::{self, IdKind},
@@ -55,6 +55,20 @@ pub async fn create(
     {
         return Err(DomainError::invalid("expiresAt", "must be in the future"));
     }
+    let issued = issue(&mut write, name, scopes, expires_at).await?;
+    write.commit().await?;
+    Ok(issued)
+}
+
+/// Writes a new token of `write`'s clinic with `scopes`, and its audit
+/// entry; returns it and its secret.
+async fn issue(
+    write: &mut Write<'_>,
+    name: String,
+    scopes: &[Permission],
+    expires_at: Option<DateTime<Utc>>,
+) -> DomainResult<(api_tokens::Model, String)> {
+    let who = write.who;
     let generated = tokens::generate();
     let mut names: Vec<&str> = scopes.iter().map(|p| p.scope()).collect();
     names.sort_unstable();
@@ -85,8 +99,27 @@ pub async fn create(
         token.id,
         None,
     ));
-    write.commit().await?;
     Ok((token, generated.secret))
+}
+
+/// Creates a token for clinic `clinic_id` as the system (the command line,
+/// which has no signed-in creator); returns it and its secret.
+pub async fn create_for_clinic(
+    store: &Store,
+    clinic_id: Uuid,
+    name: &str,
+    scopes: &[Permission],
+    expires_at: Option<DateTime<Utc>>,
+) -> DomainResult<(api_tokens::Model, String)> {
+    let name = validate::required_text("name", name, 200)?;
+    if scopes.is_empty() {
+        return Err(DomainError::invalid("scope", "give at least one scope"));
+    }
+    let system = Principal::system(clinic_id);
+    let mut write = store.write(&system).await?;
+    let issued = issue(&mut write, name, scopes, expires_at).await?;
+    write.commit().await?;
+    Ok(issued)
 }
 
 /// The clinic's tokens, newest first (secrets are never stored).
@@ -124,4 +157,50 @@ pub async fn revoke(store: &Store, who: &Principal, id: Uuid) -> DomainResult<ap
     }
     write.commit().await?;
     Ok(token)
+}
+
+/// How often `last_used_at` is refreshed, so a busy token does not write on
+/// every request.
+const LAST_USED_GRANULARITY: chrono::Duration = chrono::Duration::minutes(1);
+
+/// Resolves a bearer API token to its principal. `None` for anything that is
+/// not a live token of some clinic: malformed, unknown, revoked or expired.
+#[allow(clippy::disallowed_methods)] // the credential decides the tenant
+pub async fn authenticate(db: &Db, secret: &str) -> DomainResult<Option<Principal>> {
+    if !tokens::is_well_formed(secret) {
+        return Ok(None);
+    }
+    let Some(token) = api_tokens::Entity::find()
+        .filter(api_tokens::Column::SecretHash.eq(tokens::hash(secret)))
+        .one(db.conn())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let now = now();
+    if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
+        return Ok(None);
+    }
+    if token
+        .last_used_at
+        .is_none_or(|at| now - at > LAST_USED_GRANULARITY)
+    {
+        api_tokens::Entity::update_many()
+            .col_expr(
+                api_tokens::Column::LastUsedAt,
+                sea_orm::sea_query::Expr::value(now),
+            )
+            .filter(api_tokens::Column::Id.eq(token.id))
+            .exec(db.conn())
+            .await?;
+    }
+    Ok(Some(Principal {
+        clinic_id: token.clinic_id,
+        actor: Actor::ApiToken(token.id),
+        permissions: scopes_of(&token).into_iter().collect(),
+        name: token.name,
+        role: None,
+        session_id: None,
+        request_id: None,
+    }))
 }

@@ -1,21 +1,16 @@
-//! Clinics and their API tokens, as administered from the command line.
+//! Clinics, as administered from the command line.
 //!
 //! These functions run before any principal exists (they create the first
-//! ones), so they are the one place that touches `clinics` and `api_tokens`
-//! without a tenant filter.
+//! ones), so they are the one place that touches `clinics` without a tenant
+//! filter.
 
 use chrono::{DateTime, Utc};
 use entity::{api_tokens, clinics, event_sequences};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
-use serde_json::json;
 use uuid::Uuid;
 
-use super::{DomainError, DomainResult, now, validate};
-use crate::{
-    auth::{Actor, Permission, Principal, tokens},
-    db::Db,
-    ids,
-};
+use super::{DomainError, DomainResult, now, validate, values::Slug};
+use crate::{auth::Permission, db::Db, ids};
 
 /// Inserts a clinic with its event sequence counter at zero.
 #[allow(clippy::disallowed_methods)] // clinics are the tenants themselves
@@ -64,7 +59,7 @@ pub async fn create(
     timezone: &str,
 ) -> DomainResult<clinics::Model> {
     let name = validate::required_text("name", name, 200)?;
-    let slug = validate::key("slug", slug)?;
+    let slug: String = Slug::parse("slug", slug)?.into();
     let timezone = validate::required_text("timezone", timezone, 64)?;
     if by_slug(db, &slug).await?.is_some() {
         return Err(DomainError::conflict_on(
@@ -85,8 +80,8 @@ pub async fn create(
     Ok(clinic)
 }
 
-/// Creates an API token for a clinic and returns its secret, which is not
-/// stored and cannot be shown again.
+/// Creates an API token for a clinic as the system and returns its secret,
+/// which is not stored and cannot be shown again.
 pub async fn create_token(
     db: &Db,
     clinic_id: Uuid,
@@ -94,75 +89,12 @@ pub async fn create_token(
     permissions: &[Permission],
     expires_at: Option<DateTime<Utc>>,
 ) -> DomainResult<(api_tokens::Model, String)> {
-    let name = validate::required_text("name", name, 200)?;
-    let generated = tokens::generate();
-    let mut scopes: Vec<&str> = permissions.iter().map(|p| p.scope()).collect();
-    scopes.sort_unstable();
-    scopes.dedup();
-    let token = api_tokens::Model {
-        id: ids::new_id(),
+    super::api_tokens::create_for_clinic(
+        &super::Store::new(db.clone()),
         clinic_id,
         name,
-        prefix: generated.display_prefix.clone(),
-        secret_hash: generated.hash.clone(),
-        scopes: json!(scopes),
-        created_by_staff_id: None,
-        created_by_token_id: None,
+        permissions,
         expires_at,
-        last_used_at: None,
-        revoked_at: None,
-        created_at: now(),
-    };
-    let txn = db.begin_write().await?;
-    api_tokens::Entity::insert(token.clone().into_active_model())
-        .exec_without_returning(&*txn)
-        .await?;
-    txn.commit().await?;
-    Ok((token, generated.secret))
-}
-
-/// How often `last_used_at` is refreshed, so a busy token does not write on
-/// every request.
-const LAST_USED_GRANULARITY: chrono::Duration = chrono::Duration::minutes(1);
-
-/// Resolves a bearer API token to its principal. `None` for anything that is
-/// not a live token of some clinic: malformed, unknown, revoked or expired.
-#[allow(clippy::disallowed_methods)] // the credential decides the tenant
-pub async fn authenticate_token(db: &Db, secret: &str) -> DomainResult<Option<Principal>> {
-    if !tokens::is_well_formed(secret) {
-        return Ok(None);
-    }
-    let Some(token) = api_tokens::Entity::find()
-        .filter(api_tokens::Column::SecretHash.eq(tokens::hash(secret)))
-        .one(db.conn())
-        .await?
-    else {
-        return Ok(None);
-    };
-    let now = now();
-    if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
-        return Ok(None);
-    }
-    if token
-        .last_used_at
-        .is_none_or(|at| now - at > LAST_USED_GRANULARITY)
-    {
-        api_tokens::Entity::update_many()
-            .col_expr(
-                api_tokens::Column::LastUsedAt,
-                sea_orm::sea_query::Expr::value(now),
-            )
-            .filter(api_tokens::Column::Id.eq(token.id))
-            .exec(db.conn())
-            .await?;
-    }
-    Ok(Some(Principal {
-        clinic_id: token.clinic_id,
-        actor: Actor::ApiToken(token.id),
-        permissions: super::api_tokens::scopes_of(&token).into_iter().collect(),
-        name: token.name,
-        role: None,
-        session_id: None,
-        request_id: None,
-    }))
+    )
+    .await
 }

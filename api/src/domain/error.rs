@@ -11,6 +11,15 @@ pub enum DomainError {
     /// No credential, or one that is not valid.
     #[error("authentication required")]
     Unauthenticated,
+    /// A sign-in with a wrong clinic, email or password (which one is not said).
+    #[error("wrong clinic, email or password")]
+    SignInRefused,
+    /// Too many attempts; try again after `retry_after`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -22,7 +31,7 @@ pub enum DomainError {
         field: Option<String>,
     },
     /// Input that breaks a rule; `field` is the input path at fault.
-    #[error("{message}")]
+    #[error("{field}: {message}")]
     Invalid { field: String, message: String },
     /// The record changed meanwhile, or the change contradicts its state.
     #[error("{message}")]
@@ -32,13 +41,55 @@ pub enum DomainError {
     },
     /// Anything unexpected; logged in full, never shown to the client.
     #[error("internal error")]
-    Internal(Arc<anyhow::Error>),
+    Internal(#[source] Arc<dyn std::error::Error + Send + Sync>),
 }
 
 /// Result of a domain operation.
 pub type DomainResult<T> = Result<T, DomainError>;
 
+/// The stable error codes of domain errors (`extensions.code`), the same in
+/// GraphQL answers and HTTP error bodies.
+pub mod code {
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const CONFLICT: &str = "CONFLICT";
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
 impl DomainError {
+    /// The stable code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::Unauthenticated | DomainError::SignInRefused => code::UNAUTHENTICATED,
+            DomainError::Forbidden(_) => code::FORBIDDEN,
+            DomainError::NotFound { .. } => code::NOT_FOUND,
+            DomainError::Invalid { .. } => code::BAD_USER_INPUT,
+            DomainError::Conflict { .. } => code::CONFLICT,
+            DomainError::RateLimited { .. } => code::RATE_LIMITED,
+            DomainError::Internal(_) => code::INTERNAL,
+        }
+    }
+
+    /// The input field at fault, when the error names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            DomainError::Invalid { field, .. } => Some(field),
+            DomainError::NotFound { field, .. } | DomainError::Conflict { field, .. } => {
+                field.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// What the client is told: the field and the reason for bad input, the
+    /// error's own words otherwise, never an internal error's details.
+    pub fn public_message(&self) -> String {
+        self.to_string()
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         DomainError::Invalid {
             field: field.into(),
@@ -68,7 +119,8 @@ impl DomainError {
     }
 
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
-        DomainError::Internal(Arc::new(error.into()))
+        let error: Box<dyn std::error::Error + Send + Sync> = error.into().into();
+        DomainError::Internal(Arc::from(error))
     }
 
     /// Names the input field holding the id of a record that was not found or

@@ -11,6 +11,7 @@ use super::{
     journeys::stage_at,
     page::{Keyset, Sort},
     records, validate,
+    values::Score,
 };
 use crate::{
     auth::{Permission, Principal},
@@ -39,30 +40,23 @@ pub fn keyset(feedback: &feedback::Model) -> Keyset {
     Keyset::at(feedback.submitted_at, feedback.id)
 }
 
-/// Checks the score against the kind: NPS 0–10, CSAT 1–5, CES 1–7; a
-/// COMMENT carries text and no score.
-fn check_score(
+/// The score of feedback of `kind`: NPS, CSAT and CES need one; a COMMENT
+/// carries text and no score.
+fn score_of(
     kind: FeedbackKind,
     score: Option<i32>,
     comment: Option<&str>,
-) -> DomainResult<Option<i16>> {
-    match (kind.score_range(), score) {
-        (None, Some(_)) => Err(DomainError::invalid(
-            "score",
-            "a COMMENT carries no score; use comment",
-        )),
-        (None, None) if comment.is_none() => {
+) -> DomainResult<Option<Score>> {
+    match (kind, score) {
+        (FeedbackKind::Comment, None) if comment.is_none() => {
             Err(DomainError::invalid("comment", "a COMMENT needs text"))
         }
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(DomainError::invalid(
+        (FeedbackKind::Comment, None) => Ok(None),
+        (_, None) => Err(DomainError::invalid(
             "score",
             format!("{kind} feedback needs a score"),
         )),
-        (Some(range), Some(score)) => {
-            let range = i32::from(*range.start())..=i32::from(*range.end());
-            validate::in_range("score", score, range).map(|s| Some(s as i16))
-        }
+        (_, Some(score)) => Score::parse("score", kind, score).map(Some),
     }
 }
 
@@ -74,7 +68,7 @@ pub async fn submit(
 ) -> DomainResult<feedback::Model> {
     access::require(who, Permission::FeedbackWrite, "submitting feedback")?;
     let comment = validate::long_text("comment", input.comment.as_deref())?;
-    let score = check_score(input.kind, input.score, comment.as_deref())?;
+    let score = score_of(input.kind, input.score, comment.as_deref())?;
 
     let mut write = store.write(who).await?;
     let submitted_at = match input.submitted_at {
@@ -142,16 +136,14 @@ pub async fn submit(
             .staff_id
             .or(touchpoint.as_ref().and_then(|t| t.staff_id)),
         kind: input.kind.as_str().to_string(),
-        score,
+        score: score.map(Score::value),
         comment,
         submitted_at,
     };
     feedback::Entity::insert(feedback.clone().into_active_model())
         .exec_without_returning(&*write.txn)
         .await?;
-    let detractor = feedback
-        .score
-        .is_some_and(|score| input.kind.is_detractor(score));
+    let detractor = score.is_some_and(Score::is_detractor);
     write.emit(Event::FeedbackSubmitted(FeedbackSubmitted {
         feedback_id: FeedbackId(feedback.id),
         patient_id: PatientId(feedback.patient_id),
@@ -204,24 +196,20 @@ mod tests {
 
     #[test]
     fn scores_follow_the_kind() {
+        let value =
+            |kind, score, comment| score_of(kind, score, comment).map(|s| s.map(Score::value));
+        assert_eq!(value(FeedbackKind::Nps, Some(0), None).unwrap(), Some(0));
+        assert_eq!(value(FeedbackKind::Nps, Some(10), None).unwrap(), Some(10));
+        assert!(value(FeedbackKind::Nps, Some(11), None).is_err());
+        assert!(value(FeedbackKind::Csat, Some(0), None).is_err());
+        assert!(value(FeedbackKind::Csat, Some(6), None).is_err());
+        assert!(value(FeedbackKind::Ces, Some(7), None).is_ok());
+        assert!(value(FeedbackKind::Ces, Some(8), None).is_err());
+        assert!(value(FeedbackKind::Nps, None, None).is_err());
+        assert!(value(FeedbackKind::Comment, None, None).is_err());
+        assert!(value(FeedbackKind::Comment, Some(3), Some("hi")).is_err());
         assert_eq!(
-            check_score(FeedbackKind::Nps, Some(0), None).unwrap(),
-            Some(0)
-        );
-        assert_eq!(
-            check_score(FeedbackKind::Nps, Some(10), None).unwrap(),
-            Some(10)
-        );
-        assert!(check_score(FeedbackKind::Nps, Some(11), None).is_err());
-        assert!(check_score(FeedbackKind::Csat, Some(0), None).is_err());
-        assert!(check_score(FeedbackKind::Csat, Some(6), None).is_err());
-        assert!(check_score(FeedbackKind::Ces, Some(7), None).is_ok());
-        assert!(check_score(FeedbackKind::Ces, Some(8), None).is_err());
-        assert!(check_score(FeedbackKind::Nps, None, None).is_err());
-        assert!(check_score(FeedbackKind::Comment, None, None).is_err());
-        assert!(check_score(FeedbackKind::Comment, Some(3), Some("hi")).is_err());
-        assert_eq!(
-            check_score(FeedbackKind::Comment, None, Some("hi")).unwrap(),
+            value(FeedbackKind::Comment, None, Some("hi")).unwrap(),
             None
         );
     }

@@ -12,7 +12,7 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{DomainError, DomainResult, now};
+use super::{DomainError, DomainResult, now, values::IdempotencyKey};
 use crate::{auth::Principal, db::Db, ids};
 
 /// How long a key is remembered.
@@ -30,20 +30,14 @@ pub enum Claim {
     Replay { status: u16, body: Value },
 }
 
-/// Checks a key: 1 to 255 visible ASCII characters.
-pub fn check_key(key: &str) -> DomainResult<()> {
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(DomainError::invalid(
-            "Idempotency-Key",
-            "must be 1 to 255 visible ASCII characters (a UUID is a good choice)",
-        ));
-    }
-    Ok(())
-}
-
 /// Claims `key` for a request whose body hashes to `hash`.
-pub async fn claim(db: &Db, who: &Principal, key: &str, hash: &str) -> DomainResult<Claim> {
-    check_key(key)?;
+pub async fn claim(
+    db: &Db,
+    who: &Principal,
+    key: &IdempotencyKey,
+    hash: &str,
+) -> DomainResult<Claim> {
+    let key = key.as_str();
     let Some(actor) = who.actor.id() else {
         return Err(DomainError::invalid(
             "Idempotency-Key",

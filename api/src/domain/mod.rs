@@ -23,12 +23,14 @@ pub mod pathways;
 pub mod patients;
 pub mod privacy;
 pub mod records;
+pub mod sessions;
 pub mod settings;
 pub mod staff;
 pub mod store;
 pub mod timeline;
 pub mod touchpoints;
 pub mod validate;
+pub mod values;
 pub mod webhook_endpoints;
 
 pub use crate::db::now;

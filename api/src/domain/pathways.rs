@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{
     Channel, DomainError, DomainResult, JourneyStatus, StageCategory, Store, Write, validate,
+    values::Slug,
 };
 use crate::{
     audit::AuditEntry,
@@ -56,23 +57,15 @@ pub struct PathwayDraft {
 }
 
 fn require_manage(who: &Principal) -> DomainResult<()> {
-    if who.can(Permission::PathwaysManage) {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden(
-            "managing pathways needs the pathways:manage scope".into(),
-        ))
-    }
+    super::access::require(who, Permission::PathwaysManage, "managing pathways")
 }
 
 fn require_read(who: &Principal) -> DomainResult<()> {
-    if who.can(Permission::JourneysRead) || who.can(Permission::AnalyticsRead) {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden(
-            "reading pathways needs the journeys:read scope".into(),
-        ))
-    }
+    super::access::require_any(
+        who,
+        &[Permission::JourneysRead, Permission::AnalyticsRead],
+        "reading pathways",
+    )
 }
 
 /// The caller's pathways, by name.
@@ -154,7 +147,7 @@ fn check_target(field: &str, hours: Option<i32>) -> DomainResult<Option<i32>> {
 
 fn check_stage(field: &str, stage: &StageDraft) -> DomainResult<StageDraft> {
     Ok(StageDraft {
-        key: validate::key(&format!("{field}.key"), &stage.key)?,
+        key: Slug::parse(&format!("{field}.key"), &stage.key)?.into(),
         name: validate::required_text(&format!("{field}.name"), &stage.name, validate::SHORT_TEXT)?,
         category: stage.category,
         target_hours: check_target(&format!("{field}.targetHours"), stage.target_hours)?,

@@ -14,6 +14,7 @@ use super::{
     Channel, DomainError, DomainResult, JourneyStatus, Store,
     page::{Keyset, Page, PageRequest, Sort, SortKey, finish},
     validate,
+    values::{E164Phone, Email},
 };
 use crate::{
     auth::{Permission, Principal},
@@ -205,23 +206,11 @@ pub async fn get(store: &Store, who: &Principal, id: Uuid) -> DomainResult<patie
 }
 
 fn require_read(who: &Principal) -> DomainResult<()> {
-    if who.can(Permission::PatientsRead) {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden(
-            "reading patients needs the patients:read scope".into(),
-        ))
-    }
+    super::access::require(who, Permission::PatientsRead, "reading patients")
 }
 
 fn require_write(who: &Principal) -> DomainResult<()> {
-    if who.can(Permission::PatientsWrite) {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden(
-            "changing patients needs the patients:write scope".into(),
-        ))
-    }
+    super::access::require(who, Permission::PatientsWrite, "changing patients")
 }
 
 /// Applies validated `fields` to `patient`; returns the names of the fields
@@ -276,16 +265,16 @@ fn apply(patient: &mut patients::Model, fields: PatientFields) -> DomainResult<V
     set!(
         "email",
         email,
-        optional(fields.email, &patient.email, |v| validate::email(
-            "email", &v
-        ))?
+        optional(fields.email, &patient.email, |v| Email::parse("email", &v)
+            .map(String::from))?
     );
     set!(
         "phone",
         phone,
-        optional(fields.phone, &patient.phone, |v| validate::phone(
+        optional(fields.phone, &patient.phone, |v| E164Phone::parse(
             "phone", &v
-        ))?
+        )
+        .map(String::from))?
     );
     let today = super::now().date_naive();
     set!(

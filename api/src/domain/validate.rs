@@ -1,4 +1,5 @@
-//! Input rules shared by the aggregates. Each check names the input field at
+//! Text and time rules shared by the aggregates (values with a shape of their
+//! own are types: [`super::values`]). Each check names the input field at
 //! fault so the client can point at it.
 
 use chrono::{DateTime, Duration, Utc};
@@ -58,67 +59,6 @@ fn checked_text(field: &str, value: &str, max: usize, multiline: bool) -> Domain
     Ok(value.to_string())
 }
 
-/// An email address, lower-cased. Deliberately practical rather than RFC 5322
-/// complete: one `@`, a dotted domain, no spaces.
-pub fn email(field: &str, value: &str) -> DomainResult<String> {
-    let value = value.trim().to_lowercase();
-    let invalid = || DomainError::invalid(field, format!("{value:?} is not a valid email address"));
-    if value.len() > 254 {
-        return Err(DomainError::invalid(
-            field,
-            "must be at most 254 characters",
-        ));
-    }
-    let (local, domain) = value.split_once('@').ok_or_else(invalid)?;
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
-    let labels: Vec<&str> = domain.split('.').collect();
-    let domain_ok = labels.len() >= 2
-        && labels.iter().all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
-    if local_ok && domain_ok {
-        Ok(value)
-    } else {
-        Err(invalid())
-    }
-}
-
-/// A phone number in E.164: `+`, a country code not starting with 0, at most
-/// 15 digits in all. Spaces, dashes, dots and parentheses are removed first.
-pub fn phone(field: &str, value: &str) -> DomainResult<String> {
-    let compact: String = value
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-        .collect();
-    let digits = compact.strip_prefix('+');
-    let ok = digits.is_some_and(|d| {
-        (8..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()) && !d.starts_with('0')
-    });
-    if ok {
-        Ok(compact)
-    } else {
-        Err(DomainError::invalid(
-            field,
-            format!("{value:?} is not an E.164 phone number (like +14155550123)"),
-        ))
-    }
-}
-
 /// Patient tags: lower-cased, trimmed, de-duplicated; at most 20 of at most 40
 /// characters each from `a-z 0-9 - _ :`.
 pub fn tags(field: &str, values: &[String]) -> DomainResult<Vec<String>> {
@@ -149,25 +89,6 @@ pub fn tag(field: &str, value: &str) -> DomainResult<String> {
         Err(DomainError::invalid(
             field,
             "a tag is 1 to 40 characters of a-z, 0-9, '-', '_' and ':'",
-        ))
-    }
-}
-
-/// A machine key such as a stage key: 1 to 64 characters of `a-z 0-9 _ -`,
-/// starting with a letter.
-pub fn key(field: &str, value: &str) -> DomainResult<String> {
-    let value = value.trim();
-    let ok = (1..=64).contains(&value.len())
-        && value.starts_with(|c: char| c.is_ascii_lowercase())
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(DomainError::invalid(
-            field,
-            "must be 1 to 64 characters of a-z, 0-9, '_' and '-', starting with a letter",
         ))
     }
 }
@@ -216,48 +137,6 @@ mod tests {
     }
 
     #[test]
-    fn emails() {
-        assert_eq!(
-            email("e", " Ana.Lopez+spa@Example.COM ").unwrap(),
-            "ana.lopez+spa@example.com"
-        );
-        for bad in [
-            "",
-            "ana",
-            "ana@",
-            "@example.com",
-            "ana@example",
-            "ana@@example.com",
-            "a na@example.com",
-            "ana@exa_mple.com",
-            "ana..b@example.com",
-            "ana@example.c0m",
-        ] {
-            assert_eq!(
-                field_of(email("input.email", bad).unwrap_err()),
-                "input.email",
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn phones() {
-        assert_eq!(phone("p", "+1 (415) 555-0123").unwrap(), "+14155550123");
-        assert_eq!(phone("p", "+442071838750").unwrap(), "+442071838750");
-        for bad in [
-            "4155550123",
-            "+0123456789",
-            "+1",
-            "+1415555012345678",
-            "+1415abc0123",
-            "",
-        ] {
-            assert!(phone("p", bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn texts_and_tags() {
         assert!(required_text("n", "  ", 10).is_err());
         assert_eq!(required_text("n", " Ana ", 10).unwrap(), "Ana");
@@ -278,10 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_ranges_and_times() {
-        assert!(key("k", "consultation").is_ok());
-        assert!(key("k", "Consultation").is_err());
-        assert!(key("k", "1st").is_err());
+    fn ranges_and_times() {
         assert!(in_range("s", 11, 0..=10).is_err());
         let now = Utc::now();
         assert!(past_time("t", now + Duration::hours(1), now).is_err());

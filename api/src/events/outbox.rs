@@ -79,7 +79,7 @@ pub async fn append<C: ConnectionTrait>(
     }
     let audit = prepared
         .iter()
-        .map(|p| AuditEntry::of_event(&p.event).row(who, p.row.occurred_at))
+        .map(|p| audit_entry(&p.event).row(who, p.row.occurred_at))
         .collect();
     crate::audit::insert(txn, audit).await?;
     let mut rows: Vec<events::Model> = prepared.into_iter().map(|p| p.row).collect();
@@ -91,6 +91,20 @@ pub async fn append<C: ConnectionTrait>(
         _ => append_elsewhere(txn, &mut rows).await?,
     }
     Ok(rows)
+}
+
+/// The audit entry an event stands for: the event type on its subject.
+fn audit_entry(event: &Event) -> AuditEntry {
+    let (kind, id) = match ids::decode(&event.subject()) {
+        Ok((kind, id)) => (kind.type_name(), Some(id)),
+        Err(_) => ("Unknown", None),
+    };
+    AuditEntry {
+        action: event.event_type().as_str().to_string(),
+        record_kind: kind,
+        record_id: id,
+        patient_id: event.patient_id().map(Uuid::from),
+    }
 }
 
 /// Counter, then events, as two statements (SQLite has no data-modifying

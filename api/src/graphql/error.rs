@@ -10,15 +10,9 @@ use async_graphql::{ErrorExtensionValues, Response, ServerError, Value};
 
 use crate::domain::DomainError;
 
-/// The stable error codes of the API.
+/// The stable error codes of the API: the domain's, and GraphQL's own.
 pub mod code {
-    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
-    pub const FORBIDDEN: &str = "FORBIDDEN";
-    pub const NOT_FOUND: &str = "NOT_FOUND";
-    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
-    pub const CONFLICT: &str = "CONFLICT";
-    pub const RATE_LIMITED: &str = "RATE_LIMITED";
-    pub const INTERNAL: &str = "INTERNAL";
+    pub use crate::domain::error::code::*;
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
 }
@@ -103,20 +97,29 @@ fn mask(error: &mut ServerError, request_id: &str) {
 }
 
 fn apply_domain(error: &mut ServerError, domain: &DomainError, request_id: &str) {
-    match domain {
-        DomainError::Unauthenticated => set(error, code::UNAUTHENTICATED, None),
-        DomainError::Forbidden(_) => set(error, code::FORBIDDEN, None),
-        DomainError::NotFound { field, .. } => set(error, code::NOT_FOUND, field.as_deref()),
-        DomainError::Invalid { field, message } => {
-            error.message = format!("{field}: {message}");
-            set(error, code::BAD_USER_INPUT, Some(field));
-        }
-        DomainError::Conflict { field, .. } => set(error, code::CONFLICT, field.as_deref()),
-        DomainError::Internal(inner) => {
-            tracing::error!(error = ?inner, path = ?error.path, "internal error");
-            mask(error, request_id);
-        }
+    if let DomainError::Internal(inner) = domain {
+        tracing::error!(error = ?inner, path = ?error.path, "internal error");
+        mask(error, request_id);
+        return;
     }
+    error.message = domain.public_message();
+    set(error, domain.code(), domain.field());
+    if let DomainError::RateLimited { retry_after, .. } = domain
+        && let Some(extensions) = error.extensions.as_mut()
+    {
+        extensions.set(
+            "retryAfterSeconds",
+            super::limits::retry_after_seconds(*retry_after),
+        );
+    }
+}
+
+/// A domain error as a GraphQL error outside any resolver (an HTTP request
+/// refused before it ran).
+pub fn of_domain(domain: &DomainError, request_id: &str) -> ServerError {
+    let mut error = ServerError::new(domain.to_string(), None);
+    apply_domain(&mut error, domain, request_id);
+    error
 }
 
 /// The argument path named by async-graphql's validation messages:

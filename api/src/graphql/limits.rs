@@ -1,6 +1,7 @@
 //! Limits that protect the endpoint: a cost budget per credential (the
-//! query's complexity, with list fields counted by page size), a cap on
-//! aliases, and a throttle on sign-in attempts.
+//! query's complexity, with list fields counted by page size) and a cap on
+//! aliases. (The throttle on sign-in attempts is the domain's:
+//! `domain::sessions::LoginThrottle`.)
 //!
 //! The cost budget is a token bucket (GCRA, from `governor`): it holds
 //! `capacity` units and refills `refill_per_second`. A request whose cost does
@@ -16,7 +17,7 @@ use std::{
 };
 
 use async_graphql::{
-    Name, Response, ServerError, ServerResult, ValidationResult, Value,
+    Name, Response, ServerError, ValidationResult, Value,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextValidation},
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
@@ -196,55 +197,6 @@ impl Extension for CostLimitExtension {
             ),
             None => response,
         }
-    }
-}
-
-/// Sign-in attempts: a few per minute per account and per address, so
-/// passwords cannot be guessed at speed.
-pub struct LoginThrottle {
-    accounts: RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>,
-    addresses: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>,
-    clock: DefaultClock,
-}
-
-impl Default for LoginThrottle {
-    fn default() -> Self {
-        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).expect("positive"));
-        Self {
-            accounts: RateLimiter::keyed(per_minute(10)),
-            addresses: RateLimiter::keyed(per_minute(30)),
-            clock: DefaultClock::default(),
-        }
-    }
-}
-
-impl LoginThrottle {
-    /// Forgets accounts and addresses whose attempts have all expired: the
-    /// keys are whatever callers send, so they must not pile up.
-    pub fn forget_idle(&self) {
-        self.accounts.retain_recent();
-        self.accounts.shrink_to_fit();
-        self.addresses.retain_recent();
-        self.addresses.shrink_to_fit();
-    }
-
-    /// Checks one attempt; `Err` with the wait when too many were made.
-    pub fn attempt(&self, account: &str, address: Option<IpAddr>) -> ServerResult<()> {
-        if let Err(not_until) = self.accounts.check_key(&account.to_lowercase()) {
-            return Err(rate_limited(
-                "too many sign-in attempts for this account; wait and try again",
-                not_until.wait_time_from(self.clock.now()),
-            ));
-        }
-        if let Some(address) = address
-            && let Err(not_until) = self.addresses.check_key(&address)
-        {
-            return Err(rate_limited(
-                "too many sign-in attempts from this address; wait and try again",
-                not_until.wait_time_from(self.clock.now()),
-            ));
-        }
-        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@
 pub mod connection;
 pub mod context;
 pub mod error;
-pub mod inputs;
+pub mod filters;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;
@@ -52,7 +52,7 @@ pub struct Services {
     pub store: Store,
     pub keys: Arc<JwtKeys>,
     pub budget: Arc<limits::CostBudget>,
-    pub logins: Arc<limits::LoginThrottle>,
+    pub logins: Arc<crate::domain::sessions::LoginThrottle>,
     pub webhooks: crate::config::WebhookPolicy,
 }
 

@@ -5,7 +5,7 @@ use async_graphql::{Context, ID, Object};
 use super::{
     connection::{Conn, ConnectionTotals, connection},
     context::{ContextExt, decode_id},
-    inputs::{AuditLogFilter, FollowUpFilter, JourneyFilter, PatientFilter, TimeWindowInput},
+    filters::{AuditLogFilter, FollowUpFilter, JourneyFilter, PatientFilter, TimeWindowInput},
     scalars::DateTime,
     types::{
         ApiToken, AuditEntry, FollowUp, Journey, JourneyEvent, JourneyMap, Node, Pathway, Patient,
@@ -32,26 +32,17 @@ impl Query {
         let loaders = ctx.loaders()?;
         let (kind, uuid) = ids::decode(id.as_str())
             .map_err(|e| DomainError::invalid("id", format!("{:?} {e}", id.as_str())))?;
-        let need = |permission: Permission| -> Result<(), DomainError> {
-            if who.can(permission) {
-                Ok(())
-            } else {
-                Err(DomainError::Forbidden(format!(
-                    "reading this needs the {} scope",
-                    permission.scope()
-                )))
-            }
-        };
+        match domain::access::read_record(who, kind) {
+            Some(allowed) => allowed?,
+            None => return Err(DomainError::not_found("node").into()),
+        }
         let not_found = || DomainError::not_found("node");
         let node = match kind {
-            IdKind::Patient => {
-                need(Permission::PatientsRead)?;
-                loaders
-                    .patient
-                    .load_one(uuid)
-                    .await?
-                    .map(|m| Node::Patient(Patient(m)))
-            }
+            IdKind::Patient => loaders
+                .patient
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::Patient(Patient(m))),
             IdKind::Pathway => loaders
                 .pathway
                 .load_one(uuid)
@@ -67,75 +58,51 @@ impl Query {
                 .load_one(uuid)
                 .await?
                 .map(|m| Node::FollowUpRule(super::types::FollowUpRule(m))),
-            IdKind::Journey => {
-                need(Permission::JourneysRead)?;
-                loaders
-                    .journey
-                    .load_one(uuid)
-                    .await?
-                    .map(|m| Node::Journey(Journey(m)))
-            }
-            IdKind::StageTransition => {
-                need(Permission::JourneysRead)?;
-                loaders
-                    .transition
-                    .load_one(uuid)
-                    .await?
-                    .map(|m| Node::StageTransition(super::types::StageTransition(m)))
-            }
-            IdKind::Touchpoint => {
-                need(Permission::JourneysRead)?;
-                loaders
-                    .touchpoint
-                    .load_one(uuid)
-                    .await?
-                    .map(|m| Node::Touchpoint(super::types::Touchpoint(m)))
-            }
-            IdKind::Feedback => {
-                need(Permission::JourneysRead)?;
-                loaders
-                    .feedback
-                    .load_one(uuid)
-                    .await?
-                    .map(|m| Node::Feedback(super::types::Feedback(m)))
-            }
-            IdKind::FollowUp => {
-                need(Permission::JourneysRead)?;
-                loaders
-                    .follow_up
-                    .load_one(uuid)
-                    .await?
-                    .map(|m| Node::FollowUp(FollowUp(m)))
-            }
+            IdKind::Journey => loaders
+                .journey
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::Journey(Journey(m))),
+            IdKind::StageTransition => loaders
+                .transition
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::StageTransition(super::types::StageTransition(m))),
+            IdKind::Touchpoint => loaders
+                .touchpoint
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::Touchpoint(super::types::Touchpoint(m))),
+            IdKind::Feedback => loaders
+                .feedback
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::Feedback(super::types::Feedback(m))),
+            IdKind::FollowUp => loaders
+                .follow_up
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::FollowUp(FollowUp(m))),
             IdKind::Staff => loaders
                 .staff
                 .load_one(uuid)
                 .await?
                 .map(|m| Node::StaffMember(super::types::StaffMember(m))),
-            IdKind::Event => {
-                need(Permission::EventsRead)?;
-                loaders
-                    .event
-                    .load_one(uuid)
-                    .await?
-                    .map(|m| Node::JourneyEvent(JourneyEvent(m)))
-            }
-            IdKind::WebhookEndpoint => {
-                need(Permission::WebhooksManage)?;
-                loaders
-                    .webhook_endpoint
-                    .load_one(uuid)
-                    .await?
-                    .map(|m| Node::WebhookEndpoint(WebhookEndpoint(m)))
-            }
-            IdKind::WebhookDelivery => {
-                need(Permission::WebhooksManage)?;
-                loaders
-                    .webhook_delivery
-                    .load_one(uuid)
-                    .await?
-                    .map(|m| Node::WebhookDelivery(WebhookDelivery(m)))
-            }
+            IdKind::Event => loaders
+                .event
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::JourneyEvent(JourneyEvent(m))),
+            IdKind::WebhookEndpoint => loaders
+                .webhook_endpoint
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::WebhookEndpoint(WebhookEndpoint(m))),
+            IdKind::WebhookDelivery => loaders
+                .webhook_delivery
+                .load_one(uuid)
+                .await?
+                .map(|m| Node::WebhookDelivery(WebhookDelivery(m))),
             IdKind::Clinic | IdKind::ApiToken => None,
         };
         node.map(Some).ok_or_else(|| not_found().into())
@@ -231,13 +198,11 @@ impl Query {
     /// One journey. Another clinic's journey is NOT_FOUND.
     async fn journey(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Journey>> {
         let id = decode_id(IdKind::Journey, "id", &id)?;
-        let who = ctx.principal()?;
-        if !who.can(Permission::JourneysRead) {
-            return Err(DomainError::Forbidden(
-                "reading journeys needs the journeys:read scope".into(),
-            )
-            .into());
-        }
+        domain::access::require(
+            ctx.principal()?,
+            Permission::JourneysRead,
+            "reading journeys",
+        )?;
         let journey = ctx
             .loaders()?
             .journey

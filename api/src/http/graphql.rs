@@ -8,16 +8,15 @@
 //! - `Accept: application/graphql-response+json` gets 400 for requests that do
 //!   not parse or validate; `application/json` (or no `Accept`) gets 200 for
 //!   every well-formed request, as the legacy format requires.
+//!
+//! Every operation runs through [`super::operation`].
 
-use std::time::Instant;
+use std::{net::SocketAddr, time::Instant};
 
 use async_graphql::{
-    Request as GraphqlRequest, Response as GraphqlResponse, ServerError,
-    http::GraphiQLSource,
-    parser::types::{DocumentOperations, OperationType},
+    Request as GraphqlRequest, Response as GraphqlResponse, ServerError, http::GraphiQLSource,
+    parser::types::OperationType,
 };
-use std::net::SocketAddr;
-
 use axum::{
     body::Bytes,
     extract::{ConnectInfo, RawQuery, State, rejection::BytesRejection},
@@ -27,15 +26,17 @@ use axum::{
 use serde_json::{Value, json};
 use tracing::Span;
 
-use super::auth::{self, Credential};
+use super::{
+    AppState,
+    caller::Caller,
+    error::transport,
+    operation::{self, Refusal},
+    request_id_of,
+};
 use crate::{
-    domain,
-    graphql::{
-        RequestState,
-        error::{self, code, code_of},
-        limits,
-    },
-    http::AppState,
+    auth::Principal,
+    domain::{self, values::IdempotencyKey},
+    graphql::error::{self, code, code_of},
 };
 
 /// The response media types the server can produce.
@@ -51,6 +52,15 @@ impl MediaType {
             MediaType::GraphqlResponseJson => "application/graphql-response+json; charset=utf-8",
             MediaType::Json => "application/json; charset=utf-8",
         })
+    }
+
+    /// The status of an answer that ran nothing: 400 in the new format, 200
+    /// in the legacy one.
+    fn request_error_status(self) -> StatusCode {
+        match self {
+            MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
+            MediaType::Json => StatusCode::OK,
+        }
     }
 }
 
@@ -87,31 +97,63 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains("text/html"))
 }
 
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(&super::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string()
-}
-
-/// A response carrying only errors (a request error: nothing was executed).
+/// An answer that is only errors, in the negotiated media type.
 fn error_response(status: StatusCode, media: MediaType, errors: Vec<ServerError>) -> Response {
-    let mut response = (status, axum::Json(json!({ "errors": errors }))).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, media.header());
-    response
+    respond(
+        status,
+        media,
+        serde_json::to_vec(&json!({ "errors": errors })).unwrap_or_default(),
+        None,
+    )
 }
 
 fn plain_error(status: StatusCode, media: MediaType, message: &str, code: &str) -> Response {
     error_response(status, media, vec![error::coded(message, code, None)])
 }
 
+fn not_acceptable() -> Response {
+    plain_error(
+        StatusCode::NOT_ACCEPTABLE,
+        MediaType::Json,
+        "Accept must allow application/graphql-response+json or application/json",
+        transport::NOT_ACCEPTABLE,
+    )
+}
+
+/// One answer with its media type and the headers its status calls for.
+fn respond(status: StatusCode, media: MediaType, body: Vec<u8>, wait: Option<u64>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, media.header());
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    if let Some(seconds) = wait {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// What one HTTP request carries besides its operations.
+struct Context<'a> {
+    app: &'a AppState,
+    caller: &'a Caller,
+    request_id: String,
+    peer: SocketAddr,
+    media: MediaType,
+}
+
 /// `GET /graphql`: GraphiQL for browsers, queries for everyone else.
 pub async fn get(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -158,18 +200,27 @@ pub async fn get(
                     StatusCode::BAD_REQUEST,
                     media,
                     "the variables parameter must be a JSON object",
-                    "BAD_REQUEST",
+                    transport::BAD_REQUEST,
                 );
             }
         }
     }
-    execute_one(&state, &headers, peer, media, request, true).await
+    let cx = Context {
+        app: &app,
+        caller: &caller,
+        request_id: request_id_of(&headers),
+        peer,
+        media,
+    };
+    let (status, answer) = execute(&cx, request, true).await;
+    answer.into_response(status, media)
 }
 
 /// `POST /graphql`.
 pub async fn post(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -184,9 +235,9 @@ pub async fn post(
                 media,
                 &format!(
                     "the request body is larger than {} bytes",
-                    state.config.max_body_bytes
+                    app.config.max_body_bytes
                 ),
-                "PAYLOAD_TOO_LARGE",
+                transport::PAYLOAD_TOO_LARGE,
             );
         }
         Err(rejection) => {
@@ -197,7 +248,7 @@ pub async fn post(
                     "the request body could not be read: {}",
                     rejection.body_text()
                 ),
-                "BAD_REQUEST",
+                transport::BAD_REQUEST,
             );
         }
     };
@@ -216,7 +267,7 @@ pub async fn post(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             media,
             "POST /graphql needs Content-Type: application/json",
-            "UNSUPPORTED_MEDIA_TYPE",
+            transport::UNSUPPORTED_MEDIA_TYPE,
         );
     }
     let idempotency_key = headers
@@ -233,75 +284,80 @@ pub async fn post(
                 StatusCode::BAD_REQUEST,
                 media,
                 &format!("the request body is not valid JSON: {e}"),
-                "BAD_REQUEST",
+                transport::BAD_REQUEST,
             );
         }
+    };
+    let cx = Context {
+        app: &app,
+        caller: &caller,
+        request_id: request_id_of(&headers),
+        peer,
+        media,
     };
     match body {
         Value::Array(_) if idempotency_key.is_some() => plain_error(
             StatusCode::BAD_REQUEST,
             media,
             "Idempotency-Key applies to one operation; send the operations of a batch separately",
-            "BAD_REQUEST",
+            transport::BAD_REQUEST,
         ),
-        Value::Array(items) => {
-            let max = state.config.max_batch;
-            if items.is_empty() || items.len() > max {
-                return plain_error(
-                    StatusCode::BAD_REQUEST,
-                    media,
-                    &format!("a batch holds 1 to {max} operations (got {})", items.len()),
-                    "BAD_REQUEST",
-                );
-            }
-            let mut requests = Vec::with_capacity(items.len());
-            for (index, item) in items.into_iter().enumerate() {
-                match parse_request(item) {
-                    Ok(request) => requests.push(request),
-                    Err(message) => {
-                        return plain_error(
-                            StatusCode::BAD_REQUEST,
-                            media,
-                            &format!("[{index}]: {message}"),
-                            "BAD_REQUEST",
-                        );
-                    }
-                }
-            }
-            let mut responses = Vec::with_capacity(requests.len());
-            for request in requests {
-                let (_, answer) = execute_body(&state, &headers, peer, media, request, false).await;
-                responses.push(answer.into_value());
-            }
-            let mut response =
-                (StatusCode::OK, axum::Json(Value::Array(responses))).into_response();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, media.header());
-            response
-        }
+        Value::Array(items) => batch(&cx, items).await,
         item => match parse_request(item) {
-            Ok(request) => match idempotency_key {
-                Some(key) => {
-                    let body_hash = body_hash.unwrap_or_default();
-                    idempotent(&state, &headers, peer, media, request, key, body_hash).await
+            Ok(request) => match (idempotency_key, cx.caller.principal()) {
+                (Some(key), Some(principal)) => {
+                    idempotent(&cx, principal, request, key, body_hash.unwrap_or_default()).await
                 }
-                None => execute_one(&state, &headers, peer, media, request, false).await,
+                _ => {
+                    let (status, answer) = execute(&cx, request, false).await;
+                    answer.into_response(status, media)
+                }
             },
-            Err(message) => plain_error(StatusCode::BAD_REQUEST, media, &message, "BAD_REQUEST"),
+            Err(message) => plain_error(
+                StatusCode::BAD_REQUEST,
+                media,
+                &message,
+                transport::BAD_REQUEST,
+            ),
         },
     }
 }
 
-fn not_acceptable() -> Response {
-    error_response(
-        StatusCode::NOT_ACCEPTABLE,
-        MediaType::Json,
-        vec![error::coded(
-            "Accept must allow application/graphql-response+json or application/json",
-            "NOT_ACCEPTABLE",
-            None,
-        )],
+/// A JSON array of operations, answered as an array in the same order.
+async fn batch(cx: &Context<'_>, items: Vec<Value>) -> Response {
+    let max = cx.app.config.max_batch;
+    if items.is_empty() || items.len() > max {
+        return plain_error(
+            StatusCode::BAD_REQUEST,
+            cx.media,
+            &format!("a batch holds 1 to {max} operations (got {})", items.len()),
+            transport::BAD_REQUEST,
+        );
+    }
+    let mut requests = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        match parse_request(item) {
+            Ok(request) => requests.push(request),
+            Err(message) => {
+                return plain_error(
+                    StatusCode::BAD_REQUEST,
+                    cx.media,
+                    &format!("[{index}]: {message}"),
+                    transport::BAD_REQUEST,
+                );
+            }
+        }
+    }
+    let mut responses = Vec::with_capacity(requests.len());
+    for request in requests {
+        let (_, answer) = execute(cx, request, false).await;
+        responses.push(answer.into_value());
+    }
+    respond(
+        StatusCode::OK,
+        cx.media,
+        serde_json::to_vec(&Value::Array(responses)).unwrap_or_default(),
+        None,
     )
 }
 
@@ -323,105 +379,59 @@ fn parse_request(value: Value) -> Result<GraphqlRequest, String> {
     serde_json::from_value(Value::Object(map)).map_err(|e| format!("invalid GraphQL request: {e}"))
 }
 
-async fn execute_one(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    media: MediaType,
-    request: GraphqlRequest,
-    read_only: bool,
-) -> Response {
-    let (status, answer) = execute_body(state, headers, peer, media, request, read_only).await;
-    let wait = match &answer {
-        Answer::Built(body) if status == StatusCode::TOO_MANY_REQUESTS => retry_after(body),
-        _ => None,
-    };
-    respond(status, media, answer.into_bytes(), wait)
-}
-
-/// An operation's answer with its media type and the headers its status
-/// calls for.
-fn respond(status: StatusCode, media: MediaType, body: Vec<u8>, wait: Option<u64>) -> Response {
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, media.header());
-    if status == StatusCode::UNAUTHORIZED {
-        headers.insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer error=\"invalid_token\""),
-        );
-    }
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
-    }
-    if let Some(seconds) = wait {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    response
-}
-
 /// Runs a mutation sent with an `Idempotency-Key` at most once per key and
 /// body; a repeat gets the first answer (marked `Idempotent-Replayed: true`).
 async fn idempotent(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    media: MediaType,
-    mut request: GraphqlRequest,
+    cx: &Context<'_>,
+    principal: &Principal,
+    request: GraphqlRequest,
     key: String,
     body_hash: String,
 ) -> Response {
-    let is_mutation = operation_type(&mut request) == Some(OperationType::Mutation);
-    let principal = match auth::from_headers(&state.store, &state.keys, headers).await {
-        Ok(Credential::Authenticated(principal)) => Some(principal),
-        _ => None,
+    let db = &cx.app.store.db;
+    let checked = operation::prepare(
+        cx.app,
+        Some(principal.clone()),
+        &cx.request_id,
+        Some(cx.peer.ip()),
+        request,
+        false,
+    );
+    let mut prepared = match checked {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refused(cx, refusal).into_response(StatusCode::OK, cx.media),
     };
-    let (Some(principal), true) = (principal, is_mutation) else {
-        // Queries are idempotent anyway; bad credentials are answered as usual.
-        return execute_one(state, headers, peer, media, request, false).await;
+    // Queries are idempotent anyway.
+    if prepared.kind() != Some(OperationType::Mutation) {
+        let (status, answer) = run(cx, prepared).await;
+        return answer.into_response(status, cx.media);
+    }
+    let claim = match IdempotencyKey::parse(&key) {
+        Ok(key) => domain::idempotency::claim(db, principal, &key, &body_hash).await,
+        Err(invalid) => Err(invalid),
     };
-    let claim =
-        match domain::idempotency::claim(&state.store.db, &principal, &key, &body_hash).await {
-            Ok(claim) => claim,
-            Err(domain::DomainError::Invalid { field, message }) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    media,
-                    vec![error::coded(
-                        format!("{field}: {message}"),
-                        code::BAD_USER_INPUT,
-                        Some(&field),
-                    )],
-                );
-            }
-            Err(domain::DomainError::Conflict { field, message }) => {
-                return error_response(
-                    StatusCode::CONFLICT,
-                    media,
-                    vec![error::coded(message, code::CONFLICT, field.as_deref())],
-                );
-            }
-            Err(other) => {
-                tracing::error!(error = ?other, "idempotency key lookup failed");
-                return plain_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    media,
-                    "internal error",
-                    code::INTERNAL,
-                );
-            }
-        };
+    let claim = match claim {
+        Ok(claim) => claim,
+        Err(error) => {
+            let status = super::error::status_of(&error);
+            return error_response(
+                status,
+                cx.media,
+                vec![error::of_domain(&error, &cx.request_id)],
+            );
+        }
+    };
     match claim {
         domain::idempotency::Claim::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut response = respond(status, media, body.to_string().into_bytes(), None);
+            let mut response = respond(status, cx.media, body.to_string().into_bytes(), None);
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
             response
         }
         domain::idempotency::Claim::Proceed(id) => {
-            let (status, answer) = execute_body(state, headers, peer, media, request, false).await;
+            let (status, answer) = run(cx, prepared).await;
             let body = answer.into_value();
             let retryable = body["errors"].as_array().is_some_and(|errors| {
                 errors.iter().any(|e| {
@@ -432,16 +442,9 @@ async fn idempotent(
                 })
             });
             let stored = if retryable {
-                domain::idempotency::release(&state.store.db, &principal, id).await
+                domain::idempotency::release(db, principal, id).await
             } else {
-                domain::idempotency::complete(
-                    &state.store.db,
-                    &principal,
-                    id,
-                    status.as_u16(),
-                    &body,
-                )
-                .await
+                domain::idempotency::complete(db, principal, id, status.as_u16(), &body).await
             };
             if let Err(error) = stored {
                 tracing::error!(?error, "storing an idempotent response failed");
@@ -449,7 +452,7 @@ async fn idempotent(
             let wait = (status == StatusCode::TOO_MANY_REQUESTS)
                 .then(|| retry_after(&body))
                 .flatten();
-            respond(status, media, body.to_string().into_bytes(), wait)
+            respond(status, cx.media, body.to_string().into_bytes(), wait)
         }
     }
 }
@@ -462,170 +465,102 @@ fn retry_after(body: &Value) -> Option<u64> {
         .find_map(|e| e["extensions"]["retryAfterSeconds"].as_u64())
 }
 
-/// The name an operation is logged and measured under.
-fn operation_name(request: &mut GraphqlRequest) -> String {
-    if let Some(name) = &request.operation_name {
-        return name.clone();
-    }
-    match request.parsed_query().map(|doc| &doc.operations) {
-        Ok(DocumentOperations::Single(_)) | Err(_) => "anonymous".into(),
-        Ok(DocumentOperations::Multiple(ops)) => ops
-            .keys()
-            .next()
-            .map_or("anonymous".into(), |n| n.to_string()),
-    }
-}
-
-/// The type of the operation that will run, if the document parsed.
-fn operation_type(request: &mut GraphqlRequest) -> Option<OperationType> {
-    let name = request.operation_name.clone();
-    let doc = request.parsed_query().ok()?;
-    match &doc.operations {
-        DocumentOperations::Single(op) => Some(op.node.ty),
-        DocumentOperations::Multiple(ops) => match name {
-            Some(name) => ops.get(name.as_str()).map(|op| op.node.ty),
-            None if ops.len() == 1 => ops.values().next().map(|op| op.node.ty),
-            None => None,
-        },
-    }
-}
-
-async fn execute_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    media: MediaType,
-    mut request: GraphqlRequest,
-    read_only: bool,
+/// Checks, authenticates and runs one operation; `queries_only` for GET.
+async fn execute(
+    cx: &Context<'_>,
+    request: GraphqlRequest,
+    queries_only: bool,
 ) -> (StatusCode, Answer) {
     let started = Instant::now();
-    let request_id = request_id(headers);
-    let operation = operation_name(&mut request);
-    Span::current().record("operation", operation.as_str());
-    let finish = |status: StatusCode, outcome: &str, body: Answer| {
-        state
-            .metrics
-            .record_operation(&operation, outcome, started.elapsed());
-        (status, body)
+    let principal = cx.caller.principal().cloned();
+    let checked = operation::prepare(
+        cx.app,
+        principal,
+        &cx.request_id,
+        Some(cx.peer.ip()),
+        request,
+        queries_only,
+    );
+    let prepared = match checked {
+        Ok(prepared) => prepared,
+        Err(refusal) => {
+            let name = "anonymous";
+            let answer = refused(cx, refusal);
+            cx.app
+                .metrics
+                .record_operation(name, answer.outcome(), started.elapsed());
+            return (answer.status(cx.media), answer);
+        }
     };
-
-    if let Err(mut parse_error) = request.parsed_query().map(|_| ()) {
-        error::classify(&mut parse_error, &request_id);
-        let mut e = error::coded(
-            parse_error.message.clone(),
-            code::GRAPHQL_PARSE_FAILED,
-            None,
-        );
-        e.locations = parse_error.locations;
-        let status = match media {
-            MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
-            MediaType::Json => StatusCode::OK,
-        };
-        return finish(
-            status,
-            code::GRAPHQL_PARSE_FAILED,
-            Answer::Built(json!({ "errors": [e] })),
-        );
-    }
-    if let Err(e) = limits::check_aliases(&mut request, state.config.max_aliases) {
-        let status = match media {
-            MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
-            MediaType::Json => StatusCode::OK,
-        };
-        return finish(
-            status,
-            code::GRAPHQL_VALIDATION_FAILED,
-            Answer::Built(json!({ "errors": [e] })),
-        );
-    }
-    if read_only && operation_type(&mut request).is_some_and(|ty| ty != OperationType::Query) {
-        let e = error::coded(
-            "only queries may be sent with GET; use POST",
-            "METHOD_NOT_ALLOWED",
-            None,
-        );
-        return finish(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            Answer::Built(json!({ "errors": [e] })),
-        );
-    }
-
-    let principal = match auth::from_headers(&state.store, &state.keys, headers).await {
-        Ok(Credential::Anonymous) => None,
-        Ok(Credential::Authenticated(principal)) => Some(principal.in_request(request_id.clone())),
-        Ok(Credential::Invalid) => {
-            let e = error::coded(
+    if matches!(cx.caller, Caller::Refused) {
+        let answer = Answer::Refused(
+            StatusCode::UNAUTHORIZED,
+            error::coded(
                 "the credential is not valid: unknown, revoked or expired",
                 code::UNAUTHENTICATED,
                 None,
-            );
-            return finish(
-                StatusCode::UNAUTHORIZED,
-                code::UNAUTHENTICATED,
-                Answer::Built(json!({ "errors": [e] })),
-            );
-        }
-        Err(e) => {
-            let mut error = error::coded("", code::INTERNAL, None);
-            error.source = Some(std::sync::Arc::new(e));
-            error.extensions = None;
-            error::classify(&mut error, &request_id);
-            return finish(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                code::INTERNAL,
-                Answer::Built(json!({ "errors": [error] })),
-            );
-        }
-    };
-
-    let schema = match principal {
-        Some(_) => &state.schemas.authenticated,
-        None => &state.schemas.anonymous,
-    };
-    let (request_state, queue) = RequestState::new(
-        &state.store,
-        principal.clone(),
-        request_id.clone(),
-        Some(peer.ip()),
-    );
-    let reads = request_state.patients_read.clone();
-    let response = error::finalize(
-        crate::graphql::execute(schema, request, request_state, queue).await,
-        &request_id,
-    );
-    if let Some(principal) = &principal {
-        state.audit.flush_reads(principal, &reads).await;
+            ),
+        );
+        cx.app
+            .metrics
+            .record_operation(&prepared.name, code::UNAUTHENTICATED, started.elapsed());
+        return (StatusCode::UNAUTHORIZED, answer);
     }
+    run(cx, prepared).await
+}
+
+/// Runs a checked operation and measures it.
+async fn run(cx: &Context<'_>, prepared: operation::Operation) -> (StatusCode, Answer) {
+    let started = Instant::now();
+    let name = prepared.name.clone();
+    Span::current().record("operation", name.as_str());
+    let response = prepared.run(cx.app).await;
     let outcome = response
         .errors
         .first()
         .and_then(code_of)
         .unwrap_or("ok")
         .to_string();
-    let request_error = is_request_error(&response);
+    cx.app
+        .metrics
+        .record_operation(&name, &outcome, started.elapsed());
+    let request_error = operation::is_request_error(&response);
     let rate_limited = response.data == async_graphql::Value::Null
         && response
             .errors
             .iter()
             .any(|e| code_of(e) == Some(code::RATE_LIMITED));
-    let status = match (media, request_error) {
-        _ if rate_limited => StatusCode::TOO_MANY_REQUESTS,
-        (MediaType::GraphqlResponseJson, true) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::OK,
+    let status = if rate_limited {
+        StatusCode::TOO_MANY_REQUESTS
+    } else if request_error {
+        cx.media.request_error_status()
+    } else {
+        StatusCode::OK
     };
-    let body = if request_error {
-        Answer::Built(json!({ "errors": response.errors }))
+    let answer = if request_error {
+        Answer::Errors(response.errors)
     } else {
         Answer::Executed(Box::new(response))
     };
-    finish(status, &outcome, body)
+    (status, answer)
+}
+
+/// The answer to an operation refused before it ran.
+fn refused(cx: &Context<'_>, refusal: Refusal) -> Answer {
+    match refusal {
+        Refusal::NotAQuery(e) => Answer::Refused(StatusCode::METHOD_NOT_ALLOWED, e),
+        Refusal::Parse(e) | Refusal::Invalid(e) => {
+            Answer::Refused(cx.media.request_error_status(), e)
+        }
+    }
 }
 
 /// The body of an answer to one operation.
 enum Answer {
-    /// JSON the endpoint built itself: errors before or instead of execution.
-    Built(Value),
+    /// Refused before it ran, with its own status.
+    Refused(StatusCode, ServerError),
+    /// Ran nothing: errors only.
+    Errors(Vec<ServerError>),
     /// The executed operation's response, serialized straight to bytes:
     /// building a `serde_json::Value` of a large response first costs as
     /// much again.
@@ -633,35 +568,49 @@ enum Answer {
 }
 
 impl Answer {
+    fn status(&self, media: MediaType) -> StatusCode {
+        match self {
+            Answer::Refused(status, _) => *status,
+            Answer::Errors(_) => media.request_error_status(),
+            Answer::Executed(_) => StatusCode::OK,
+        }
+    }
+
+    fn outcome(&self) -> &str {
+        match self {
+            Answer::Refused(_, e) => code_of(e).unwrap_or("error"),
+            Answer::Errors(errors) => errors.first().and_then(code_of).unwrap_or("error"),
+            Answer::Executed(response) => response.errors.first().and_then(code_of).unwrap_or("ok"),
+        }
+    }
+
     fn into_value(self) -> Value {
         match self {
-            Answer::Built(value) => value,
+            Answer::Refused(_, e) => json!({ "errors": [e] }),
+            Answer::Errors(errors) => json!({ "errors": errors }),
             Answer::Executed(response) => serde_json::to_value(&*response)
                 .unwrap_or_else(|_| json!({ "errors": [{ "message": "internal error" }] })),
         }
     }
 
-    fn into_bytes(self) -> Vec<u8> {
-        let bytes = match &self {
-            Answer::Built(value) => serde_json::to_vec(value),
-            Answer::Executed(response) => serde_json::to_vec(&**response),
+    fn into_response(self, status: StatusCode, media: MediaType) -> Response {
+        let wait = match &self {
+            Answer::Errors(errors) if status == StatusCode::TOO_MANY_REQUESTS => errors
+                .iter()
+                .find_map(|e| e.extensions.as_ref()?.get("retryAfterSeconds").cloned())
+                .and_then(|v| match v {
+                    async_graphql::Value::Number(n) => n.as_u64(),
+                    _ => None,
+                }),
+            _ => None,
         };
-        bytes.unwrap_or_else(|_| br#"{"errors":[{"message":"internal error"}]}"#.to_vec())
+        let body = match &self {
+            Answer::Executed(response) => serde_json::to_vec(&**response),
+            Answer::Refused(_, e) => serde_json::to_vec(&json!({ "errors": [e] })),
+            Answer::Errors(errors) => serde_json::to_vec(&json!({ "errors": errors })),
+        };
+        let body =
+            body.unwrap_or_else(|_| br#"{"errors":[{"message":"internal error"}]}"#.to_vec());
+        respond(status, media, body, wait)
     }
-}
-
-/// True when nothing ran: the operation failed validation.
-fn is_request_error(response: &GraphqlResponse) -> bool {
-    response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response
-            .errors
-            .iter()
-            .all(|e| e.path.is_empty() && e.source.is_none())
-        && response.errors.iter().all(|e| {
-            matches!(
-                code_of(e),
-                Some(code::GRAPHQL_VALIDATION_FAILED | code::BAD_USER_INPUT | code::RATE_LIMITED)
-            )
-        })
 }

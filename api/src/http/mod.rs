@@ -3,9 +3,11 @@
 //! Every request gets an `x-request-id` (kept if the client sent one) that
 //! appears on every log line of the request and in masked error messages.
 
-pub mod auth;
+pub mod caller;
+pub mod error;
 mod graphql;
 mod journey_map;
+pub mod operation;
 mod state;
 pub mod ws;
 
@@ -35,10 +37,9 @@ use crate::metrics::HttpLabels;
 /// The header carrying the request id.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The request id of a request (set by the middleware).
-pub fn request_id<B>(request: &Request<B>) -> String {
-    request
-        .headers()
+/// The request id of a request's headers (set by the middleware).
+pub fn request_id_of(headers: &axum::http::HeaderMap) -> String {
+    headers
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
@@ -63,7 +64,7 @@ pub fn router(state: AppState) -> Router {
         .make_span_with(|request: &Request<Body>| {
             tracing::info_span!(
                 "request",
-                request_id = %request_id(request),
+                request_id = %request_id_of(request.headers()),
                 method = %request.method(),
                 path = %request.uri().path(),
                 operation = Empty,

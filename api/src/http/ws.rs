@@ -30,12 +30,12 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::{sync::mpsc, task::AbortHandle};
 
-use super::auth::{self, Credential};
-use crate::{
-    auth::Principal,
-    graphql::{RequestState, error, limits},
-    http::AppState,
+use super::{
+    AppState,
+    caller::{self, Caller},
+    operation,
 };
+use crate::auth::Principal;
 
 /// The one subprotocol spoken here.
 pub const PROTOCOL: &str = "graphql-transport-ws";
@@ -182,8 +182,8 @@ impl Connection {
     async fn still_authorised(&self) -> bool {
         match &self.authorization {
             Some(value) => matches!(
-                auth::from_authorization(&self.state.store, &self.state.keys, value).await,
-                Ok(Credential::Authenticated(_))
+                caller::from_authorization(&self.state, value).await,
+                Ok(Caller::Known(_))
             ),
             None => false,
         }
@@ -218,8 +218,8 @@ impl Connection {
                 let Some(value) = authorization else {
                     return Err(Closing(4403, "Forbidden".into()));
                 };
-                match auth::from_authorization(&self.state.store, &self.state.keys, &value).await {
-                    Ok(Credential::Authenticated(principal)) => {
+                match caller::from_authorization(&self.state, &value).await {
+                    Ok(Caller::Known(principal)) => {
                         self.principal = Some(principal.in_request(self.request_id.clone()));
                         self.authorization = Some(value);
                         let _ = outgoing
@@ -292,43 +292,35 @@ async fn operate(
     request_id: String,
     peer: SocketAddr,
     id: String,
-    mut request: GraphqlRequest,
+    request: GraphqlRequest,
     outgoing: mpsc::Sender<Message>,
     done: mpsc::UnboundedSender<String>,
 ) {
-    let (request_state, queue) = RequestState::new(
-        &state.store,
+    let prepared = match operation::prepare(
+        &state,
         Some(principal),
-        request_id.clone(),
+        &request_id,
         Some(peer.ip()),
-    );
-    let reads = request_state.patients_read.clone();
-    let who = request_state.principal.clone();
-    if let Err(e) = limits::check_aliases(&mut request, state.config.max_aliases) {
-        let _ = outgoing
-            .send(text(json!({ "type": "error", "id": id, "payload": [e] })))
-            .await;
-        let _ = done.send(id);
-        return;
-    }
-    let stream = state
-        .schemas
-        .authenticated
-        .execute_stream(request.data(request_state));
-    let mut stream = Box::pin(queue.run_stream(stream));
+        request,
+        false,
+    ) {
+        Ok(prepared) => prepared,
+        Err(refusal) => {
+            let _ = outgoing
+                .send(text(
+                    json!({ "type": "error", "id": id, "payload": [refusal.error()] }),
+                ))
+                .await;
+            let _ = done.send(id);
+            return;
+        }
+    };
+    let mut stream = Box::pin(prepared.stream(&state));
     let _open = OpenOperation::new(&state.metrics.subscriptions_open);
     let mut first = true;
     while let Some(response) = stream.next().await {
-        let response = error::finalize(response, &request_id);
-        if let Some(who) = &who {
-            state.audit.flush_reads(who, &reads).await;
-        }
         // A request error (nothing ran) is an `error` message, and ends the operation.
-        if first
-            && response.data == async_graphql::Value::Null
-            && !response.errors.is_empty()
-            && response.errors.iter().all(|e| e.path.is_empty())
-        {
+        if first && operation::is_request_error(&response) {
             let _ = outgoing
                 .send(text(
                     json!({ "type": "error", "id": id, "payload": response.errors }),

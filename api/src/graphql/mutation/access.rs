@@ -1,11 +1,11 @@
-use async_graphql::{Context, ErrorExtensions, ID, InputObject, Json, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 
 use crate::{
     auth::{Permission, Role},
+    domain::sessions::LoginThrottle,
     domain::{self, DomainError},
     graphql::{
         context::{ContextExt, decode_id},
-        limits::LoginThrottle,
         scalars::DateTime,
         types::{ApiToken, Patient, StaffMember, StaffRole},
     },
@@ -55,8 +55,8 @@ pub struct SessionPayload {
     pub staff: StaffMember,
 }
 
-impl From<domain::staff::Session> for SessionPayload {
-    fn from(session: domain::staff::Session) -> Self {
+impl From<domain::sessions::Session> for SessionPayload {
+    fn from(session: domain::sessions::Session) -> Self {
         Self {
             access_token: session.access_token,
             access_token_expires_at: DateTime(session.access_token_expires_at),
@@ -193,29 +193,19 @@ impl AccessMutations {
         ctx: &Context<'_>,
         input: LoginInput,
     ) -> async_graphql::Result<SessionPayload> {
-        let address = ctx.request().and_then(|r| r.client_ip);
-        ctx.data_unchecked::<std::sync::Arc<LoginThrottle>>()
-            .attempt(
-                &format!("{}/{}", input.clinic.trim(), input.email.trim()),
-                address,
-            )?;
-        let request_id = ctx.request().map(|r| r.request_id.clone());
-        let session = domain::staff::login(
+        let session = domain::sessions::login(
             ctx.store(),
             ctx.keys(),
-            &input.clinic,
-            &input.email,
-            &input.password,
-            request_id,
+            ctx.data_unchecked::<std::sync::Arc<LoginThrottle>>(),
+            domain::sessions::SignIn {
+                clinic: &input.clinic,
+                email: &input.email,
+                password: &input.password,
+                address: ctx.request().and_then(|r| r.client_ip),
+                request_id: ctx.request().map(|r| r.request_id.clone()),
+            },
         )
-        .await
-        .map_err(|e| match e {
-            DomainError::Unauthenticated => {
-                async_graphql::Error::new("wrong clinic, email or password")
-                    .extend_with(|_, ext| ext.set("code", "UNAUTHENTICATED"))
-            }
-            other => other.into(),
-        })?;
+        .await?;
         Ok(session.into())
     }
 
@@ -228,7 +218,7 @@ impl AccessMutations {
         input: RefreshSessionInput,
     ) -> async_graphql::Result<SessionPayload> {
         let request_id = ctx.request().map(|r| r.request_id.clone());
-        Ok(domain::staff::refresh(
+        Ok(domain::sessions::refresh(
             ctx.store(),
             ctx.keys(),
             input.refresh_token.trim(),
@@ -245,7 +235,7 @@ impl AccessMutations {
         input: Option<LogoutInput>,
     ) -> async_graphql::Result<LogoutPayload> {
         let input = input.unwrap_or_default();
-        domain::staff::logout(
+        domain::sessions::logout(
             ctx.store(),
             ctx.principal()?,
             input.refresh_token.as_deref(),

@@ -1,14 +1,13 @@
-use async_graphql::{Context, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use crate::{
-    domain::{self, JourneyStatus},
+    domain::{self, DomainResult, JourneyStatus},
     graphql::{
-        context::ContextExt,
-        inputs::{
-            CompleteJourneyInput, DropJourneyInput, MoveJourneyToStageInput, StartJourneyInput,
-        },
+        context::{ContextExt, decode_id, decode_opt_id},
+        scalars::DateTime,
         types::{Journey, StageTransition},
     },
+    ids::IdKind,
 };
 
 /// The result of `startJourney`.
@@ -127,6 +126,113 @@ impl JourneyMutations {
         Ok(DropJourneyPayload {
             journey: Journey(change.journey),
             transition: StageTransition(change.transition),
+        })
+    }
+}
+
+/// Start a patient on a pathway.
+#[derive(InputObject)]
+pub struct StartJourneyInput {
+    /// The patient.
+    pub patient_id: ID,
+    /// The pathway.
+    pub pathway_id: ID,
+    /// The stage to start in; the pathway's first stage when absent.
+    pub stage_id: Option<ID>,
+    /// The staff member responsible; scheduled follow-ups are assigned to them.
+    pub owner_id: Option<ID>,
+    /// When the journey really began (for back-fills from a CRM); now when absent.
+    pub occurred_at: Option<DateTime>,
+    /// Why, for the history.
+    pub note: Option<String>,
+}
+
+impl StartJourneyInput {
+    pub fn into_domain(self) -> DomainResult<domain::journeys::StartJourney> {
+        Ok(domain::journeys::StartJourney {
+            patient_id: decode_id(IdKind::Patient, "patientId", &self.patient_id)?,
+            pathway_id: decode_id(IdKind::Pathway, "pathwayId", &self.pathway_id)?,
+            stage_id: decode_opt_id(IdKind::Stage, "stageId", self.stage_id.as_ref())?,
+            owner_id: decode_opt_id(IdKind::Staff, "ownerId", self.owner_id.as_ref())?,
+            occurred_at: self.occurred_at.map(|t| t.0),
+            note: self.note,
+        })
+    }
+}
+
+/// Move a journey to another stage of its pathway.
+#[derive(InputObject)]
+pub struct MoveJourneyToStageInput {
+    /// The journey.
+    pub journey_id: ID,
+    /// The stage to move to; it must belong to the journey's pathway.
+    pub stage_id: ID,
+    /// The version you last read; when it no longer matches, nothing changes
+    /// and the answer is CONFLICT.
+    pub expected_version: Option<i32>,
+    /// Why, for the history.
+    pub note: Option<String>,
+    /// When the move really happened (for back-fills); now when absent. Not
+    /// before the journey entered its current stage.
+    pub occurred_at: Option<DateTime>,
+}
+
+impl MoveJourneyToStageInput {
+    pub fn into_domain(self) -> DomainResult<domain::journeys::MoveJourney> {
+        Ok(domain::journeys::MoveJourney {
+            journey_id: decode_id(IdKind::Journey, "journeyId", &self.journey_id)?,
+            stage_id: decode_id(IdKind::Stage, "stageId", &self.stage_id)?,
+            expected_version: self.expected_version,
+            note: self.note,
+            occurred_at: self.occurred_at.map(|t| t.0),
+        })
+    }
+}
+
+/// Complete a journey where it stands.
+#[derive(InputObject)]
+pub struct CompleteJourneyInput {
+    /// The journey.
+    pub journey_id: ID,
+    /// The version you last read (CONFLICT when it no longer matches).
+    pub expected_version: Option<i32>,
+    /// A closing note.
+    pub note: Option<String>,
+    /// When it really ended; now when absent.
+    pub occurred_at: Option<DateTime>,
+}
+
+/// Record that a patient dropped off.
+#[derive(InputObject)]
+pub struct DropJourneyInput {
+    /// The journey.
+    pub journey_id: ID,
+    /// The version you last read (CONFLICT when it no longer matches).
+    pub expected_version: Option<i32>,
+    /// Why the patient dropped off ("price", "no-show", "went elsewhere", …).
+    pub reason: Option<String>,
+    /// When it really ended; now when absent.
+    pub occurred_at: Option<DateTime>,
+}
+
+impl CompleteJourneyInput {
+    pub fn into_domain(self) -> DomainResult<domain::journeys::EndJourney> {
+        Ok(domain::journeys::EndJourney {
+            journey_id: decode_id(IdKind::Journey, "journeyId", &self.journey_id)?,
+            expected_version: self.expected_version,
+            note: self.note,
+            occurred_at: self.occurred_at.map(|t| t.0),
+        })
+    }
+}
+
+impl DropJourneyInput {
+    pub fn into_domain(self) -> DomainResult<domain::journeys::EndJourney> {
+        Ok(domain::journeys::EndJourney {
+            journey_id: decode_id(IdKind::Journey, "journeyId", &self.journey_id)?,
+            expected_version: self.expected_version,
+            note: self.reason,
+            occurred_at: self.occurred_at.map(|t| t.0),
         })
     }
 }

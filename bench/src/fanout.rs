@@ -31,7 +31,7 @@ use tokio_tungstenite::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{
+use crate::{
     Figures,
     report::percentiles,
     server::{Server, bench_cpu_seconds},
@@ -573,7 +573,7 @@ async fn measure(
 
     // The window's events, from the log: what every subscriber should get.
     let mut expected = Vec::new();
-    let mut after = crate::events::log::cursor(window_start);
+    let mut after = journeymap::events::log::cursor(window_start);
     loop {
         let body = client.gql(WINDOW_EVENTS, json!({ "after": after })).await?;
         anyhow::ensure!(

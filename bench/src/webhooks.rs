@@ -27,13 +27,13 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::{
+use crate::{
     Figures,
     report::percentiles,
     server::{Server, bench_cpu_seconds},
     workloads::{self, Client, Mover, failed},
 };
-use crate::{config::DatabaseConfig, webhooks::signing};
+use journeymap::{config::DatabaseConfig, webhooks::signing};
 
 /// Marks the endpoint this workload creates, so that a rerun removes one an
 /// interrupted run left behind.

@@ -2,14 +2,36 @@
 //! its CPU time and memory are its own.
 
 use std::{
+    path::PathBuf,
     process::Stdio,
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use tokio::process::{Child, Command};
 
-use crate::config::DatabaseConfig;
+use journeymap::config::DatabaseConfig;
+
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Measures the server binary at `path`.
+pub fn use_binary(path: PathBuf) {
+    let _ = BINARY.set(path);
+}
+
+/// The `journeymap` binary next to this program (both are built into the
+/// same `target/release`).
+pub fn sibling() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot find this program")?;
+    let server = me.with_file_name(format!("journeymap{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        server.is_file(),
+        "no journeymap binary next to {}; build both with `cargo build --release -p journeymap -p journeymap-bench`, or name one with --server",
+        me.display()
+    );
+    Ok(server)
+}
 
 /// A running server child process.
 pub struct Server {
@@ -29,7 +51,10 @@ impl Server {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             listener.local_addr()?.port()
         };
-        let exe = std::env::current_exe().context("cannot find the journeymap binary")?;
+        let exe = BINARY
+            .get()
+            .cloned()
+            .context("no journeymap binary to measure")?;
         let started = Instant::now();
         let child = Command::new(exe)
             .arg("serve")

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::{Figures, server::Server};
-use crate::db::Db;
+use crate::{Figures, server::Server};
+use journeymap::db::Db;
 
 /// Warm-up before a timed workload.
 const WARM_UP: Duration = Duration::from_secs(2);
@@ -27,7 +27,7 @@ pub struct ClinicSize {
 
 /// Counts the clinic's rows.
 pub async fn clinic_size(db: &Db, clinic: Uuid) -> anyhow::Result<ClinicSize> {
-    let system = crate::auth::Principal::system(clinic);
+    let system = journeymap::auth::Principal::system(clinic);
     Ok(ClinicSize {
         patients: system.select::<patients::Entity>().count(db.conn()).await?,
         journeys: system.select::<journeys::Entity>().count(db.conn()).await?,

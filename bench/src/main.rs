@@ -1,7 +1,9 @@
-//! `journeymap bench`: seeds a clinic of a given size, starts the real server
-//! as a child process on PostgreSQL or SQLite, drives load over HTTP from this
-//! process, and prints figures — throughput, latency percentiles, SQL
-//! statements per request, server CPU and peak memory.
+//! `journeymap bench` (this program, `journeymap-bench`, which the
+//! `journeymap` binary runs for it): seeds a clinic of a given size, starts
+//! the real server as a child process on PostgreSQL or SQLite, drives load
+//! over HTTP and WebSocket from this process, and prints figures —
+//! throughput, latency percentiles, SQL statements per request, server CPU
+//! and peak memory.
 //!
 //! These are measurements, not tests: nothing here fails on a slow machine.
 
@@ -14,9 +16,9 @@ mod workloads;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 
-use crate::{
+use journeymap::{
     auth::Permission,
     config::DatabaseConfig,
     db::Db,
@@ -103,8 +105,56 @@ async fn settle(db: &Db) {
     }
 }
 
+/// `journeymap bench`: measures the Journeymap server.
+#[derive(Debug, Parser)]
+#[command(name = "journeymap bench", version, about)]
+struct Cli {
+    #[command(flatten)]
+    database: DatabaseConfig,
+
+    /// The `journeymap` binary to measure; by default the one next to this program.
+    #[arg(long, env = "JOURNEYMAP_BENCH_SERVER")]
+    server: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    config: BenchConfig,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let binary = match cli.server.clone().map(Ok).unwrap_or_else(server::sibling) {
+        Ok(binary) => binary,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    server::use_binary(binary);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&cli.database, &cli.config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the benchmark against `database` and prints the figures.
-pub async fn run(database: &DatabaseConfig, config: &BenchConfig) -> anyhow::Result<()> {
+async fn run(database: &DatabaseConfig, config: &BenchConfig) -> anyhow::Result<()> {
+    let url = &database.database_url;
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        journeymap::db::ensure_postgres_database(url).await?;
+    }
     let db = Db::connect(database)
         .await
         .context("cannot open the database")?;

@@ -1,0 +1,206 @@
+//! One pipeline for every GraphQL operation, whatever carried it (HTTP
+//! POST, HTTP GET, a WebSocket `subscribe`): the document is parsed and its
+//! aliases counted, GET is held to queries, the request state (caller,
+//! loaders, read audit) is built, the operation runs, its errors get their
+//! codes, and the patients it read go to the audit log.
+
+use std::net::IpAddr;
+
+use async_graphql::{
+    Request, Response, ServerError,
+    parser::types::{DocumentOperations, OperationType},
+};
+use futures::{Stream, StreamExt};
+
+use super::AppState;
+use crate::{
+    auth::Principal,
+    graphql::{
+        RequestState,
+        error::{self, code, code_of},
+        limits,
+        loaders::LoadQueue,
+    },
+};
+
+/// Why an operation was refused before it ran.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The document does not parse.
+    Parse(ServerError),
+    /// The document is over a limit checked before validation.
+    Invalid(ServerError),
+    /// Only queries may be sent this way (HTTP GET).
+    NotAQuery(ServerError),
+}
+
+impl Refusal {
+    /// The error to report.
+    pub fn error(&self) -> &ServerError {
+        match self {
+            Refusal::Parse(e) | Refusal::Invalid(e) | Refusal::NotAQuery(e) => e,
+        }
+    }
+}
+
+/// An operation ready to run.
+pub struct Operation {
+    request: Request,
+    state: RequestState,
+    queue: LoadQueue,
+    principal: Option<Principal>,
+    /// The name it is logged and measured under.
+    pub name: String,
+}
+
+/// Checks `request` and binds it to its caller. `queries_only` holds it to
+/// queries (HTTP GET).
+pub fn prepare(
+    app: &AppState,
+    principal: Option<Principal>,
+    request_id: &str,
+    client_ip: Option<IpAddr>,
+    mut request: Request,
+    queries_only: bool,
+) -> Result<Operation, Refusal> {
+    let name = operation_name(&mut request);
+    if let Err(mut parse_error) = request.parsed_query().map(|_| ()) {
+        error::classify(&mut parse_error, request_id);
+        let mut e = error::coded(
+            parse_error.message.clone(),
+            code::GRAPHQL_PARSE_FAILED,
+            None,
+        );
+        e.locations = parse_error.locations;
+        return Err(Refusal::Parse(e));
+    }
+    limits::check_aliases(&mut request, app.config.max_aliases).map_err(Refusal::Invalid)?;
+    if queries_only && operation_type(&mut request).is_some_and(|ty| ty != OperationType::Query) {
+        return Err(Refusal::NotAQuery(error::coded(
+            "only queries may be sent with GET; use POST",
+            "METHOD_NOT_ALLOWED",
+            None,
+        )));
+    }
+    let (state, queue) = RequestState::new(
+        &app.store,
+        principal.clone(),
+        request_id.to_string(),
+        client_ip,
+    );
+    Ok(Operation {
+        request,
+        state,
+        queue,
+        principal,
+        name,
+    })
+}
+
+impl Operation {
+    /// The operation's type, if its document names one that will run.
+    pub fn kind(&mut self) -> Option<OperationType> {
+        operation_type(&mut self.request)
+    }
+
+    /// Runs a query or mutation to its one response.
+    pub async fn run(self, app: &AppState) -> Response {
+        let Operation {
+            request,
+            state,
+            queue,
+            principal,
+            ..
+        } = self;
+        let request_id = state.request_id.clone();
+        let reads = state.patients_read.clone();
+        let schema = match principal {
+            Some(_) => &app.schemas.authenticated,
+            None => &app.schemas.anonymous,
+        };
+        let response = error::finalize(
+            crate::graphql::execute(schema, request, state, queue).await,
+            &request_id,
+        );
+        if let Some(principal) = &principal {
+            app.audit.flush_reads(principal, &reads).await;
+        }
+        response
+    }
+
+    /// Runs any operation (a subscription too) as a stream of responses; the
+    /// reads of each are audited as it is sent.
+    pub fn stream(self, app: &AppState) -> impl Stream<Item = Response> + Send + use<> {
+        let Operation {
+            request,
+            state,
+            queue,
+            principal,
+            ..
+        } = self;
+        let request_id = state.request_id.clone();
+        let reads = state.patients_read.clone();
+        let audit = app.audit.clone();
+        let responses = app
+            .schemas
+            .authenticated
+            .execute_stream(request.data(state));
+        queue.run_stream(responses).then(move |response| {
+            let response = error::finalize(response, &request_id);
+            let (audit, reads, principal) = (audit.clone(), reads.clone(), principal.clone());
+            async move {
+                if let Some(principal) = &principal {
+                    audit.flush_reads(principal, &reads).await;
+                }
+                response
+            }
+        })
+    }
+}
+
+/// True when nothing ran: the operation failed validation, or was refused
+/// before it started (over budget, bad arguments). Such an answer is a
+/// request error: HTTP 400 under `application/graphql-response+json`, an
+/// `error` message on a WebSocket.
+pub fn is_request_error(response: &Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response
+            .errors
+            .iter()
+            .all(|e| e.path.is_empty() && e.source.is_none())
+        && response.errors.iter().all(|e| {
+            matches!(
+                code_of(e),
+                Some(code::GRAPHQL_VALIDATION_FAILED | code::BAD_USER_INPUT | code::RATE_LIMITED)
+            )
+        })
+}
+
+/// The name an operation is logged and measured under.
+fn operation_name(request: &mut Request) -> String {
+    if let Some(name) = &request.operation_name {
+        return name.clone();
+    }
+    match request.parsed_query().map(|doc| &doc.operations) {
+        Ok(DocumentOperations::Single(_)) | Err(_) => "anonymous".into(),
+        Ok(DocumentOperations::Multiple(ops)) => ops
+            .keys()
+            .next()
+            .map_or("anonymous".into(), |n| n.to_string()),
+    }
+}
+
+/// The type of the operation that will run, if the document parsed.
+fn operation_type(request: &mut Request) -> Option<OperationType> {
+    let name = request.operation_name.clone();
+    let doc = request.parsed_query().ok()?;
+    match &doc.operations {
+        DocumentOperations::Single(op) => Some(op.node.ty),
+        DocumentOperations::Multiple(ops) => match name {
+            Some(name) => ops.get(name.as_str()).map(|op| op.node.ty),
+            None if ops.len() == 1 => ops.values().next().map(|op| op.node.ty),
+            None => None,
+        },
+    }
+}
