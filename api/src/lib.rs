@@ -1,35 +1,53 @@
 //! Journeymap: the patient-journey backend for medical-aesthetics and wellness
 //! clinics.
 //!
-//! A request travels `http` → `graphql` → `domain` → `entity`:
+//! A request travels down the layers; nothing imports a layer above it:
 //!
-//! - [`http`]: the axum router, middleware, GraphQL-over-HTTP, health, metrics.
-//! - [`graphql`]: schema assembly, resolvers (thin), loaders, error mapping.
-//! - [`auth`]: principals and credentials.
-//! - [`domain`]: the rules, one module per aggregate; every write happens here,
-//!   in one transaction, together with its outbox events.
-//! - [`events`]: event types, the outbox and the in-process bus.
-//! - [`analytics`]: the journey map and its SVG rendering.
+//! ```text
+//! cli, app                 the command line; wiring the running service
+//!   http/                  transport: router, middleware, the caller, one operation
+//!                          pipeline for HTTP and WebSocket, error responses
+//!     graphql/             schema, thin resolvers, loaders, the GraphQL error mapping
+//!       analytics/         the journey map and its SVG (read-only, over the domain)
+//!       seed/              the demo clinic
+//!         domain/          the rules and permission checks, one module per aggregate;
+//!                          every write and its typed events in one transaction
+//!           webhooks/      the delivery queue and worker, signing, target checks
+//!             events/      event types, outbox, log, bus, live follow, replica relay
+//!               audit      the audit log's rows and the read-audit sink
+//!               metrics    Prometheus metrics
+//!                 db/      pools, migrations, write transactions, tenant scoping
+//!                   auth/  principals, permissions, JWTs, passwords, token hashing
+//!                   config, ids, telemetry
+//! entity/, migration/      (their own crates) tables and their migrations
+//! ```
+//!
+//! The README's Architecture section follows one stage move through these
+//! files.
 
-pub mod analytics;
-pub mod app;
-pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod events;
-pub mod graphql;
-pub mod http;
 pub mod ids;
-pub mod metrics;
 pub mod seed;
 pub mod telemetry;
 pub mod webhooks;
 
+mod analytics;
+mod app;
+mod audit;
+mod graphql;
+mod http;
+#[cfg(test)]
+mod layering;
+mod metrics;
+
 pub use app::{App, RunningServer};
 pub use config::{DatabaseConfig, ServeConfig};
+pub use graphql::sdl;
 
 /// The ORM, for tests and tools that need to reach below the API.
 pub use sea_orm;

@@ -31,12 +31,6 @@ pub enum Change<T> {
     Set(T),
 }
 
-impl<T> Change<T> {
-    pub fn is_keep(&self) -> bool {
-        matches!(self, Change::Keep)
-    }
-}
-
 /// What the patient agreed to be contacted by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Consent {

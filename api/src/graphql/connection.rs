@@ -8,9 +8,15 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use async_graphql::{
     Object, OutputType,
     connection::{Connection, CursorType, Edge},
+    dataloader::{DataLoader, Loader},
 };
+use uuid::Uuid;
 
-use crate::domain::{DomainResult, page::Page};
+use super::loaders::Loaders;
+use crate::domain::{
+    DomainError, DomainResult,
+    page::{Page, PageRequest},
+};
 
 /// An opaque cursor string.
 pub struct Cursor(pub String);
@@ -73,4 +79,51 @@ pub fn connection<M, N: OutputType>(
             .map(|item| Edge::new(Cursor(cursor(&item)), node(item))),
     );
     connection
+}
+
+/// A page of one record's children, loaded in batch with the same page of
+/// every other record in the response (`pages`), and their total counted
+/// the same way (`counts`) only when a client asks for `totalCount`.
+pub struct Nested<P: 'static, C: 'static> {
+    /// The loader of pages of children.
+    pub pages: fn(&Loaders) -> &DataLoader<P>,
+    /// The loader of the children's counts.
+    pub counts: fn(&Loaders) -> &DataLoader<C>,
+}
+
+impl<P, C> Nested<P, C> {
+    /// The connection of `parent`'s children for `first`/`after`.
+    pub async fn load<M, N>(
+        self,
+        loaders: &Arc<Loaders>,
+        parent: Uuid,
+        first: Option<i32>,
+        after: Option<String>,
+        cursor: impl Fn(&M) -> String,
+        node: impl Fn(M) -> N,
+    ) -> async_graphql::Result<Conn<N>>
+    where
+        P: Loader<(Uuid, PageRequest), Value = Page<M>, Error = DomainError>,
+        C: Loader<Uuid, Value = u64, Error = DomainError>,
+        M: Send + Sync + Clone + 'static,
+        N: OutputType,
+    {
+        let page = PageRequest::new(first, after.as_deref(), None, None)?;
+        let found = (self.pages)(loaders).load_one((parent, page)).await?;
+        let found = found.unwrap_or_else(|| Page {
+            items: Vec::new(),
+            has_previous_page: page.after.is_some(),
+            has_next_page: false,
+        });
+        let (loaders, counts) = (loaders.clone(), self.counts);
+        Ok(connection(
+            found,
+            cursor,
+            node,
+            ConnectionTotals::new(move || {
+                let loaders = loaders.clone();
+                async move { Ok(counts(&loaders).load_one(parent).await?.unwrap_or(0)) }
+            }),
+        ))
+    }
 }

@@ -9,10 +9,7 @@ use std::{
 use async_graphql::{Context, ID};
 use uuid::Uuid;
 
-use super::{
-    limits::RateKey,
-    loaders::{LoadQueue, Loaders},
-};
+use super::{limits::RateKey, load_queue::LoadQueue, loaders::Loaders};
 use crate::{
     auth::{Actor, Principal, jwt::JwtKeys},
     domain::{DomainError, DomainResult, Store},

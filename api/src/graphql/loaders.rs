@@ -5,15 +5,9 @@
 
 use std::{
     collections::HashMap,
-    future::Future,
     hash::Hash,
     marker::PhantomData,
-    pin::Pin,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    task::{Context, Poll, Waker},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -23,12 +17,12 @@ use entity::{
     patients, staff, stage_transitions, stages, touchpoints, webhook_attempts, webhook_deliveries,
     webhook_endpoints,
 };
-use futures::{Stream, StreamExt, future::BoxFuture, stream::FuturesUnordered, task::ArcWake};
 use sea_orm::{
     ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
+use super::load_queue::LoadQueue;
 use crate::{
     auth::Principal,
     domain::{
@@ -275,129 +269,6 @@ impl Loader<(Uuid, PageRequest)> for TimelinePages {
 }
 
 type Loads<T> = DataLoader<T>;
-
-/// Runs a request's batched loads on the request's own task, once the request
-/// has nothing else to do.
-///
-/// DataLoader batches the keys that arrive before its batch starts. The
-/// executor resolves list items a few at a time (futures' `FuturesUnordered`
-/// yields after every couple of items to be fair to other tasks), so with
-/// `tokio::spawn` and a timer a long list could start a batch before its last
-/// keys arrived, and the statement count would depend on timing. Here loads
-/// are queued, and [`LoadQueue::run`] starts them only when the execution
-/// returns `Pending` without having woken itself: every key the resolvers can
-/// produce at that point is in the batch.
-#[derive(Clone, Default)]
-pub struct LoadQueue {
-    pending: Arc<Mutex<Vec<BoxFuture<'static, ()>>>>,
-}
-
-impl LoadQueue {
-    fn push(&self, load: BoxFuture<'static, ()>) {
-        self.pending.lock().expect("load queue lock").push(load);
-    }
-
-    /// Runs `execution` with this queue's loads.
-    pub fn run<F: Future>(&self, execution: F) -> WithLoads<F> {
-        WithLoads {
-            execution: Box::pin(execution),
-            queue: self.clone(),
-            running: FuturesUnordered::new(),
-        }
-    }
-
-    /// Runs a stream of executions (a subscription) with this queue's loads.
-    pub fn run_stream<S: Stream>(&self, stream: S) -> StreamWithLoads<S> {
-        StreamWithLoads {
-            stream: Box::pin(stream),
-            queue: self.clone(),
-            running: FuturesUnordered::new(),
-        }
-    }
-
-    fn start_queued(&self, running: &mut FuturesUnordered<BoxFuture<'static, ()>>) {
-        let queued = std::mem::take(&mut *self.pending.lock().expect("load queue lock"));
-        running.extend(queued);
-    }
-}
-
-/// A subscription's responses and the loads they queue. See [`LoadQueue`].
-pub struct StreamWithLoads<S: Stream> {
-    stream: Pin<Box<S>>,
-    queue: LoadQueue,
-    running: FuturesUnordered<BoxFuture<'static, ()>>,
-}
-
-impl<S: Stream> Stream for StreamWithLoads<S> {
-    type Item = S::Item;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        let tracker = Arc::new(SelfWake {
-            woken: AtomicBool::new(false),
-            parent: cx.waker().clone(),
-        });
-        let waker = futures::task::waker(tracker.clone());
-        if let Poll::Ready(item) = self
-            .stream
-            .as_mut()
-            .poll_next(&mut Context::from_waker(&waker))
-        {
-            return Poll::Ready(item);
-        }
-        if !tracker.woken.load(Ordering::Acquire) {
-            let this = &mut *self;
-            this.queue.start_queued(&mut this.running);
-        }
-        while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {}
-        Poll::Pending
-    }
-}
-
-/// An execution and the loads it queues. See [`LoadQueue`].
-pub struct WithLoads<F: Future> {
-    execution: Pin<Box<F>>,
-    queue: LoadQueue,
-    running: FuturesUnordered<BoxFuture<'static, ()>>,
-}
-
-/// Remembers whether a future woke itself while it was being polled.
-struct SelfWake {
-    woken: AtomicBool,
-    parent: Waker,
-}
-
-impl ArcWake for SelfWake {
-    fn wake_by_ref(this: &Arc<Self>) {
-        this.woken.store(true, Ordering::Release);
-        this.parent.wake_by_ref();
-    }
-}
-
-impl<F: Future> Future for WithLoads<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let tracker = Arc::new(SelfWake {
-            woken: AtomicBool::new(false),
-            parent: cx.waker().clone(),
-        });
-        let waker = futures::task::waker(tracker.clone());
-        if let Poll::Ready(output) = self
-            .execution
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-        {
-            return Poll::Ready(output);
-        }
-        if !tracker.woken.load(Ordering::Acquire) {
-            // The execution waits on loads only: start every queued one.
-            let this = &mut *self;
-            this.queue.start_queued(&mut this.running);
-        }
-        while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {}
-        Poll::Pending
-    }
-}
 
 /// Every loader of one request.
 pub struct Loaders {
@@ -666,6 +537,3 @@ where
         .await?
         .ok_or_else(|| DomainError::internal(anyhow::anyhow!("dangling reference to a {what}")))
 }
-
-/// Keeps the loaders of a request alive for its lazily resolved fields.
-pub type SharedLoaders = Arc<Loaders>;

@@ -9,6 +9,7 @@ pub mod context;
 pub mod error;
 pub mod filters;
 pub mod limits;
+pub mod load_queue;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
@@ -35,15 +36,6 @@ pub type JourneymapSchema = Schema<Query, Mutation, Subscription>;
 pub struct Limits {
     pub max_depth: usize,
     pub max_complexity: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_depth: 12,
-            max_complexity: 20_000,
-        }
-    }
 }
 
 /// What resolvers reach through the schema's data.
@@ -92,12 +84,12 @@ pub fn build_schemas(services: Services, limits: Limits) -> Schemas {
 }
 
 /// Executes a request with its loads driven on the same task (see
-/// [`loaders::LoadQueue`]).
+/// [`load_queue::LoadQueue`]).
 pub async fn execute(
     schema: &JourneymapSchema,
     request: async_graphql::Request,
     state: RequestState,
-    queue: loaders::LoadQueue,
+    queue: load_queue::LoadQueue,
 ) -> async_graphql::Response {
     queue.run(schema.execute(request.data(state))).await
 }

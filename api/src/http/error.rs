@@ -45,11 +45,6 @@ impl HttpError {
             message: message.into(),
         }
     }
-
-    /// A 400 about the request's form.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::request(StatusCode::BAD_REQUEST, transport::BAD_REQUEST, message)
-    }
 }
 
 /// The status a domain error answers with.

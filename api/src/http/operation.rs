@@ -19,7 +19,7 @@ use crate::{
         RequestState,
         error::{self, code, code_of},
         limits,
-        loaders::LoadQueue,
+        load_queue::LoadQueue,
     },
 };
 
@@ -78,7 +78,7 @@ pub fn prepare(
     if queries_only && operation_type(&mut request).is_some_and(|ty| ty != OperationType::Query) {
         return Err(Refusal::NotAQuery(error::coded(
             "only queries may be sent with GET; use POST",
-            "METHOD_NOT_ALLOWED",
+            super::error::transport::METHOD_NOT_ALLOWED,
             None,
         )));
     }

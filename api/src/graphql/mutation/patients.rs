@@ -160,6 +160,25 @@ impl From<CreatePatientInput> for PatientFields {
     }
 }
 
+/// The changes an update or upsert input asks for: absent fields stay,
+/// `null` clears (both inputs name their fields alike).
+macro_rules! patient_changes {
+    ($input:ident, $external_id:expr) => {
+        PatientFields {
+            external_id: $external_id,
+            given_name: $input.given_name,
+            family_name: $input.family_name,
+            email: change($input.email, |v| v),
+            phone: change($input.phone, |v| v),
+            birth_date: change($input.birth_date, |v| v.0),
+            preferred_channel: change($input.preferred_channel, domain::Channel::from),
+            source: change($input.source, |v| v),
+            tags: $input.tags,
+            consent: $input.consent.map(Into::into),
+        }
+    };
+}
+
 /// Changes to a patient: absent fields stay as they are, `null` clears.
 #[derive(InputObject)]
 pub struct UpdatePatientInput {
@@ -190,21 +209,7 @@ pub struct UpdatePatientInput {
 impl UpdatePatientInput {
     pub fn into_domain(self) -> DomainResult<(uuid::Uuid, PatientFields)> {
         let id = decode_id(IdKind::Patient, "patientId", &self.patient_id)?;
-        Ok((
-            id,
-            PatientFields {
-                external_id: change(self.external_id, |v| v),
-                given_name: self.given_name,
-                family_name: self.family_name,
-                email: change(self.email, |v| v),
-                phone: change(self.phone, |v| v),
-                birth_date: change(self.birth_date, |v| v.0),
-                preferred_channel: change(self.preferred_channel, domain::Channel::from),
-                source: change(self.source, |v| v),
-                tags: self.tags,
-                consent: self.consent.map(Into::into),
-            },
-        ))
+        Ok((id, patient_changes!(self, change(self.external_id, |v| v))))
     }
 }
 
@@ -235,21 +240,7 @@ pub struct UpsertPatientInput {
 
 impl UpsertPatientInput {
     pub fn into_domain(self) -> (String, PatientFields) {
-        (
-            self.external_id,
-            PatientFields {
-                external_id: Change::Keep,
-                given_name: self.given_name,
-                family_name: self.family_name,
-                email: change(self.email, |v| v),
-                phone: change(self.phone, |v| v),
-                birth_date: change(self.birth_date, |v| v.0),
-                preferred_channel: change(self.preferred_channel, domain::Channel::from),
-                source: change(self.source, |v| v),
-                tags: self.tags,
-                consent: self.consent.map(Into::into),
-            },
-        )
+        (self.external_id, patient_changes!(self, Change::Keep))
     }
 }
 

@@ -7,12 +7,11 @@ use super::{
     TransitionKind, stored,
 };
 use crate::{
-    domain::{self, page::PageRequest},
+    domain,
     graphql::{
-        connection::{Conn, ConnectionTotals, connection},
+        connection::{Conn, Nested},
         context::ContextExt,
         loaders::required,
-        types::patient::empty,
     },
     ids::IdKind,
 };
@@ -129,28 +128,19 @@ impl Journey {
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last touchpoint seen.")] after: Option<String>,
     ) -> async_graphql::Result<Conn<Touchpoint>> {
-        let loaders = ctx.loaders()?.clone();
-        let page = PageRequest::new(first, after.as_deref(), None, None)?;
-        let found = loaders
-            .touchpoints_of_journey
-            .load_one((self.0.id, page))
-            .await?;
-        let journey_id = self.0.id;
-        Ok(connection(
-            found.unwrap_or_else(|| empty(&page)),
+        Nested {
+            pages: |l| &l.touchpoints_of_journey,
+            counts: |l| &l.touchpoint_count_of_journey,
+        }
+        .load(
+            ctx.loaders()?,
+            self.0.id,
+            first,
+            after,
             |t| domain::touchpoints::keyset(t).encode(),
             Touchpoint,
-            ConnectionTotals::new(move || {
-                let loaders = loaders.clone();
-                async move {
-                    Ok(loaders
-                        .touchpoint_count_of_journey
-                        .load_one(journey_id)
-                        .await?
-                        .unwrap_or(0))
-                }
-            }),
-        ))
+        )
+        .await
     }
 
     /// The journey's follow-ups, soonest due first.

@@ -25,10 +25,8 @@ pub use journey::{Journey, StageTransition};
 pub use journey_map::JourneyMap;
 pub use node::Node;
 pub use pathway::{FollowUpRule, Pathway, Stage};
-pub use patient::{Consent, Patient};
+pub use patient::Patient;
 pub use timeline::TimelineEntry;
 pub use touchpoint::Touchpoint;
-pub use viewer::{Clinic, StaffMember, StaffRole, Viewer};
-pub use webhook_endpoint::{
-    WebhookAttempt, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint,
-};
+pub use viewer::{StaffMember, StaffRole, Viewer};
+pub use webhook_endpoint::{WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint};

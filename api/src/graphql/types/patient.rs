@@ -7,9 +7,9 @@ use super::{
     Touchpoint, stored,
 };
 use crate::{
-    domain::{self, page::PageRequest},
+    domain::{self},
     graphql::{
-        connection::{Conn, ConnectionTotals, connection},
+        connection::{Conn, Nested},
         context::ContextExt,
     },
     ids::IdKind,
@@ -137,28 +137,19 @@ impl Patient {
     ) -> async_graphql::Result<Conn<AuditEntry>> {
         let who = ctx.principal()?.clone();
         domain::access::require(&who, crate::auth::Permission::AuditRead, "the access log")?;
-        let loaders = ctx.loaders()?.clone();
-        let page = PageRequest::new(first, after.as_deref(), None, None)?;
-        let found = loaders
-            .access_log_of_patient
-            .load_one((self.0.id, page))
-            .await?;
-        let patient_id = self.0.id;
-        Ok(connection(
-            found.unwrap_or_else(|| empty(&page)),
+        Nested {
+            pages: |l| &l.access_log_of_patient,
+            counts: |l| &l.access_log_count_of_patient,
+        }
+        .load(
+            ctx.loaders()?,
+            self.0.id,
+            first,
+            after,
             |entry| domain::audit_log::keyset(entry).encode(),
             AuditEntry,
-            ConnectionTotals::new(move || {
-                let loaders = loaders.clone();
-                async move {
-                    Ok(loaders
-                        .access_log_count_of_patient
-                        .load_one(patient_id)
-                        .await?
-                        .unwrap_or(0))
-                }
-            }),
-        ))
+        )
+        .await
     }
 
     /// True once the patient was archived; archived patients are left out of lists by default.
@@ -205,28 +196,19 @@ impl Patient {
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last touchpoint seen.")] after: Option<String>,
     ) -> async_graphql::Result<Conn<Touchpoint>> {
-        let loaders = ctx.loaders()?.clone();
-        let page = PageRequest::new(first, after.as_deref(), None, None)?;
-        let found = loaders
-            .touchpoints_of_patient
-            .load_one((self.0.id, page))
-            .await?;
-        let patient_id = self.0.id;
-        Ok(connection(
-            found.unwrap_or_else(|| empty(&page)),
+        Nested {
+            pages: |l| &l.touchpoints_of_patient,
+            counts: |l| &l.touchpoint_count_of_patient,
+        }
+        .load(
+            ctx.loaders()?,
+            self.0.id,
+            first,
+            after,
             |t| domain::touchpoints::keyset(t).encode(),
             Touchpoint,
-            ConnectionTotals::new(move || {
-                let loaders = loaders.clone();
-                async move {
-                    Ok(loaders
-                        .touchpoint_count_of_patient
-                        .load_one(patient_id)
-                        .await?
-                        .unwrap_or(0))
-                }
-            }),
-        ))
+        )
+        .await
     }
 
     /// Feedback the patient gave, newest first.
@@ -237,28 +219,19 @@ impl Patient {
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last feedback seen.")] after: Option<String>,
     ) -> async_graphql::Result<Conn<Feedback>> {
-        let loaders = ctx.loaders()?.clone();
-        let page = PageRequest::new(first, after.as_deref(), None, None)?;
-        let found = loaders
-            .feedback_of_patient
-            .load_one((self.0.id, page))
-            .await?;
-        let patient_id = self.0.id;
-        Ok(connection(
-            found.unwrap_or_else(|| empty(&page)),
+        Nested {
+            pages: |l| &l.feedback_of_patient,
+            counts: |l| &l.feedback_count_of_patient,
+        }
+        .load(
+            ctx.loaders()?,
+            self.0.id,
+            first,
+            after,
             |f| domain::feedback::keyset(f).encode(),
             Feedback,
-            ConnectionTotals::new(move || {
-                let loaders = loaders.clone();
-                async move {
-                    Ok(loaders
-                        .feedback_count_of_patient
-                        .load_one(patient_id)
-                        .await?
-                        .unwrap_or(0))
-                }
-            }),
-        ))
+        )
+        .await
     }
 
     /// Everything that happened with the patient — stage transitions,
@@ -271,28 +244,19 @@ impl Patient {
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last entry seen.")] after: Option<String>,
     ) -> async_graphql::Result<Conn<TimelineEntry>> {
-        let loaders = ctx.loaders()?.clone();
-        let page = PageRequest::new(first, after.as_deref(), None, None)?;
-        let found = loaders
-            .timeline_of_patient
-            .load_one((self.0.id, page))
-            .await?;
-        let patient_id = self.0.id;
-        Ok(connection(
-            found.unwrap_or_else(|| empty(&page)),
+        Nested {
+            pages: |l| &l.timeline_of_patient,
+            counts: |l| &l.timeline_count_of_patient,
+        }
+        .load(
+            ctx.loaders()?,
+            self.0.id,
+            first,
+            after,
             |entry| entry.keyset().encode(),
             TimelineEntry,
-            ConnectionTotals::new(move || {
-                let loaders = loaders.clone();
-                async move {
-                    Ok(loaders
-                        .timeline_count_of_patient
-                        .load_one(patient_id)
-                        .await?
-                        .unwrap_or(0))
-                }
-            }),
-        ))
+        )
+        .await
     }
 
     /// The patient's follow-ups, soonest due first, optionally only those with `status`.
@@ -314,14 +278,5 @@ impl Patient {
             .filter(|f| status.is_none_or(|s| f.status == s))
             .map(FollowUp)
             .collect())
-    }
-}
-
-/// An empty page for a parent without rows.
-pub(crate) fn empty<T>(page: &PageRequest) -> domain::page::Page<T> {
-    domain::page::Page {
-        items: Vec::new(),
-        has_previous_page: page.after.is_some(),
-        has_next_page: false,
     }
 }
