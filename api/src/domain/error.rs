@@ -44,6 +44,11 @@ pub enum DomainError {
     Internal(#[source] Arc<dyn std::error::Error + Send + Sync>),
 }
 
+/// Seconds to tell a client to wait, rounded up.
+pub fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
 /// Result of a domain operation.
 pub type DomainResult<T> = Result<T, DomainError>;
 

@@ -109,7 +109,7 @@ fn apply_domain(error: &mut ServerError, domain: &DomainError, request_id: &str)
     {
         extensions.set(
             "retryAfterSeconds",
-            super::limits::retry_after_seconds(*retry_after),
+            crate::domain::error::retry_after_seconds(*retry_after),
         );
     }
 }

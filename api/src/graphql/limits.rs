@@ -127,16 +127,14 @@ struct CostLimitExtension {
     charged: Mutex<Option<(usize, u32)>>,
 }
 
-/// Seconds to tell a client to wait, rounded up.
-pub fn retry_after_seconds(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-}
-
 /// A `RATE_LIMITED` error.
 pub fn rate_limited(message: &str, wait: Duration) -> ServerError {
     let mut e = error::coded(message, error::code::RATE_LIMITED, None);
     if let Some(extensions) = e.extensions.as_mut() {
-        extensions.set("retryAfterSeconds", retry_after_seconds(wait));
+        extensions.set(
+            "retryAfterSeconds",
+            crate::domain::error::retry_after_seconds(wait),
+        );
     }
     e
 }

@@ -86,7 +86,7 @@ impl IntoResponse for HttpError {
                 domain.field().map(str::to_string),
                 match domain {
                     DomainError::RateLimited { retry_after, .. } => {
-                        Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
+                        Some(crate::domain::error::retry_after_seconds(*retry_after))
                     }
                     _ => None,
                 },
