@@ -147,13 +147,12 @@ impl App {
                 ))));
         }
         if self.state.config.sweep_interval_secs > 0 {
-            self.background.push(tokio::spawn(crate::db::uncounted(
-                sweep_overdue_follow_ups(
+            self.background
+                .push(tokio::spawn(crate::db::uncounted(sweep_follow_ups(
                     self.state.store.clone(),
                     Duration::from_secs(self.state.config.sweep_interval_secs),
                     self.shutdown.clone(),
-                ),
-            )));
+                ))));
         }
         tracing::info!(%addr, "listening");
         Ok(RunningServer {
@@ -233,8 +232,12 @@ async fn housekeeping(
     }
 }
 
-/// Announces overdue follow-ups every `interval` until shutdown.
-async fn sweep_overdue_follow_ups(store: Store, interval: Duration, shutdown: CancellationToken) {
+/// The sweeper, every `interval` until shutdown: plans what time alone
+/// causes (stalled journeys, rebookings, win-backs), announces follow-ups
+/// whose send time came (`follow_up.due`) and those past due
+/// (`follow_up.overdue`). Each runs in batches until nothing is left.
+async fn sweep_follow_ups(store: Store, interval: Duration, shutdown: CancellationToken) {
+    use crate::domain::{follow_ups, outreach::sweep};
     const BATCH: u64 = 500;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -243,18 +246,35 @@ async fn sweep_overdue_follow_ups(store: Store, interval: Duration, shutdown: Ca
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        loop {
-            match crate::domain::follow_ups::sweep_overdue(&store, BATCH).await {
-                Ok(0) => break,
-                Ok(n) => {
-                    tracing::info!(announced = n, "overdue follow-ups announced");
-                    if (n as u64) < BATCH {
+        for (what, step) in [
+            ("time-based follow-ups planned", 0),
+            ("follow-ups due announced", 1),
+            ("overdue follow-ups announced", 2),
+        ] {
+            loop {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                let done = match step {
+                    0 => sweep::plan_time_based(&store, BATCH).await,
+                    1 => sweep::announce_due(&store, BATCH).await,
+                    _ => follow_ups::sweep_overdue(&store, BATCH).await,
+                };
+                match done {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        tracing::info!(count = n, "{what}");
+                        if (n as u64) < BATCH {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(
+                            ?error,
+                            "the follow-up sweep failed; retrying at the next tick"
+                        );
                         break;
                     }
-                }
-                Err(error) => {
-                    tracing::error!(?error, "overdue sweep failed; retrying at the next tick");
-                    break;
                 }
             }
         }

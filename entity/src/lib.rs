@@ -8,6 +8,7 @@
 pub mod api_tokens;
 pub mod audit_log;
 pub mod clinics;
+pub mod consents;
 pub mod event_sequences;
 pub mod events;
 pub mod feedback;
@@ -15,6 +16,7 @@ pub mod follow_up_rules;
 pub mod follow_ups;
 pub mod idempotency_keys;
 pub mod journeys;
+pub mod outreach_templates;
 pub mod pathways;
 pub mod patients;
 pub mod refresh_tokens;
@@ -56,11 +58,13 @@ macro_rules! clinic_owned {
 clinic_owned!(
     api_tokens,
     audit_log,
+    consents,
     events,
     feedback,
     follow_up_rules,
     follow_ups,
     journeys,
+    outreach_templates,
     pathways,
     patients,
     refresh_tokens,

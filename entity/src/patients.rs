@@ -24,6 +24,13 @@ pub struct Model {
     pub consent_sms: bool,
     pub consent_email: bool,
     pub consent_marketing: bool,
+    /// IANA time zone; the clinic's when unset.
+    pub timezone: Option<String>,
+    /// Local `HH:MM` from which the patient is not contacted; the clinic's
+    /// quiet hours when unset.
+    pub quiet_start: Option<String>,
+    /// Local `HH:MM` until which the patient is not contacted.
+    pub quiet_end: Option<String>,
     /// Lower-cased name, email and phone, maintained by the domain for search.
     pub search_text: String,
     pub archived_at: Option<DateTimeUtc>,

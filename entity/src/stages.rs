@@ -19,6 +19,12 @@ pub struct Model {
     pub target_hours: Option<i32>,
     /// Entering a terminal stage completes the journey.
     pub terminal: bool,
+    /// Days after entering this stage when a rebooking is due (e.g. 90 for
+    /// injectables maintenance).
+    pub rebook_after_days: Option<i32>,
+    /// Days without any touchpoint after which an active journey here is
+    /// won back.
+    pub win_back_after_days: Option<i32>,
     pub created_at: DateTimeUtc,
 }
 

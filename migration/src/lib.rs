@@ -12,6 +12,7 @@ mod m20261125_000003_journey_map_indexes;
 mod m20261126_000004_access;
 mod m20261126_000005_webhooks;
 mod m20261127_000006_event_sequences;
+mod m20261201_000007_outreach;
 
 /// The ordered list of Journeymap migrations.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_access::Migration),
             Box::new(m20261126_000005_webhooks::Migration),
             Box::new(m20261127_000006_event_sequences::Migration),
+            Box::new(m20261201_000007_outreach::Migration),
         ]
     }
 }

@@ -89,6 +89,25 @@ pub struct StageStats {
     pub overdue_follow_ups: u64,
     /// The lowest-scored feedback with comments, worst first, without the patient.
     pub pain_points: Vec<PainPoint>,
+    /// Does outreach work? Per follow-up kind planned in the window.
+    pub outreach: Vec<OutreachStats>,
+}
+
+/// Outreach of one kind planned in a stage in the window, and what it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutreachStats {
+    pub kind: domain::FollowUpKind,
+    /// Follow-ups planned.
+    pub planned: u64,
+    /// Of those, made (done).
+    pub sent: u64,
+    /// Of those, blocked: no channel allowed.
+    pub blocked: u64,
+    /// Of those made, answered by the patient within 72 hours.
+    pub answered: u64,
+    /// Of those made, followed by the journey moving forward from the stage
+    /// within 14 days.
+    pub advanced: u64,
 }
 
 /// A low score with a comment: what hurt, in the patient's words.
@@ -247,6 +266,7 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
         self.feedback(&mut stats, window).await?;
         self.pain_points(&mut stats, window).await?;
         self.overdue(&mut stats, at).await?;
+        self.outreach(&mut stats, window).await?;
         Ok(Figures {
             window,
             stages: self
@@ -727,6 +747,58 @@ impl<C: ConnectionTrait> MapQuery<'_, C> {
             if let Some(s) = stats.get_mut(&stage) {
                 s.overdue_follow_ups = count(&row, "n")?;
             }
+        }
+        Ok(())
+    }
+
+    /// Per stage and kind: follow-ups planned in the window, made, blocked,
+    /// answered within 72 hours of being made, and followed by a move forward
+    /// within 14 days.
+    async fn outreach(
+        &self,
+        stats: &mut HashMap<Uuid, StageStats>,
+        window: Window,
+    ) -> DomainResult<()> {
+        let (list, stages) = self.stage_list();
+        let within = |later: &str, earlier: &str, hours: u32| match self.backend {
+            DbBackend::Postgres => {
+                format!("{later} > {earlier} AND {later} <= {earlier} + interval '{hours} hours'")
+            }
+            _ => format!(
+                "julianday({later}) > julianday({earlier}) AND julianday({later}) <= julianday({earlier}) + {hours} / 24.0"
+            ),
+        };
+        let answered = within("t.occurred_at", "f.completed_at", 72);
+        let advanced = within("m.occurred_at", "f.completed_at", 14 * 24);
+        let mut values: Vec<Value> = vec![self.clinic.into()];
+        values.extend(stages);
+        values.extend([window.from.into(), window.to.into()]);
+        let rows = self
+            .rows(
+                &format!(
+                    "SELECT f.stage_id, f.kind, COUNT(*) AS planned,                        SUM(CASE WHEN f.status = 'DONE' THEN 1 ELSE 0 END) AS sent,                        SUM(CASE WHEN f.status = 'BLOCKED' THEN 1 ELSE 0 END) AS blocked,                        SUM(CASE WHEN f.status = 'DONE' AND EXISTS (                          SELECT 1 FROM touchpoints t WHERE t.patient_id = f.patient_id                            AND t.direction = 'INBOUND' AND {answered}) THEN 1 ELSE 0 END) AS answered,                        SUM(CASE WHEN f.status = 'DONE' AND EXISTS (                          SELECT 1 FROM stage_transitions m WHERE m.journey_id = f.journey_id                            AND m.from_stage_id = f.stage_id AND m.kind IN ('FORWARD', 'COMPLETED')                            AND {advanced}) THEN 1 ELSE 0 END) AS advanced                      FROM follow_ups f                      WHERE f.clinic_id = ? AND f.stage_id IN ({list})                        AND f.created_at >= ? AND f.created_at < ?                      GROUP BY f.stage_id, f.kind"
+                ),
+                values,
+            )
+            .await?;
+        for row in rows {
+            let stage: Uuid = row.try_get("", "stage_id")?;
+            let kind: String = row.try_get("", "kind")?;
+            let (Some(s), Some(kind)) = (stats.get_mut(&stage), domain::FollowUpKind::parse(&kind))
+            else {
+                continue;
+            };
+            s.outreach.push(OutreachStats {
+                kind,
+                planned: count(&row, "planned")?,
+                sent: count(&row, "sent")?,
+                blocked: count(&row, "blocked")?,
+                answered: count(&row, "answered")?,
+                advanced: count(&row, "advanced")?,
+            });
+        }
+        for s in stats.values_mut() {
+            s.outreach.sort_by_key(|o| o.kind);
         }
         Ok(())
     }

@@ -13,9 +13,9 @@ const CARD_WIDTH: f64 = 176.0;
 const GAP: f64 = 64.0;
 const MARGIN: f64 = 40.0;
 const CARD_TOP: f64 = 118.0;
-const CARD_HEIGHT: f64 = 184.0;
+const CARD_HEIGHT: f64 = 234.0;
 const MAX_BAND: f64 = 36.0;
-const CURVE_TOP: f64 = 440.0;
+const CURVE_TOP: f64 = 490.0;
 const CURVE_HEIGHT: f64 = 130.0;
 
 const INK: &str = "#111827";
@@ -24,6 +24,8 @@ const FORWARD: &str = "#6366f1";
 const BACKWARD: &str = "#d97706";
 const DROPPED: &str = "#dc2626";
 const DONE: &str = "#059669";
+/// Where a card's outreach strip begins, below its figures.
+const OUTREACH_TOP: f64 = 190.0;
 
 /// Escapes text for SVG.
 fn esc(text: &str) -> String {
@@ -324,6 +326,9 @@ fn render_card(svg: &mut String, i: usize, stats: &StageStats, drop_band: f64) {
             );
         }
     }
+    if !stage.terminal {
+        render_outreach(svg, x, stats);
+    }
     // Markers sit on the card's top edge, right to left.
     let mut badge_right = x + CARD_WIDTH - 6.0;
     if pain {
@@ -352,6 +357,55 @@ fn render_card(svg: &mut String, i: usize, stats: &StageStats, drop_band: f64) {
         );
     }
     svg.push_str("</g>");
+}
+
+/// Does outreach work here? A strip at the foot of the card: follow-ups
+/// planned in the window, the share made (indigo) and answered (green),
+/// those blocked, and how often the journey moved on after a contact.
+fn render_outreach(svg: &mut String, x: f64, stats: &StageStats) {
+    let planned: u64 = stats.outreach.iter().map(|o| o.planned).sum();
+    let sent: u64 = stats.outreach.iter().map(|o| o.sent).sum();
+    let blocked: u64 = stats.outreach.iter().map(|o| o.blocked).sum();
+    let answered: u64 = stats.outreach.iter().map(|o| o.answered).sum();
+    let advanced: u64 = stats.outreach.iter().map(|o| o.advanced).sum();
+    let top = CARD_TOP + OUTREACH_TOP;
+    let inner = CARD_WIDTH - 24.0;
+    let _ = write!(
+        svg,
+        r##"<line x1="{x1:.1}" y1="{top:.1}" x2="{x2:.1}" y2="{top:.1}" stroke="#c7d2fe"/><text x="{lx:.1}" y="{ly:.1}" font-size="9" letter-spacing="1" fill="{MUTED}">OUTREACH</text>"##,
+        x1 = x + 12.0,
+        x2 = x + CARD_WIDTH - 12.0,
+        lx = x + 12.0,
+        ly = top + 13.0,
+    );
+    if planned == 0 {
+        let _ = write!(
+            svg,
+            r##"<text x="{lx:.1}" y="{ly:.1}" font-size="11" fill="{MUTED}">none planned in the window</text>"##,
+            lx = x + 12.0,
+            ly = top + 32.0,
+        );
+        return;
+    }
+    let blocked_note = if blocked > 0 {
+        format!(r##" · <tspan fill="{DROPPED}">{blocked} blocked</tspan>"##)
+    } else {
+        String::new()
+    };
+    let share = |n: u64| inner * n as f64 / planned as f64;
+    let _ = write!(
+        svg,
+        r##"<g><title>{planned} planned, {sent} made, {answered} answered within 72 h, {advanced} moved on within 14 days, {blocked} blocked</title><text x="{rx:.1}" y="{ly:.1}" font-size="10" text-anchor="end" fill="#374151">{sent}/{planned} made{blocked_note}</text><rect x="{bx:.1}" y="{by:.1}" width="{inner:.1}" height="7" rx="3.5" fill="#e5e7eb"/><rect x="{bx:.1}" y="{by:.1}" width="{ws:.1}" height="7" rx="3.5" fill="{FORWARD}" fill-opacity="0.6"/><rect x="{bx:.1}" y="{by:.1}" width="{wa:.1}" height="7" rx="3.5" fill="{DONE}"/><text x="{bx:.1}" y="{ty:.1}" font-size="11" fill="#374151">{answer} answered · {advance} moved on</text></g>"##,
+        rx = x + CARD_WIDTH - 12.0,
+        ly = top + 13.0,
+        bx = x + 12.0,
+        by = top + 19.0,
+        ws = share(sent),
+        wa = share(answered),
+        ty = top + 39.0,
+        answer = percent((sent > 0).then(|| answered as f64 / sent as f64)),
+        advance = percent((sent > 0).then(|| advanced as f64 / sent as f64)),
+    );
 }
 
 fn render_emotion_curve(svg: &mut String, map: &JourneyMap, width: f64) {
@@ -410,7 +464,7 @@ type Swatch = fn(f64, f64) -> String;
 
 fn render_legend(svg: &mut String, top: f64) {
     let y = top + 14.0;
-    let items: [(Swatch, &str); 5] = [
+    let items: [(Swatch, &str); 6] = [
         (
             |x, y| {
                 format!(
@@ -456,6 +510,16 @@ fn render_legend(svg: &mut String, top: f64) {
                 )
             },
             "unseen: stalled, and nobody in touch",
+        ),
+        (
+            |x, y| {
+                format!(
+                    r##"<rect x="{x:.1}" y="{:.1}" width="28" height="7" rx="3.5" fill="{FORWARD}" fill-opacity="0.6"/><rect x="{x:.1}" y="{:.1}" width="14" height="7" rx="3.5" fill="{DONE}"/>"##,
+                    y - 7.0,
+                    y - 7.0
+                )
+            },
+            "outreach made / answered",
         ),
     ];
     let mut x = MARGIN;

@@ -9,7 +9,10 @@ use entity::{api_tokens, clinics, event_sequences};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
 use uuid::Uuid;
 
-use super::{DomainError, DomainResult, now, validate, values::Slug};
+use super::{
+    DomainError, DomainResult, now, validate,
+    values::{Slug, TimeZone},
+};
 use crate::{auth::Permission, db::Db, ids};
 
 /// Inserts a clinic with its event sequence counter at zero.
@@ -60,7 +63,7 @@ pub async fn create(
 ) -> DomainResult<clinics::Model> {
     let name = validate::required_text("name", name, 200)?;
     let slug: String = Slug::parse("slug", slug)?.into();
-    let timezone = validate::required_text("timezone", timezone, 64)?;
+    let timezone = TimeZone::parse("timezone", timezone)?.name().to_string();
     if by_slug(db, &slug).await?.is_some() {
         return Err(DomainError::conflict_on(
             "slug",
@@ -72,6 +75,10 @@ pub async fn create(
         name,
         slug,
         timezone,
+        quiet_start: "21:00".into(),
+        quiet_end: "08:00".into(),
+        max_marketing_per_week: 1,
+        min_hours_between_contacts: 24,
         created_at: now(),
     };
     let txn = db.begin_write().await?;

@@ -156,9 +156,10 @@ pub async fn submit(
         detractor,
         submitted_at: feedback.submitted_at,
     }));
-    if detractor {
-        // A detractor gets a call within 24 hours: on the journey the feedback
-        // is about, else on the patient's latest active journey.
+    // A detractor gets a call within 24 hours, a promoter is asked for a
+    // review: on the journey the feedback is about, else on the patient's
+    // latest active journey.
+    if let Some(score) = score.filter(|s| s.is_detractor() || s.is_promoter()) {
         let journey = match journey {
             Some(journey) => Some(journey),
             None => {
@@ -171,19 +172,31 @@ pub async fn submit(
             }
         };
         if let Some(journey) = journey {
-            let reason = format!(
-                "Service recovery: {} {} — call the patient within 24 hours",
-                feedback.kind,
-                feedback.score.unwrap_or_default()
-            );
-            follow_ups::schedule_service_recovery(
-                &mut write,
-                &journey,
-                feedback.stage_id,
-                feedback.submitted_at,
-                reason,
-            )
-            .await?;
+            if score.is_detractor() {
+                let note = format!(
+                    "Service recovery: {} {} — call the patient within 24 hours",
+                    feedback.kind,
+                    score.value()
+                );
+                follow_ups::schedule_service_recovery(
+                    &mut write,
+                    &journey,
+                    feedback.stage_id,
+                    score,
+                    feedback.submitted_at,
+                    note,
+                )
+                .await?;
+            } else {
+                follow_ups::schedule_review_request(
+                    &mut write,
+                    &journey,
+                    feedback.stage_id,
+                    score,
+                    feedback.submitted_at,
+                )
+                .await?;
+            }
         }
     }
     write.commit().await?;

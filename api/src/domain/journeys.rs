@@ -519,10 +519,21 @@ pub async fn move_to_stage(
     )
     .await?;
     let cancelled = if target.terminal {
-        follow_ups::cancel_open(&write, after.id, None, "journey completed").await?
+        follow_ups::cancel_open(
+            &mut write,
+            after.id,
+            follow_ups::Cancelling::All,
+            "journey completed",
+        )
+        .await?
     } else {
-        follow_ups::cancel_open(&write, after.id, Some(current.id), "journey left the stage")
-            .await?
+        follow_ups::cancel_open(
+            &mut write,
+            after.id,
+            follow_ups::Cancelling::LeavingStage(current.id),
+            "journey left the stage",
+        )
+        .await?
     };
 
     let seconds = transition.seconds_in_from_stage.unwrap_or_default();
@@ -623,7 +634,8 @@ pub async fn end(
         note,
     )
     .await?;
-    let cancelled = follow_ups::cancel_open(&write, after.id, None, reason).await?;
+    let cancelled =
+        follow_ups::cancel_open(&mut write, after.id, follow_ups::Cancelling::All, reason).await?;
     let payload = ended(&after, &stage, &transition, &cancelled);
     write.emit(match outcome {
         JourneyStatus::Dropped => Event::JourneyDropped(payload),

@@ -19,27 +19,49 @@ pub const MAX_PAGE_SIZE: u64 = 100;
 /// Rows per page when the client does not say.
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 
-/// The sort key of a row: an optional timestamp, then the id as tie-breaker.
+/// The sort key of a row: an optional rank, an optional timestamp, then the
+/// id as tie-breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Keyset {
+    pub rank: Option<i16>,
     pub at: Option<DateTime<Utc>>,
     pub id: Uuid,
 }
 
 impl Keyset {
     pub fn id(id: Uuid) -> Self {
-        Self { at: None, id }
+        Self {
+            rank: None,
+            at: None,
+            id,
+        }
     }
 
     pub fn at(at: DateTime<Utc>, id: Uuid) -> Self {
-        Self { at: Some(at), id }
+        Self {
+            rank: None,
+            at: Some(at),
+            id,
+        }
+    }
+
+    /// A key ordered by `rank` first (a queue's priority).
+    pub fn ranked(rank: i16, at: DateTime<Utc>, id: Uuid) -> Self {
+        Self {
+            rank: Some(rank),
+            at: Some(at),
+            id,
+        }
     }
 
     /// The opaque cursor string handed to clients.
     pub fn encode(&self) -> String {
-        let text = match self.at {
-            Some(at) => format!("k1:{}:{}", at.timestamp_micros(), self.id.simple()),
-            None => format!("k1::{}", self.id.simple()),
+        let text = match (self.rank, self.at) {
+            (Some(rank), Some(at)) => {
+                format!("k2:{rank}:{}:{}", at.timestamp_micros(), self.id.simple())
+            }
+            (_, Some(at)) => format!("k1:{}:{}", at.timestamp_micros(), self.id.simple()),
+            (_, None) => format!("k1::{}", self.id.simple()),
         };
         URL_SAFE_NO_PAD.encode(text)
     }
@@ -49,6 +71,20 @@ impl Keyset {
         let invalid = || DomainError::invalid(field, "is not a cursor returned by this connection");
         let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        if let Some(ranked) = text.strip_prefix("k2:") {
+            let mut parts = ranked.splitn(3, ':');
+            let rank = parts
+                .next()
+                .and_then(|r| r.parse::<i16>().ok())
+                .ok_or_else(invalid)?;
+            let at = parts
+                .next()
+                .and_then(|m| m.parse::<i64>().ok())
+                .and_then(DateTime::from_timestamp_micros)
+                .ok_or_else(invalid)?;
+            let id = Uuid::try_parse(parts.next().ok_or_else(invalid)?).map_err(|_| invalid())?;
+            return Ok(Self::ranked(rank, at, id));
+        }
         let mut parts = text.splitn(3, ':');
         if parts.next() != Some("k1") {
             return Err(invalid());
@@ -64,7 +100,7 @@ impl Keyset {
             ),
         };
         let id = Uuid::try_parse(parts.next().ok_or_else(invalid)?).map_err(|_| invalid())?;
-        Ok(Self { at, id })
+        Ok(Self { rank: None, at, id })
     }
 }
 

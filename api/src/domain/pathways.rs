@@ -194,6 +194,8 @@ async fn insert_stage(
         position,
         target_hours: stage.target_hours,
         terminal: stage.terminal,
+        rebook_after_days: None,
+        win_back_after_days: None,
         created_at: write.now,
     };
     stages::Entity::insert(model.clone().into_active_model())

@@ -305,18 +305,7 @@ fn apply(patient: &mut patients::Model, fields: PatientFields) -> DomainResult<V
     if let Some(tags) = fields.tags {
         set!("tags", tags, json!(validate::tags("tags", &tags)?));
     }
-    if let Some(consent) = fields.consent
-        && (
-            patient.consent_sms,
-            patient.consent_email,
-            patient.consent_marketing,
-        ) != (consent.sms, consent.email, consent.marketing)
-    {
-        patient.consent_sms = consent.sms;
-        patient.consent_email = consent.email;
-        patient.consent_marketing = consent.marketing;
-        changed.push("consent");
-    }
+    // Consent is recorded as history by the caller (see `record_legacy_consent`).
     patient.search_text = search_text(patient);
     Ok(changed)
 }
@@ -361,6 +350,9 @@ fn blank(who: &Principal, now: chrono::DateTime<chrono::Utc>) -> patients::Model
         consent_sms: false,
         consent_email: false,
         consent_marketing: false,
+        timezone: None,
+        quiet_start: None,
+        quiet_end: None,
         search_text: String::new(),
         archived_at: None,
         erased_at: None,
@@ -384,10 +376,12 @@ pub async fn create(
     }
     let mut write = store.write(who).await?;
     let mut patient = blank(who, write.now);
+    let consent = fields.consent;
     apply(&mut patient, fields)?;
     ensure_external_id_free(&*write.txn, who, patient.external_id.as_deref(), None).await?;
     let patient = insert(&write, patient).await?;
     emit_created(&mut write, &patient);
+    let patient = record_legacy_consent(&mut write, patient, consent).await?.0;
     write.commit().await?;
     Ok(patient)
 }
@@ -438,9 +432,14 @@ async fn update_in(
         ));
     }
     let mut patient = current.clone();
-    let changed = apply(&mut patient, fields)?;
+    let consent = fields.consent;
+    let mut changed = apply(&mut patient, fields)?;
     if changed.is_empty() {
-        return Ok((current, false));
+        let (patient, consent_changed) = record_legacy_consent(write, current, consent).await?;
+        if consent_changed {
+            emit_updated(write, &patient, vec!["consent"]);
+        }
+        return Ok((patient, consent_changed));
     }
     if changed.contains(&"externalId") {
         ensure_external_id_free(
@@ -455,12 +454,65 @@ async fn update_in(
     // Every column is written: the row is the patient as validated above.
     let active = patient.clone().into_active_model().reset_all();
     active.update(&*write.txn).await?;
+    let (patient, consent_changed) = record_legacy_consent(write, patient, consent).await?;
+    if consent_changed {
+        changed.push("consent");
+    }
+    emit_updated(write, &patient, changed);
+    Ok((patient, true))
+}
+
+fn emit_updated(write: &mut super::Write<'_>, patient: &patients::Model, changed: Vec<&str>) {
     write.emit(Event::PatientUpdated(PatientUpdated {
         patient_id: PatientId(patient.id),
         external_id: patient.external_id.clone(),
         changed_fields: changed.iter().map(|f| f.to_string()).collect(),
     }));
-    Ok((patient, true))
+}
+
+/// Records what the three booleans of a patient input (`consent {sms email
+/// marketing}`) say, as consent history: a `true` gives consent, a `false`
+/// withdraws one that is on record. Returns the patient as stored and
+/// whether anything changed.
+async fn record_legacy_consent(
+    write: &mut super::Write<'_>,
+    patient: patients::Model,
+    consent: Option<Consent>,
+) -> DomainResult<(patients::Model, bool)> {
+    use super::outreach::{consent as consents, settings};
+    let Some(consent) = consent else {
+        return Ok((patient, false));
+    };
+    let history = consents::history(&*write.txn, write.who, patient.id).await?;
+    let current = consents::ConsentSet::of(&history);
+    let entries: Vec<_> = consents::from_legacy(
+        consent.sms,
+        consent.email,
+        consent.marketing,
+        "patient record",
+        write.now,
+    )
+    .into_iter()
+    .filter(|entry| {
+        entry.granted
+            || matches!(
+                current.standing(entry.channel, entry.purpose, true),
+                consents::Standing::Granted { .. }
+            )
+    })
+    .collect();
+    let written = consents::append(write, &patient, entries).await?;
+    for entry in &written {
+        settings::follow_consent(write, patient.id, entry).await?;
+    }
+    if written.is_empty() {
+        return Ok((patient, false));
+    }
+    let stored = write
+        .who
+        .get::<patients::Entity, _>(&*write.txn, patient.id, "patient")
+        .await?;
+    Ok((stored, true))
 }
 
 /// Creates or updates the patient with `external_id`, the CRM's own key.
@@ -496,10 +548,14 @@ pub async fn upsert_by_external_id(
                 ));
             }
             let mut patient = blank(who, write.now);
+            let consent = fields.consent;
             apply(&mut patient, fields)?;
             let patient = insert(&write, patient).await?;
             emit_created(&mut write, &patient);
-            (patient, true)
+            (
+                record_legacy_consent(&mut write, patient, consent).await?.0,
+                true,
+            )
         }
     };
     write.commit().await?;

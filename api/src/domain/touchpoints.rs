@@ -7,7 +7,8 @@ use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFi
 use uuid::Uuid;
 
 use super::{
-    Channel, Direction, DomainError, DomainResult, Store, access, follow_ups as follow_up_rules,
+    Channel, ConsentPurpose, Direction, DomainError, DomainResult, Store, access,
+    follow_ups as follow_up_rules,
     journeys::stage_at,
     page::{Keyset, Sort},
     records, validate,
@@ -156,6 +157,75 @@ pub async fn log(
             .await
             .map_err(|e| e.referenced_by("completesFollowUpId"))?;
     }
+    if input.direction == Direction::Inbound && input.channel == Channel::Sms {
+        opt_out_by_reply(&mut write, &patient, &touchpoint).await?;
+    }
     write.commit().await?;
     Ok(touchpoint)
+}
+
+/// An inbound text that is only STOP (or UNSUBSCRIBE, …) withdraws SMS
+/// consent for every purpose, with the touchpoint as its source; START or
+/// UNSTOP gives back what the last STOP took. Either re-plans at once.
+async fn opt_out_by_reply(
+    write: &mut super::Write<'_>,
+    patient: &entity::patients::Model,
+    touchpoint: &touchpoints::Model,
+) -> DomainResult<()> {
+    use super::outreach::consent::{self, ConsentEntry};
+    let Some(granted) = touchpoint.summary.as_deref().and_then(consent::keyword) else {
+        return Ok(());
+    };
+    let purposes: Vec<ConsentPurpose> = if granted {
+        // What the last STOP withdrew, or care texts when nothing is known.
+        let history = consent::history(&*write.txn, write.who, patient.id).await?;
+        let last_stop = history
+            .iter()
+            .filter(|r| {
+                r.channel == Channel::Sms.as_str() && !r.granted && r.touchpoint_id.is_some()
+            })
+            .map(|r| r.occurred_at)
+            .max();
+        let withdrawn: Vec<ConsentPurpose> = history
+            .iter()
+            .filter(|r| Some(r.occurred_at) == last_stop && r.channel == Channel::Sms.as_str())
+            .filter_map(|r| ConsentPurpose::parse(&r.purpose))
+            .collect();
+        let restorable: Vec<ConsentPurpose> = withdrawn
+            .into_iter()
+            .filter(|purpose| {
+                // Given before the STOP: it comes back.
+                history.iter().any(|r| {
+                    r.channel == Channel::Sms.as_str()
+                        && r.purpose == purpose.as_str()
+                        && r.granted
+                        && last_stop.is_some_and(|stop| r.occurred_at <= stop)
+                })
+            })
+            .collect();
+        if restorable.is_empty() {
+            vec![ConsentPurpose::Care]
+        } else {
+            restorable
+        }
+    } else {
+        ConsentPurpose::ALL.to_vec()
+    };
+    let source = if granted { "START reply" } else { "STOP reply" };
+    let entries = purposes
+        .into_iter()
+        .map(|purpose| ConsentEntry {
+            channel: Channel::Sms,
+            purpose,
+            granted,
+            source: source.to_string(),
+            touchpoint_id: Some(touchpoint.id),
+            occurred_at: touchpoint.occurred_at,
+        })
+        .collect();
+    let written = consent::append(write, patient, entries).await?;
+    for entry in &written {
+        super::outreach::settings::follow_consent(write, patient.id, entry).await?;
+    }
+    Ok(())
 }

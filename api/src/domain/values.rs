@@ -172,6 +172,11 @@ impl Score {
     pub fn is_detractor(self) -> bool {
         self.kind.is_detractor(self.value)
     }
+
+    /// NPS 9–10 or CSAT 5: someone who may leave a review.
+    pub fn is_promoter(self) -> bool {
+        self.kind.is_promoter(self.value)
+    }
 }
 
 /// A short machine name (a clinic's slug, a stage's key): 1 to 64 characters
@@ -206,6 +211,112 @@ impl Slug {
 impl From<Slug> for String {
     fn from(slug: Slug) -> String {
         slug.0
+    }
+}
+
+/// An IANA time zone, such as `America/New_York`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeZone(pub chrono_tz::Tz);
+
+impl TimeZone {
+    /// Reads a zone name given in `field`.
+    pub fn parse(field: &str, value: &str) -> DomainResult<Self> {
+        value
+            .trim()
+            .parse::<chrono_tz::Tz>()
+            .map(TimeZone)
+            .map_err(|_| {
+                DomainError::invalid(
+                    field,
+                    format!("{value:?} is not an IANA time zone such as America/New_York"),
+                )
+            })
+    }
+
+    /// A stored zone name; an unknown one (it was validated when stored)
+    /// falls back to UTC rather than failing a read.
+    pub fn stored(value: &str) -> Self {
+        value
+            .parse()
+            .map(TimeZone)
+            .unwrap_or(TimeZone(chrono_tz::UTC))
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+}
+
+/// A local time of day, `HH:MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LocalTime(pub chrono::NaiveTime);
+
+impl LocalTime {
+    /// Reads `HH:MM` (00:00 to 23:59) given in `field`.
+    pub fn parse(field: &str, value: &str) -> DomainResult<Self> {
+        let value = value.trim();
+        let ok = value.len() == 5 && value.as_bytes()[2] == b':';
+        chrono::NaiveTime::parse_from_str(value, "%H:%M")
+            .ok()
+            .filter(|_| ok)
+            .map(LocalTime)
+            .ok_or_else(|| {
+                DomainError::invalid(field, format!("{value:?} is not a time of day as HH:MM"))
+            })
+    }
+
+    /// A stored `HH:MM`; an unreadable one reads as midnight.
+    pub fn stored(value: &str) -> Self {
+        chrono::NaiveTime::parse_from_str(value, "%H:%M")
+            .map(LocalTime)
+            .unwrap_or(LocalTime(chrono::NaiveTime::MIN))
+    }
+
+    /// The `HH:MM` form.
+    pub fn text(self) -> String {
+        self.0.format("%H:%M").to_string()
+    }
+}
+
+/// Quiet hours: the local hours in which nobody is contacted, from `start`
+/// until `end` (an `end` before `start` spans midnight, as 21:00–08:00 does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    pub start: LocalTime,
+    pub end: LocalTime,
+}
+
+impl QuietHours {
+    /// Reads a start and an end given under `field` (`field.start`, `field.end`).
+    pub fn parse(field: &str, start: &str, end: &str) -> DomainResult<Self> {
+        let hours = QuietHours {
+            start: LocalTime::parse(&format!("{field}.start"), start)?,
+            end: LocalTime::parse(&format!("{field}.end"), end)?,
+        };
+        if hours.start == hours.end {
+            return Err(DomainError::invalid(
+                format!("{field}.end"),
+                "must differ from start",
+            ));
+        }
+        Ok(hours)
+    }
+
+    /// True when the local time `at` is inside the quiet hours.
+    pub fn contains(self, at: chrono::NaiveTime) -> bool {
+        if self.start < self.end {
+            self.start.0 <= at && at < self.end.0
+        } else {
+            at >= self.start.0 || at < self.end.0
+        }
+    }
+
+    /// TCPA-style defaults: nobody is contacted from 21:00 until 08:00.
+    pub fn standard() -> Self {
+        QuietHours {
+            start: LocalTime::stored("21:00"),
+            end: LocalTime::stored("08:00"),
+        }
     }
 }
 
@@ -282,6 +393,31 @@ mod tests {
             !Score::parse("score", FeedbackKind::Ces, 1)
                 .unwrap()
                 .is_detractor()
+        );
+    }
+
+    #[test]
+    fn zones_and_hours() {
+        assert!(TimeZone::parse("tz", "America/New_York").is_ok());
+        assert_eq!(
+            field_of(TimeZone::parse("input.timezone", "Mars/Olympus").unwrap_err()),
+            "input.timezone"
+        );
+        assert!(LocalTime::parse("t", "08:00").is_ok());
+        for bad in ["8:00", "24:00", "08:60", "0800", "noon", "08:00:00"] {
+            assert!(LocalTime::parse("t", bad).is_err(), "{bad}");
+        }
+        let quiet = QuietHours::standard();
+        let at = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        assert!(!quiet.contains(at(8, 0)) && !quiet.contains(at(20, 59)));
+        assert!(
+            quiet.contains(at(21, 0)) && quiet.contains(at(7, 59)) && quiet.contains(at(23, 0))
+        );
+        let lunch = QuietHours::parse("q", "12:00", "13:00").unwrap();
+        assert!(lunch.contains(at(12, 30)) && !lunch.contains(at(13, 0)));
+        assert_eq!(
+            field_of(QuietHours::parse("input.quietHours", "08:00", "08:00").unwrap_err()),
+            "input.quietHours.end"
         );
     }
 

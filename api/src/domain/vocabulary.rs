@@ -96,8 +96,15 @@ vocabulary!(
 vocabulary!(
     /// Where a follow-up stands.
     FollowUpStatus {
+        /// Planned; may be sent from its `sendAt`.
         Open => "OPEN",
+        /// Planned, but no channel is allowed (no consent, no address).
+        Blocked => "BLOCKED",
+        /// The contact happened.
         Done => "DONE",
+        /// A coordinator decided not to make it.
+        Skipped => "SKIPPED",
+        /// No longer right (the journey moved on or ended, consent was revoked).
         Cancelled => "CANCELLED",
     }
 );
@@ -109,8 +116,26 @@ vocabulary!(
         StageRule => "STAGE_RULE",
         /// Scheduled because the patient gave detractor feedback.
         ServiceRecovery => "SERVICE_RECOVERY",
+        /// The journey passed its stage's target time with no contact since it entered.
+        StalledNudge => "STALLED_NUDGE",
+        /// The stage's rebooking cadence came due.
+        RebookingDue => "REBOOKING_DUE",
+        /// A promoter, asked for a review.
+        ReviewRequest => "REVIEW_REQUEST",
+        /// No touchpoint in either direction for the stage's win-back days.
+        WinBack => "WIN_BACK",
         /// Scheduled by a person.
         Manual => "MANUAL",
+    }
+);
+
+vocabulary!(
+    /// What an outreach contact is for: consent is given per purpose.
+    ConsentPurpose {
+        /// About the patient's own care.
+        Care => "CARE",
+        /// Offers, rebooking, reviews, win-back.
+        Marketing => "MARKETING",
     }
 );
 
@@ -125,6 +150,37 @@ vocabulary!(
     }
 );
 
+impl FollowUpKind {
+    /// The purpose of this kind of contact.
+    pub fn purpose(self) -> ConsentPurpose {
+        match self {
+            FollowUpKind::RebookingDue | FollowUpKind::ReviewRequest | FollowUpKind::WinBack => {
+                ConsentPurpose::Marketing
+            }
+            _ => ConsentPurpose::Care,
+        }
+    }
+
+    /// 1 (most urgent) to 3: a recovery call first, then care, then marketing.
+    pub fn priority(self) -> i16 {
+        match self {
+            FollowUpKind::ServiceRecovery => 1,
+            kind if kind.purpose() == ConsentPurpose::Care => 2,
+            _ => 3,
+        }
+    }
+}
+
+impl Channel {
+    /// The channels consent is given for, and outreach is planned on.
+    pub const CONTACT: [Channel; 3] = [Channel::Sms, Channel::Email, Channel::Phone];
+
+    /// True for SMS, email and phone.
+    pub fn needs_consent(self) -> bool {
+        Self::CONTACT.contains(&self)
+    }
+}
+
 impl FeedbackKind {
     /// A score that calls for service recovery: NPS detractors (0–6) and
     /// unsatisfied CSAT (1–2).
@@ -132,6 +188,15 @@ impl FeedbackKind {
         match self {
             FeedbackKind::Nps => score <= 6,
             FeedbackKind::Csat => score <= 2,
+            FeedbackKind::Ces | FeedbackKind::Comment => false,
+        }
+    }
+
+    /// A score that makes a promoter: NPS 9–10, CSAT 5.
+    pub fn is_promoter(self, score: i16) -> bool {
+        match self {
+            FeedbackKind::Nps => score >= 9,
+            FeedbackKind::Csat => score >= 5,
             FeedbackKind::Ces | FeedbackKind::Comment => false,
         }
     }

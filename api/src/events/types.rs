@@ -27,12 +27,15 @@ pub enum EventType {
     FollowUpScheduled,
     FollowUpOverdue,
     FollowUpCompleted,
+    FollowUpDue,
+    FollowUpCancelled,
+    PatientConsentChanged,
     WebhookEndpointDisabled,
 }
 
 impl EventType {
     /// Every type, in the order the documentation lists them.
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 16] = [
         EventType::PatientCreated,
         EventType::PatientUpdated,
         EventType::PatientErased,
@@ -45,6 +48,9 @@ impl EventType {
         EventType::FollowUpScheduled,
         EventType::FollowUpOverdue,
         EventType::FollowUpCompleted,
+        EventType::FollowUpDue,
+        EventType::FollowUpCancelled,
+        EventType::PatientConsentChanged,
         EventType::WebhookEndpointDisabled,
     ];
 
@@ -63,6 +69,9 @@ impl EventType {
             EventType::FollowUpScheduled => "follow_up.scheduled",
             EventType::FollowUpOverdue => "follow_up.overdue",
             EventType::FollowUpCompleted => "follow_up.completed",
+            EventType::FollowUpDue => "follow_up.due",
+            EventType::FollowUpCancelled => "follow_up.cancelled",
+            EventType::PatientConsentChanged => "patient.consent_changed",
             EventType::WebhookEndpointDisabled => "webhook_endpoint.disabled",
         }
     }
@@ -99,6 +108,34 @@ pub mod stamp {
         DateTime::parse_from_rfc3339(&text)
             .map(|at| at.with_timezone(&Utc))
             .map_err(serde::de::Error::custom)
+    }
+
+    /// An optional time, the same way.
+    pub mod optional {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(
+            at: &Option<DateTime<Utc>>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match at {
+                Some(at) => serializer.serialize_str(&super::format(*at)),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            let text = <Option<std::borrow::Cow<'de, str>>>::deserialize(deserializer)?;
+            text.map(|text| {
+                DateTime::parse_from_rfc3339(&text)
+                    .map(|at| at.with_timezone(&Utc))
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
+        }
     }
 }
 
@@ -231,7 +268,9 @@ pub struct FeedbackSubmitted {
     pub submitted_at: DateTime<Utc>,
 }
 
-/// `follow_up.scheduled` and `follow_up.overdue`: a follow-up and when it is due.
+/// `follow_up.scheduled`, `follow_up.due` and `follow_up.overdue`: a
+/// follow-up, its channel and when it is due and may be sent. Thin: the draft
+/// message goes only to webhook endpoints that opted in to PHI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FollowUpNotice {
@@ -244,6 +283,48 @@ pub struct FollowUpNotice {
     pub due_at: DateTime<Utc>,
     pub channel: String,
     pub assignee_id: Option<StaffId>,
+    /// CARE or MARKETING.
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// The first moment it may be sent.
+    #[serde(default, with = "stamp::optional")]
+    pub send_at: Option<DateTime<Utc>>,
+    /// OPEN, or BLOCKED when no channel is allowed.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// `follow_up.cancelled`: a follow-up that is no longer right, or that a
+/// coordinator skipped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowUpCancelled {
+    pub follow_up_id: FollowUpId,
+    pub kind: String,
+    pub journey_id: JourneyId,
+    pub patient_id: PatientId,
+    /// CANCELLED or SKIPPED.
+    pub status: String,
+    /// Why, in a few words ("journey left the stage", "SMS consent revoked").
+    pub reason: String,
+    /// The follow-up planned in its place, if any.
+    pub replaced_by: Option<FollowUpId>,
+}
+
+/// `patient.consent_changed`: a consent given or withdrawn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsentChanged {
+    pub patient_id: PatientId,
+    /// SMS, EMAIL or PHONE.
+    pub channel: String,
+    /// CARE or MARKETING.
+    pub purpose: String,
+    pub granted: bool,
+    pub source: String,
+    pub touchpoint_id: Option<TouchpointId>,
+    #[serde(with = "stamp")]
+    pub occurred_at: DateTime<Utc>,
 }
 
 /// `follow_up.completed`.
@@ -286,6 +367,9 @@ pub enum Event {
     FollowUpScheduled(FollowUpNotice),
     FollowUpOverdue(FollowUpNotice),
     FollowUpCompleted(FollowUpCompleted),
+    FollowUpDue(FollowUpNotice),
+    FollowUpCancelled(FollowUpCancelled),
+    PatientConsentChanged(ConsentChanged),
     WebhookEndpointDisabled(EndpointDisabled),
 }
 
@@ -313,6 +397,9 @@ impl Event {
             Event::FollowUpScheduled(_) => EventType::FollowUpScheduled,
             Event::FollowUpOverdue(_) => EventType::FollowUpOverdue,
             Event::FollowUpCompleted(_) => EventType::FollowUpCompleted,
+            Event::FollowUpDue(_) => EventType::FollowUpDue,
+            Event::FollowUpCancelled(_) => EventType::FollowUpCancelled,
+            Event::PatientConsentChanged(_) => EventType::PatientConsentChanged,
             Event::WebhookEndpointDisabled(_) => EventType::WebhookEndpointDisabled,
         }
     }
@@ -328,8 +415,12 @@ impl Event {
             Event::JourneyCompleted(e) | Event::JourneyDropped(e) => e.journey_id.to_string(),
             Event::TouchpointLogged(e) => e.touchpoint_id.to_string(),
             Event::FeedbackSubmitted(e) => e.feedback_id.to_string(),
-            Event::FollowUpScheduled(e) | Event::FollowUpOverdue(e) => e.follow_up_id.to_string(),
+            Event::FollowUpScheduled(e) | Event::FollowUpOverdue(e) | Event::FollowUpDue(e) => {
+                e.follow_up_id.to_string()
+            }
             Event::FollowUpCompleted(e) => e.follow_up_id.to_string(),
+            Event::FollowUpCancelled(e) => e.follow_up_id.to_string(),
+            Event::PatientConsentChanged(e) => e.patient_id.to_string(),
             Event::WebhookEndpointDisabled(e) => e.endpoint_id.to_string(),
         }
     }
@@ -345,8 +436,12 @@ impl Event {
             Event::JourneyCompleted(e) | Event::JourneyDropped(e) => e.patient_id,
             Event::TouchpointLogged(e) => e.patient_id,
             Event::FeedbackSubmitted(e) => e.patient_id,
-            Event::FollowUpScheduled(e) | Event::FollowUpOverdue(e) => e.patient_id,
+            Event::FollowUpScheduled(e) | Event::FollowUpOverdue(e) | Event::FollowUpDue(e) => {
+                e.patient_id
+            }
             Event::FollowUpCompleted(e) => e.patient_id,
+            Event::FollowUpCancelled(e) => e.patient_id,
+            Event::PatientConsentChanged(e) => e.patient_id,
             Event::WebhookEndpointDisabled(_) => return None,
         })
     }
@@ -355,6 +450,16 @@ impl Event {
     pub fn touchpoint_id(&self) -> Option<TouchpointId> {
         match self {
             Event::TouchpointLogged(e) => Some(e.touchpoint_id),
+            _ => None,
+        }
+    }
+
+    /// The follow-up whose draft message the event stands for, if any.
+    pub fn follow_up_id(&self) -> Option<FollowUpId> {
+        match self {
+            Event::FollowUpScheduled(e) | Event::FollowUpOverdue(e) | Event::FollowUpDue(e) => {
+                Some(e.follow_up_id)
+            }
             _ => None,
         }
     }
@@ -390,8 +495,12 @@ impl Event {
             Event::JourneyCompleted(e) | Event::JourneyDropped(e) => serde_json::to_value(e),
             Event::TouchpointLogged(e) => serde_json::to_value(e),
             Event::FeedbackSubmitted(e) => serde_json::to_value(e),
-            Event::FollowUpScheduled(e) | Event::FollowUpOverdue(e) => serde_json::to_value(e),
+            Event::FollowUpScheduled(e) | Event::FollowUpOverdue(e) | Event::FollowUpDue(e) => {
+                serde_json::to_value(e)
+            }
             Event::FollowUpCompleted(e) => serde_json::to_value(e),
+            Event::FollowUpCancelled(e) => serde_json::to_value(e),
+            Event::PatientConsentChanged(e) => serde_json::to_value(e),
             Event::WebhookEndpointDisabled(e) => serde_json::to_value(e),
         };
         // Plain structs of strings, numbers and ids always serialize.
@@ -430,6 +539,11 @@ impl Event {
             EventType::FollowUpScheduled => Event::FollowUpScheduled(payload(event_type, data)?),
             EventType::FollowUpOverdue => Event::FollowUpOverdue(payload(event_type, data)?),
             EventType::FollowUpCompleted => Event::FollowUpCompleted(payload(event_type, data)?),
+            EventType::FollowUpDue => Event::FollowUpDue(payload(event_type, data)?),
+            EventType::FollowUpCancelled => Event::FollowUpCancelled(payload(event_type, data)?),
+            EventType::PatientConsentChanged => {
+                Event::PatientConsentChanged(payload(event_type, data)?)
+            }
             EventType::WebhookEndpointDisabled => {
                 Event::WebhookEndpointDisabled(payload(event_type, data)?)
             }

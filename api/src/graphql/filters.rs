@@ -7,7 +7,7 @@ use async_graphql::{ID, InputObject};
 use super::{
     context::decode_opt_id,
     scalars::DateTime,
-    types::{FollowUpStatus, JourneyStatus},
+    types::{FollowUpKind, FollowUpStatus, JourneyStatus},
 };
 use crate::{
     domain::{self, DomainResult},
@@ -99,6 +99,11 @@ pub struct FollowUpFilter {
     pub journey_id: Option<ID>,
     /// Follow-ups of this patient.
     pub patient_id: Option<ID>,
+    /// The coordinator's queue (`true`): open follow-ups whose `sendAt` has
+    /// come, most urgent first (by `priority`, then the longest waiting).
+    pub sendable: Option<bool>,
+    /// Follow-ups of this kind.
+    pub kind: Option<FollowUpKind>,
 }
 
 impl FollowUpFilter {
@@ -122,6 +127,8 @@ impl FollowUpFilter {
                 "filter.patientId",
                 self.patient_id.as_ref(),
             )?,
+            sendable: self.sendable,
+            kind: self.kind.map(Into::into),
         })
     }
 }

@@ -13,9 +13,9 @@ use std::{
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use entity::{
-    ClinicOwned, audit_log, events, feedback, follow_up_rules, follow_ups, journeys, pathways,
-    patients, staff, stage_transitions, stages, touchpoints, webhook_attempts, webhook_deliveries,
-    webhook_endpoints,
+    ClinicOwned, audit_log, clinics, consents, events, feedback, follow_up_rules, follow_ups,
+    journeys, pathways, patients, staff, stage_transitions, stages, touchpoints, webhook_attempts,
+    webhook_deliveries, webhook_endpoints,
 };
 use sea_orm::{
     ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
@@ -302,7 +302,11 @@ pub struct Loaders {
     pub webhook_endpoint: Loads<ById<webhook_endpoints::Entity>>,
     pub webhook_delivery: Loads<ById<webhook_deliveries::Entity>>,
     pub attempts_of_delivery: Loads<ByParent<webhook_attempts::Entity>>,
+    pub consents_of_patient: Loads<ByParent<consents::Entity>>,
     known_stages: KnownStages,
+    clinic: tokio::sync::OnceCell<clinics::Model>,
+    store: Store,
+    who: Principal,
 }
 
 fn loader<T: Send + Sync + 'static>(inner: T, queue: &LoadQueue) -> DataLoader<T> {
@@ -345,6 +349,7 @@ impl Loaders {
             };
         }
         let known_stages = KnownStages::default();
+        let (own_store, own_who) = (store.clone(), who.clone());
         let touchpoint_key = || SortKey {
             at: Some(touchpoints::Column::OccurredAt),
             id: touchpoints::Column::Id,
@@ -393,6 +398,12 @@ impl Loaders {
                 PatientId,
                 |f| Some(f.patient_id),
                 [DueAt, Id]
+            ),
+            consents_of_patient: by_parent!(
+                consents,
+                PatientId,
+                |c| Some(c.patient_id),
+                [OccurredAt, RecordedAt, Id]
             ),
             follow_ups_of_journey: by_parent!(
                 follow_ups,
@@ -503,11 +514,21 @@ impl Loaders {
                 queue,
             ),
             known_stages,
+            clinic: tokio::sync::OnceCell::new(),
+            store: own_store,
+            who: own_who,
         }
     }
 
     /// A stage by id: from what this request has already read when it can,
     /// otherwise through the stage loader.
+    /// The caller's clinic, read once per request.
+    pub async fn clinic(&self) -> Result<&clinics::Model, DomainError> {
+        self.clinic
+            .get_or_try_init(|| crate::domain::clinics::by_id(&self.store.db, self.who.clinic_id))
+            .await
+    }
+
     pub async fn stage_by_id(&self, id: Uuid) -> Result<stages::Model, DomainError> {
         let known = self
             .known_stages

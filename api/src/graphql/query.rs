@@ -227,9 +227,10 @@ impl Query {
         let page = PageRequest::new(first, after.as_deref(), None, None)?;
         let filter = filter.unwrap_or_default().into_domain()?;
         let found = domain::follow_ups::list(&store, &who, &filter, &page).await?;
+        let order = filter.clone();
         Ok(connection(
             found,
-            |f| domain::follow_ups::keyset(f).encode(),
+            move |f| domain::follow_ups::cursor_in(&order, f).encode(),
             FollowUp,
             ConnectionTotals::new(move || {
                 let (store, who, filter) = (store.clone(), who.clone(), filter.clone());

@@ -37,6 +37,10 @@ pub struct StageSpec {
     pub category: StageCategory,
     pub target_hours: Option<i32>,
     pub terminal: bool,
+    /// Days after entering the stage when a rebooking is due.
+    pub rebook_after_days: Option<i32>,
+    /// Days without contact after which a journey here is won back.
+    pub win_back_after_days: Option<i32>,
     pub rules: &'static [RuleSpec],
     /// Median hours spent in the stage, and the spread (log-normal sigma).
     pub dwell_hours: f64,
@@ -129,6 +133,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Inquiry,
                 target_hours: Some(24),
                 terminal: false,
+                rebook_after_days: None,
+                win_back_after_days: None,
                 rules: &[RuleSpec {
                     delay_hours: 2,
                     channel: Channel::Phone,
@@ -159,6 +165,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Consultation,
                 target_hours: Some(120),
                 terminal: false,
+                rebook_after_days: None,
+                win_back_after_days: Some(30),
                 rules: &[RuleSpec {
                     delay_hours: 48,
                     channel: Channel::Sms,
@@ -195,6 +203,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Treatment,
                 target_hours: Some(72),
                 terminal: false,
+                rebook_after_days: None,
+                win_back_after_days: None,
                 rules: &[RuleSpec {
                     delay_hours: 48,
                     channel: Channel::Sms,
@@ -231,6 +241,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::FollowUp,
                 target_hours: Some(21 * 24),
                 terminal: false,
+                rebook_after_days: None,
+                win_back_after_days: None,
                 rules: &[RuleSpec {
                     delay_hours: 14 * 24,
                     channel: Channel::Email,
@@ -266,6 +278,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::OngoingCare,
                 target_hours: Some(120 * 24),
                 terminal: false,
+                rebook_after_days: Some(75),
+                win_back_after_days: Some(120),
                 rules: &[RuleSpec {
                     delay_hours: 90 * 24,
                     channel: Channel::Email,
@@ -292,6 +306,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Discharged,
                 target_hours: None,
                 terminal: true,
+                rebook_after_days: None,
+                win_back_after_days: None,
                 rules: &[],
                 dwell_hours: 1.0,
                 spread: 0.1,
@@ -320,6 +336,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Inquiry,
                 target_hours: Some(24),
                 terminal: false,
+                rebook_after_days: None,
+                win_back_after_days: None,
                 rules: &[RuleSpec {
                     delay_hours: 4,
                     channel: Channel::Phone,
@@ -349,6 +367,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Consultation,
                 target_hours: Some(96),
                 terminal: false,
+                rebook_after_days: None,
+                win_back_after_days: Some(30),
                 rules: &[],
                 dwell_hours: 72.0,
                 spread: 0.7,
@@ -373,6 +393,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Treatment,
                 target_hours: Some(45 * 24),
                 terminal: false,
+                rebook_after_days: Some(35),
+                win_back_after_days: Some(60),
                 rules: &[RuleSpec {
                     delay_hours: 24,
                     channel: Channel::Phone,
@@ -409,6 +431,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Treatment,
                 target_hours: Some(45 * 24),
                 terminal: false,
+                rebook_after_days: Some(35),
+                win_back_after_days: Some(60),
                 rules: &[],
                 dwell_hours: 35.0 * 24.0,
                 spread: 0.25,
@@ -430,6 +454,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Treatment,
                 target_hours: Some(60 * 24),
                 terminal: false,
+                rebook_after_days: None,
+                win_back_after_days: Some(90),
                 rules: &[RuleSpec {
                     delay_hours: 30 * 24,
                     channel: Channel::Email,
@@ -462,6 +488,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Discharged,
                 target_hours: None,
                 terminal: true,
+                rebook_after_days: None,
+                win_back_after_days: None,
                 rules: &[],
                 dwell_hours: 1.0,
                 spread: 0.1,
@@ -490,6 +518,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Inquiry,
                 target_hours: Some(48),
                 terminal: false,
+                rebook_after_days: None,
+                win_back_after_days: None,
                 rules: &[RuleSpec {
                     delay_hours: 24,
                     channel: Channel::Phone,
@@ -519,6 +549,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Intake,
                 target_hours: Some(7 * 24),
                 terminal: false,
+                rebook_after_days: None,
+                win_back_after_days: None,
                 rules: &[
                     RuleSpec {
                         delay_hours: 72,
@@ -563,6 +595,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Consultation,
                 target_hours: Some(96),
                 terminal: false,
+                rebook_after_days: None,
+                win_back_after_days: None,
                 rules: &[],
                 dwell_hours: 60.0,
                 spread: 0.6,
@@ -593,6 +627,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Treatment,
                 target_hours: Some(14 * 24),
                 terminal: false,
+                rebook_after_days: None,
+                win_back_after_days: None,
                 rules: &[RuleSpec {
                     delay_hours: 6 * 7 * 24,
                     channel: Channel::Phone,
@@ -622,6 +658,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::OngoingCare,
                 target_hours: Some(45 * 24),
                 terminal: false,
+                rebook_after_days: Some(90),
+                win_back_after_days: Some(120),
                 rules: &[RuleSpec {
                     delay_hours: 30 * 24,
                     channel: Channel::Video,
@@ -657,6 +695,8 @@ pub const PATHWAYS: &[PathwaySpec] = &[
                 category: StageCategory::Discharged,
                 target_hours: None,
                 terminal: true,
+                rebook_after_days: None,
+                win_back_after_days: None,
                 rules: &[],
                 dwell_hours: 1.0,
                 spread: 0.1,

@@ -12,7 +12,7 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
 use entity::{
-    clinics, feedback, follow_up_rules, follow_ups, journeys, pathways, patients, staff,
+    clinics, consents, feedback, follow_up_rules, follow_ups, journeys, pathways, patients, staff,
     stage_transitions, stages, touchpoints,
 };
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
@@ -24,8 +24,8 @@ use self::clinic::{PATHWAYS, PathwaySpec, StageSpec};
 use crate::{
     db::Db,
     domain::{
-        Direction, DomainResult, FeedbackKind, FollowUpKind, FollowUpStatus, JourneyStatus,
-        StageCategory, TransitionKind,
+        ConsentPurpose, Direction, DomainResult, FeedbackKind, FollowUpKind, FollowUpStatus,
+        JourneyStatus, StageCategory, TransitionKind, outreach::consent,
     },
 };
 
@@ -65,19 +65,22 @@ pub struct SeedReport {
     pub touchpoints: usize,
     pub feedback: usize,
     pub follow_ups: usize,
+    /// Open follow-ups planned (channel, send time, explanation, draft).
+    pub planned: usize,
 }
 
 impl fmt::Display for SeedReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seeded {DEMO_NAME}: {} patients, {} journeys, {} stage transitions, {} touchpoints, {} feedback, {} follow-ups",
+            "seeded {DEMO_NAME}: {} patients, {} journeys, {} stage transitions, {} touchpoints, {} feedback, {} follow-ups ({} open, planned)",
             self.patients,
             self.journeys,
             self.transitions,
             self.touchpoints,
             self.feedback,
-            self.follow_ups
+            self.follow_ups,
+            self.planned
         )
     }
 }
@@ -112,6 +115,7 @@ struct Batch {
     touchpoints: Vec<touchpoints::Model>,
     feedback: Vec<feedback::Model>,
     follow_ups: Vec<follow_ups::Model>,
+    consents: Vec<consents::Model>,
 }
 
 /// Seeds the demo clinic into `db`.
@@ -127,6 +131,10 @@ pub async fn demo(db: &Db, options: &SeedOptions) -> DomainResult<SeedReport> {
         name: DEMO_NAME.into(),
         slug: DEMO_SLUG.into(),
         timezone: "America/Los_Angeles".into(),
+        quiet_start: "21:00".into(),
+        quiet_end: "08:00".into(),
+        max_marketing_per_week: 1,
+        min_hours_between_contacts: 24,
         created_at: founded,
     };
     let staff_rows: Vec<staff::Model> = clinic::STAFF
@@ -205,6 +213,7 @@ pub async fn demo(db: &Db, options: &SeedOptions) -> DomainResult<SeedReport> {
         report.follow_ups += batch.follow_ups.len();
         let txn = db.begin_write().await?;
         insert_all(&*txn, batch.patients).await?;
+        insert_all(&*txn, batch.consents).await?;
         insert_all(&*txn, batch.journeys).await?;
         insert_all(&*txn, batch.transitions).await?;
         insert_all(&*txn, batch.touchpoints).await?;
@@ -216,6 +225,10 @@ pub async fn demo(db: &Db, options: &SeedOptions) -> DomainResult<SeedReport> {
             tracing::info!(patients = made, of = total, "seeding");
         }
     }
+    // The open follow-ups get their channel, send time, explanation and
+    // draft the way the domain plans them, from what was seeded.
+    let store = crate::domain::Store::new(db.clone());
+    report.planned = crate::domain::outreach::plan_seeded(&store, clinic.id).await?;
     // Fresh statistics, so the query planner knows the tables' new sizes.
     db.conn().execute_unprepared("ANALYZE").await?;
     Ok(report)
@@ -228,12 +241,15 @@ where
         + sea_orm::ModelTrait,
     C: ConnectionTrait,
 {
-    const ROWS_PER_STATEMENT: usize = 1500;
+    use sea_orm::Iterable;
+    // SQLite takes at most 32,766 parameters a statement.
+    let columns = <<M as sea_orm::ModelTrait>::Entity as EntityTrait>::Column::iter().count();
+    let rows_per_statement = (30_000 / columns.max(1)).clamp(1, 1500);
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<_> = rows
             .by_ref()
-            .take(ROWS_PER_STATEMENT)
+            .take(rows_per_statement)
             .map(IntoActiveModel::into_active_model)
             .collect();
         <M as sea_orm::ModelTrait>::Entity::insert_many(chunk)
@@ -279,6 +295,8 @@ fn build_pathways(rng: &mut StdRng, clinic_id: Uuid, founded: DateTime<Utc>) -> 
                             position: position as i32,
                             target_hours: stage.target_hours,
                             terminal: stage.terminal,
+                            rebook_after_days: stage.rebook_after_days,
+                            win_back_after_days: stage.win_back_after_days,
                             created_at: founded,
                         },
                         rules,
@@ -391,6 +409,16 @@ fn seed_patient(
         consent_sms: rng.random_bool(0.8),
         consent_email: rng.random_bool(0.9),
         consent_marketing: rng.random_bool(0.4),
+        // Most patients live near the clinic; some travel in from the east.
+        timezone: rng.random_bool(0.15).then(|| {
+            pick(
+                rng,
+                &["America/Denver", "America/Chicago", "America/New_York"],
+            )
+            .to_string()
+        }),
+        quiet_start: None,
+        quiet_end: None,
         search_text,
         archived_at: None,
         erased_at: None,
@@ -407,6 +435,32 @@ fn seed_patient(
         if start < now {
             simulate(rng, batch, &patient, &pathways[second], people, start, now);
         }
+    }
+    // The intake form's answers, as the consent history records them.
+    for entry in consent::from_legacy(
+        patient.consent_sms,
+        patient.consent_email,
+        patient.consent_marketing,
+        "intake form",
+        patient.created_at,
+    )
+    .into_iter()
+    .filter(|entry| entry.granted)
+    {
+        batch.consents.push(consents::Model {
+            id: id_at(rng, patient.created_at),
+            clinic_id,
+            patient_id: patient.id,
+            channel: entry.channel.as_str().into(),
+            purpose: entry.purpose.as_str().into(),
+            granted: true,
+            source: entry.source,
+            touchpoint_id: None,
+            occurred_at: entry.occurred_at,
+            recorded_at: entry.occurred_at,
+            actor_kind: "SYSTEM".into(),
+            actor_id: None,
+        });
     }
     batch.patients.push(patient);
 }
@@ -510,11 +564,21 @@ fn simulate(
                 stage_id: Some(stage.row.id),
                 rule_id: Some(rule.id),
                 kind: FollowUpKind::StageRule.as_str().into(),
+                purpose: ConsentPurpose::Care.as_str().into(),
                 due_at: due,
                 channel: rule.channel.clone(),
                 note: rule.note.clone(),
                 assignee_staff_id: Some(owner),
                 status: FollowUpStatus::Open.as_str().into(),
+                send_at: Some(due),
+                explanation: None,
+                message: None,
+                priority: FollowUpKind::StageRule.priority(),
+                blocked_reason: None,
+                due_notified_at: None,
+                skipped_at: None,
+                skip_reason: None,
+                plan_key: None,
                 completed_at: None,
                 completed_by_touchpoint_id: None,
                 cancelled_at: None,
@@ -617,11 +681,21 @@ fn simulate(
                     stage_id: Some(stage.row.id),
                     rule_id: None,
                     kind: FollowUpKind::ServiceRecovery.as_str().into(),
+                    purpose: ConsentPurpose::Care.as_str().into(),
                     due_at: at + Duration::hours(24),
                     channel: crate::domain::Channel::Phone.as_str().into(),
                     note: Some(format!("Service recovery: {} {score}", feedback_spec.kind)),
                     assignee_staff_id: Some(owner),
                     status: FollowUpStatus::Open.as_str().into(),
+                    send_at: Some(at + Duration::hours(24)),
+                    explanation: None,
+                    message: None,
+                    priority: FollowUpKind::ServiceRecovery.priority(),
+                    blocked_reason: None,
+                    due_notified_at: None,
+                    skipped_at: None,
+                    skip_reason: None,
+                    plan_key: None,
                     completed_at: None,
                     completed_by_touchpoint_id: None,
                     cancelled_at: None,

@@ -259,6 +259,13 @@ async fn add_phi<C: ConnectionTrait>(
     {
         data["comment"] = json!(feedback.comment);
     }
+    if let Some(id) = event.follow_up_id()
+        && let Some(follow_up) = who
+            .find_row::<entity::follow_ups::Entity, _>(conn, id.0)
+            .await?
+    {
+        data["message"] = json!(follow_up.message);
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 mod access;
 mod journeys;
+mod outreach;
 mod pathways;
 mod patients;
 mod touchpoints;
@@ -17,5 +18,6 @@ pub struct Mutation(
     touchpoints::TouchpointMutations,
     pathways::PathwayMutations,
     access::AccessMutations,
+    outreach::OutreachMutations,
     webhook_endpoints::WebhookMutations,
 );

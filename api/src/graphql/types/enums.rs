@@ -88,11 +88,15 @@ pub enum StageCategory {
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(remote = "domain::FollowUpStatus")]
 pub enum FollowUpStatus {
-    /// Still to do.
+    /// Planned; may be sent from its `sendAt`.
     Open,
-    /// Done.
+    /// Planned, but no channel is allowed (see `blockedReason`).
+    Blocked,
+    /// The contact happened.
     Done,
-    /// No longer needed.
+    /// A coordinator decided not to make it.
+    Skipped,
+    /// No longer right: the journey moved on or ended, or consent was withdrawn.
     Cancelled,
 }
 
@@ -100,12 +104,30 @@ pub enum FollowUpStatus {
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(remote = "domain::FollowUpKind")]
 pub enum FollowUpKind {
-    /// Scheduled by a rule of the stage the journey entered.
+    /// Scheduled by a rule of the stage the journey entered (care).
     StageRule,
-    /// Scheduled because the patient gave detractor feedback (NPS 0–6, CSAT 1–2).
+    /// Scheduled because the patient gave detractor feedback (NPS 0–6, CSAT 1–2) (care).
     ServiceRecovery,
-    /// Scheduled by a person.
+    /// The journey passed its stage's target time with no contact since it entered (care).
+    StalledNudge,
+    /// The stage's rebooking cadence came due, e.g. 90 days after injectables (marketing).
+    RebookingDue,
+    /// A promoter (NPS 9–10, CSAT 5), asked for a review once per journey (marketing).
+    ReviewRequest,
+    /// No touchpoint in either direction for the stage's win-back days (marketing).
+    WinBack,
+    /// Scheduled by a person (care).
     Manual,
+}
+
+/// What an outreach contact is for; consent is given per purpose.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::ConsentPurpose")]
+pub enum ConsentPurpose {
+    /// About the patient's own care.
+    Care,
+    /// Offers, rebooking, reviews, win-back.
+    Marketing,
 }
 
 /// What a stage transition was.

@@ -110,6 +110,31 @@ pub struct PainPoint {
     pub submitted_at: DateTime,
 }
 
+/// Does outreach work? Follow-ups of one kind planned in a stage in the
+/// window, and what they did.
+#[derive(SimpleObject)]
+pub struct OutreachFigures {
+    pub kind: super::FollowUpKind,
+    /// Follow-ups planned in the window.
+    pub planned: i64,
+    /// Of those, made (done).
+    pub sent: i64,
+    /// Of those, blocked: no consented channel.
+    pub blocked: i64,
+    /// Of those made, answered by the patient within 72 hours.
+    pub answered: i64,
+    /// Of those made, followed by the journey moving forward from the stage within 14 days.
+    pub advanced: i64,
+    /// `answered / sent`.
+    pub answer_rate: Option<f64>,
+    /// `advanced / sent`.
+    pub advance_rate: Option<f64>,
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
 /// Touchpoints of one channel in a stage.
 #[derive(SimpleObject)]
 pub struct ChannelCount {
@@ -265,6 +290,25 @@ impl JourneyMapStage<'_> {
     }
 
     /// The same figures over the window compared with (`compareTo`).
+    /// Does outreach work here? Per follow-up kind planned in the window:
+    /// planned, sent, blocked, answered within 72 h, advanced within 14 days.
+    async fn outreach(&self) -> Vec<OutreachFigures> {
+        self.stats
+            .outreach
+            .iter()
+            .map(|o| OutreachFigures {
+                kind: o.kind.into(),
+                planned: o.planned as i64,
+                sent: o.sent as i64,
+                blocked: o.blocked as i64,
+                answered: o.answered as i64,
+                advanced: o.advanced as i64,
+                answer_rate: (o.sent > 0).then(|| round2(o.answered as f64 / o.sent as f64)),
+                advance_rate: (o.sent > 0).then(|| round2(o.advanced as f64 / o.sent as f64)),
+            })
+            .collect()
+    }
+
     async fn previous(&self) -> Option<JourneyMapStage<'_>> {
         self.previous.map(|stats| JourneyMapStage {
             stats,

@@ -92,6 +92,17 @@ impl Stage {
         self.0.terminal
     }
 
+    /// Days after entering the stage when a rebooking is due (`REBOOKING_DUE`).
+    async fn rebook_after_days(&self) -> Option<i32> {
+        self.0.rebook_after_days
+    }
+
+    /// Days without any touchpoint after which an active journey here is won
+    /// back (`WIN_BACK`).
+    async fn win_back_after_days(&self) -> Option<i32> {
+        self.0.win_back_after_days
+    }
+
     /// The pathway the stage belongs to.
     async fn pathway(&self, ctx: &Context<'_>) -> async_graphql::Result<super::Pathway> {
         Ok(Pathway(

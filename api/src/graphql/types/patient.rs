@@ -3,8 +3,8 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 use entity::patients;
 
 use super::{
-    AuditEntry, Channel, Feedback, FollowUp, FollowUpStatus, Journey, JourneyStatus, TimelineEntry,
-    Touchpoint, stored,
+    AuditEntry, Channel, ConsentRecord, ContactPreferences, Feedback, FollowUp, FollowUpStatus,
+    Journey, JourneyStatus, TimelineEntry, Touchpoint, stored,
 };
 use crate::{
     domain::{self},
@@ -119,6 +119,81 @@ impl Patient {
             email: self.0.consent_email,
             marketing: self.0.consent_marketing,
         })
+    }
+
+    /// How and when the patient may be contacted: time zone, preferred
+    /// channel, quiet hours and the consent for each channel and purpose.
+    async fn contact(&self, ctx: &Context<'_>) -> async_graphql::Result<ContactPreferences> {
+        self.contact_details(ctx)?;
+        let loaders = ctx.loaders()?;
+        let clinic = loaders.clinic().await?;
+        let history = loaders
+            .consents_of_patient
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        let (clinic_quiet, ..) = domain::outreach::facts::policy_of(clinic);
+        let own_quiet = match (&self.0.quiet_start, &self.0.quiet_end) {
+            (Some(start), Some(end)) => Some(domain::values::QuietHours {
+                start: domain::values::LocalTime::stored(start),
+                end: domain::values::LocalTime::stored(end),
+            }),
+            _ => None,
+        };
+        Ok(ContactPreferences {
+            timezone: self
+                .0
+                .timezone
+                .clone()
+                .unwrap_or_else(|| clinic.timezone.clone()),
+            own_timezone: self.0.timezone.is_some(),
+            preferred_channel: self
+                .0
+                .preferred_channel
+                .as_deref()
+                .and_then(domain::Channel::parse)
+                .map(Into::into),
+            quiet_hours: own_quiet.unwrap_or(clinic_quiet).into(),
+            own_quiet_hours: own_quiet.is_some(),
+            consents: domain::outreach::settings::consents_now(&self.0, &history)
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        })
+    }
+
+    /// Every consent given or withdrawn, oldest first (append-only).
+    async fn consent_history(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<ConsentRecord>> {
+        self.contact_details(ctx)?;
+        Ok(ctx
+            .loaders()?
+            .consents_of_patient
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(ConsentRecord)
+            .collect())
+    }
+
+    /// The one thing to do next for this patient: the most urgent open
+    /// follow-up (a blocked one when nothing else is planned).
+    async fn next_follow_up(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<FollowUp>> {
+        domain::access::require(
+            ctx.principal()?,
+            crate::auth::Permission::JourneysRead,
+            "reading follow-ups",
+        )?;
+        let follow_ups = ctx
+            .loaders()?
+            .follow_ups_of_patient
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        Ok(domain::follow_ups::next_of(follow_ups).map(FollowUp))
     }
 
     /// True once the patient's identity and contact data were erased (only

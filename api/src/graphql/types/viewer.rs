@@ -89,6 +89,33 @@ impl Clinic {
     async fn timezone(&self) -> &str {
         &self.0.timezone
     }
+
+    /// When and how often patients may be contacted.
+    async fn outreach_policy(&self) -> super::OutreachPolicy {
+        let (quiet, max_marketing_per_week, min_hours_between_contacts) =
+            crate::domain::outreach::facts::policy_of(&self.0);
+        super::OutreachPolicy(crate::domain::outreach::settings::Policy {
+            quiet,
+            max_marketing_per_week,
+            min_hours_between_contacts,
+        })
+    }
+
+    /// The draft message of every (follow-up kind, channel): the clinic's own
+    /// where it set one, the default elsewhere.
+    async fn outreach_templates(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Vec<super::OutreachTemplate>> {
+        use crate::graphql::context::ContextExt;
+        Ok(
+            crate::domain::outreach::settings::templates_of(ctx.store(), ctx.principal()?)
+                .await?
+                .into_iter()
+                .map(super::OutreachTemplate)
+                .collect(),
+        )
+    }
 }
 
 /// A role of a staff member.
