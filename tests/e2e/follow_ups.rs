@@ -141,7 +141,7 @@ on_both_backends!(
 async fn the_background_sweeper_runs() {
     let mut options = Options::default();
     options.config.sweep_interval_secs = 1;
-    let app = spawn_with(Backend::Sqlite, options).await.unwrap();
+    let app = spawn_with(Backend::Sqlite, options).await;
     let pathway = app.pathway().await;
     let patient = app.patient("Zed").await;
     app.gql(

@@ -12,30 +12,6 @@ use reqwest::{
 };
 use serde_json::{Value, json};
 
-/// Runs each named scenario `fn name(app: TestApp)` on SQLite and PostgreSQL
-/// with the server options of `options()`.
-macro_rules! on_both_backends_with {
-    ($($name:ident => $options:path),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = journeymap_tests::spawn_with(journeymap_tests::Backend::Sqlite, $options())
-                    .await
-                    .expect("sqlite app");
-                super::$name(app).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                match journeymap_tests::spawn_with(journeymap_tests::Backend::Postgres, $options()).await {
-                    Some(app) => super::$name(app).await,
-                    None => eprintln!("skipped: set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"),
-                }
-            }
-        }
-    )*};
-}
-
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
 /// A mutation that writes a patient (and a `patient.created` event) when it runs.
@@ -1075,9 +1051,9 @@ on_both_backends!(
     health_readiness_and_metrics,
 );
 
-on_both_backends_with!(
-    answers_report_their_cost => super::small_budget,
-    spent_budgets_are_refused_with_retry_after => super::small_budget,
-    spent_budgets_recover_after_the_wait => super::small_budget,
-    budgets_are_per_credential => super::small_budget,
+on_both_backends!(
+    answers_report_their_cost => small_budget,
+    spent_budgets_are_refused_with_retry_after => small_budget,
+    spent_budgets_recover_after_the_wait => small_budget,
+    budgets_are_per_credential => small_budget,
 );

@@ -119,10 +119,7 @@ async fn event_ids(url: &str, token: &str, event_type: &str) -> Vec<String> {
 }
 
 async fn two_replicas_share_subscriptions() {
-    let Some((database_url, _guard)) = fresh_database(Backend::Postgres).await else {
-        eprintln!("skipped: set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL");
-        return;
-    };
+    let (database_url, _guard) = fresh_database(Backend::Postgres).await;
     let token = prepare_database(&database_url).await;
     let a = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
     let b = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
@@ -170,7 +167,11 @@ async fn two_replicas_share_subscriptions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_move_on_one_replica_reaches_subscribers_on_another() {
+#[cfg_attr(
+    not(journeymap_postgres_tests),
+    ignore = "set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"
+)]
+async fn a_move_on_one_replica_reaches_subscribers_on_another_postgres() {
     two_replicas_share_subscriptions().await;
 }
 
@@ -179,10 +180,7 @@ async fn a_move_on_one_replica_reaches_subscribers_on_another() {
 /// a second replica keeps working meanwhile; on SQLite the one process is
 /// restarted. Every event must arrive, signed, with one stable `webhook-id`.
 async fn nothing_is_lost_when_a_server_is_killed(backend: Backend) {
-    let Some((database_url, _guard)) = fresh_database(backend).await else {
-        eprintln!("skipped: set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL");
-        return;
-    };
+    let (database_url, _guard) = fresh_database(backend).await;
     let token = prepare_database(&database_url).await;
     let receiver = Receiver::start(
         Arc::new(|_: &str, attempt: usize| {
@@ -332,12 +330,4 @@ async fn nothing_is_lost_when_a_server_is_killed(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_is_lost_when_the_server_is_killed_sqlite() {
-    nothing_is_lost_when_a_server_is_killed(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_is_lost_when_a_replica_is_killed_postgres() {
-    nothing_is_lost_when_a_server_is_killed(Backend::Postgres).await;
-}
+journeymap_tests::on_both_backends!(backend: nothing_is_lost_when_a_server_is_killed);

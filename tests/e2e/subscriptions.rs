@@ -300,9 +300,7 @@ on_both_backends!(the_protocol_is_followed);
 async fn a_silent_client_is_closed_with_4408() {
     let mut options = journeymap_tests::Options::default();
     options.config.ws_init_timeout_secs = 1;
-    let app = journeymap_tests::spawn_with(journeymap_tests::Backend::Sqlite, options)
-        .await
-        .unwrap();
+    let app = journeymap_tests::spawn_with(journeymap_tests::Backend::Sqlite, options).await;
     let mut client = WsClient::connect(&app, None).await;
     assert_eq!(close_code(&mut client).await, Some(4408));
 }

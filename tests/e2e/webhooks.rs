@@ -11,7 +11,7 @@ use std::{
 };
 
 use journeymap::{auth::Permission, sea_orm::ConnectionTrait, webhooks::signing};
-use journeymap_tests::{Options, TestApp};
+use journeymap_tests::{Options, TestApp, on_both_backends};
 use reqwest::{StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 use tokio::{
@@ -19,31 +19,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-/// Runs each named scenario `fn name(app: TestApp)` on SQLite and PostgreSQL
-/// with the server options of `options()`.
-macro_rules! on_both_backends_with {
-    ($($name:ident => $options:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = journeymap_tests::spawn_with(journeymap_tests::Backend::Sqlite, super::$options())
-                    .await
-                    .expect("sqlite app");
-                super::$name(app).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                match journeymap_tests::spawn_with(journeymap_tests::Backend::Postgres, super::$options()).await {
-                    Some(app) => super::$name(app).await,
-                    None => eprintln!("skipped: set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"),
-                }
-            }
-        }
-    )*};
-}
-
-on_both_backends_with! {
+on_both_backends! {
     deliveries_are_signed_thin_and_filtered => fast_retries,
     private_targets_are_refused => default_options,
     failed_attempts_are_retried_with_the_same_webhook_id => fast_retries,

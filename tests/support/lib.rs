@@ -2,9 +2,11 @@
 //! Journeymap server on `127.0.0.1:0`, and talks to it over HTTP like a front
 //! end or a CRM would.
 //!
-//! Tests run on SQLite always, and also on PostgreSQL when
-//! `JOURNEYMAP_TEST_DATABASE_URL` points at a server (each test creates, and
-//! afterwards drops, its own database there).
+//! Tests run on SQLite always. Their PostgreSQL twins run when the tests
+//! package was built with `JOURNEYMAP_TEST_DATABASE_URL` or `CI` set (see
+//! `build.rs`); each creates, and afterwards drops, its own database on the
+//! server the URL names, and fails when there is none. Built without either,
+//! the PostgreSQL twins are reported as ignored.
 
 pub mod receiver;
 
@@ -63,17 +65,39 @@ impl Default for Options {
     }
 }
 
-/// Starts a server on `backend` with default options; `None` when the backend
-/// is PostgreSQL and no test server is configured.
-pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+/// Starts a server on `backend` with default options.
+pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_with(backend, Options::default()).await
 }
 
-/// The PostgreSQL server URL for tests, if any.
-pub fn postgres_url() -> Option<String> {
+/// The PostgreSQL server URL for tests. A PostgreSQL test only runs when the
+/// suite was built to run them, so a missing URL is a failure, not a skip.
+#[track_caller]
+pub fn postgres_url() -> String {
     std::env::var("JOURNEYMAP_TEST_DATABASE_URL")
         .ok()
         .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "this PostgreSQL test must run (CI or JOURNEYMAP_TEST_DATABASE_URL was set when the \
+                 tests were built) but JOURNEYMAP_TEST_DATABASE_URL is not set now; set it, e.g. \
+                 JOURNEYMAP_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres"
+            )
+        })
+}
+
+/// Creates a fresh database named `name` on the test server; fails loudly
+/// when the server cannot be reached.
+async fn create_postgres_database(server: &str, name: &str) -> String {
+    let url = with_database(server, name);
+    if let Err(error) = journeymap::db::ensure_postgres_database(&url).await {
+        panic!(
+            "cannot create a test database on the PostgreSQL server at {} ({error:#}); \
+             is it running? (pg_ctlcluster <version> main start)",
+            journeymap::db::redact(server)
+        );
+    }
+    url
 }
 
 fn with_database(url: &str, name: &str) -> String {
@@ -94,7 +118,7 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 /// Starts a server with `options`.
-pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
+pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
     let _ = tracing_init();
     let (database_url, dir, postgres) = match backend {
         Backend::Sqlite => {
@@ -106,12 +130,9 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
             (url, Some(dir), None)
         }
         Backend::Postgres => {
-            let server = postgres_url()?;
+            let server = postgres_url();
             let name = format!("jmt_{}", uuid::Uuid::new_v4().simple());
-            let url = with_database(&server, &name);
-            journeymap::db::ensure_postgres_database(&url)
-                .await
-                .expect("create the test database");
+            let url = create_postgres_database(&server, &name).await;
             (url, None, Some((server, name)))
         }
     };
@@ -129,7 +150,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         .expect("token a");
     let server = app.start().await.expect("start the server");
     let addr = server.addr();
-    Some(TestApp {
+    TestApp {
         backend,
         addr,
         url: format!("http://{addr}"),
@@ -143,7 +164,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         server: Some(server),
         _dir: dir,
         postgres,
-    })
+    }
 }
 
 fn tracing_init() -> Option<()> {
@@ -494,26 +515,76 @@ impl TestApp {
     }
 }
 
-/// Runs each named scenario `fn name(app: TestApp)` on SQLite and PostgreSQL.
+/// Runs each named scenario on SQLite and on PostgreSQL, as two tests
+/// `name::sqlite` and `name::postgres`.
+///
+/// - `on_both_backends!(a, b => options)`: `async fn a(app: TestApp)` gets a
+///   server started with default [`Options`]; `b` one started with the
+///   options `fn options() -> Options` (a function beside the scenario) returns.
+/// - `on_both_backends!(backend: c)`: `async fn c(backend: Backend)` starts
+///   what it needs itself (server processes, several replicas).
+///
+/// The PostgreSQL twin is ignored unless the suite was built with
+/// `JOURNEYMAP_TEST_DATABASE_URL` or `CI` set, and then fails without a server.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
+    (backend: $($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = $crate::spawn_app($crate::Backend::Sqlite).await.expect("sqlite app");
+                super::$name($crate::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(journeymap_postgres_tests),
+                ignore = "set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"
+            )]
+            async fn postgres() {
+                super::$name($crate::Backend::Postgres).await;
+            }
+        }
+    )*};
+    ($($name:ident $(=> $options:ident)?),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::spawn_with(
+                    $crate::Backend::Sqlite,
+                    $crate::__scenario_options!($($options)?),
+                )
+                .await;
                 super::$name(app).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(journeymap_postgres_tests),
+                ignore = "set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"
+            )]
             async fn postgres() {
-                match $crate::spawn_app($crate::Backend::Postgres).await {
-                    Some(app) => super::$name(app).await,
-                    None => eprintln!("skipped: set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"),
-                }
+                let app = $crate::spawn_with(
+                    $crate::Backend::Postgres,
+                    $crate::__scenario_options!($($options)?),
+                )
+                .await;
+                super::$name(app).await;
             }
         }
     )*};
+}
+
+/// The options of a scenario in [`on_both_backends!`]: the defaults, or what
+/// the named function beside the scenario returns.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenario_options {
+    () => {
+        $crate::Options::default()
+    };
+    ($options:ident) => {
+        super::$options()
+    };
 }
 
 /// A `graphql-transport-ws` client for tests.
@@ -703,9 +774,8 @@ impl ServerProcess {
     }
 }
 
-/// A fresh database for process tests: (URL, guard). SQLite unless `backend`
-/// is PostgreSQL (then `None` without a test server).
-pub async fn fresh_database(backend: Backend) -> Option<(String, DatabaseGuard)> {
+/// A fresh database for process tests: (URL, guard).
+pub async fn fresh_database(backend: Backend) -> (String, DatabaseGuard) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -713,28 +783,25 @@ pub async fn fresh_database(backend: Backend) -> Option<(String, DatabaseGuard)>
                 "sqlite://{}?mode=rwc",
                 dir.path().join("journeymap.db").display()
             );
-            Some((
+            (
                 url,
                 DatabaseGuard {
                     _dir: Some(dir),
                     postgres: None,
                 },
-            ))
+            )
         }
         Backend::Postgres => {
-            let server = postgres_url()?;
+            let server = postgres_url();
             let name = format!("jmt_{}", uuid::Uuid::new_v4().simple());
-            let url = with_database(&server, &name);
-            journeymap::db::ensure_postgres_database(&url)
-                .await
-                .expect("create the test database");
-            Some((
+            let url = create_postgres_database(&server, &name).await;
+            (
                 url,
                 DatabaseGuard {
                     _dir: None,
                     postgres: Some((server, name)),
                 },
-            ))
+            )
         }
     }
 }
