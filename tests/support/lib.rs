@@ -213,21 +213,35 @@ impl Gql {
             .map(str::to_string)
     }
 
-    /// Asserts the first error has `code` (and `field`, when given).
+    /// Asserts the response carries errors and that *every* one of them has
+    /// `code` (and `field`, when given) and a message. A response that mixes
+    /// codes fails here: such a test must say which error it expects where.
     #[track_caller]
     pub fn assert_error(&self, code: &str, field: Option<&str>) {
-        assert_eq!(
-            self.code().as_deref(),
-            Some(code),
-            "expected {code} in {}",
-            serde_json::to_string_pretty(&self.body).unwrap()
+        let pretty = serde_json::to_string_pretty(&self.body).unwrap();
+        let errors = self.errors();
+        assert!(
+            !errors.is_empty(),
+            "expected {code}, got no errors: {pretty}"
         );
-        if let Some(field) = field {
+        for error in &errors {
             assert_eq!(
-                self.field().as_deref(),
-                Some(field),
-                "expected field {field} in {}",
-                serde_json::to_string_pretty(&self.body).unwrap()
+                error["extensions"]["code"].as_str(),
+                Some(code),
+                "expected every error to be {code} in {pretty}"
+            );
+            if let Some(field) = field {
+                assert_eq!(
+                    error["extensions"]["field"].as_str(),
+                    Some(field),
+                    "expected every error to name field {field} in {pretty}"
+                );
+            }
+            assert!(
+                error["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.trim().is_empty()),
+                "an error without a message in {pretty}"
             );
         }
     }
