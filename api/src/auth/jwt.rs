@@ -39,12 +39,15 @@ pub struct JwtKeys {
     validation: Validation,
     /// How long an access token lives.
     pub ttl: Duration,
+    /// How long a sign-in session (and so its refresh tokens) lives.
+    pub session_ttl: Duration,
 }
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtKeys")
             .field("ttl", &self.ttl)
+            .field("session_ttl", &self.session_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -68,7 +71,14 @@ impl JwtKeys {
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl,
+            session_ttl: Duration::days(crate::domain::staff::SESSION_DAYS),
         }
+    }
+
+    /// The same keys with sessions lasting `session_ttl`.
+    pub fn with_session_ttl(mut self, session_ttl: Duration) -> Self {
+        self.session_ttl = session_ttl;
+        self
     }
 
     /// Issues an access token for a staff member's session.

@@ -1,7 +1,7 @@
 //! Staff: accounts, sign-in sessions with rotating refresh tokens, and the
 //! roles that decide what each person may do.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use entity::{refresh_tokens, staff, staff_sessions};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
@@ -16,7 +16,8 @@ use crate::{
     ids::{self, IdKind},
 };
 
-/// How long a signed-in session lasts at most, refreshes included.
+/// How long a signed-in session lasts at most, refreshes included, unless
+/// the server is configured otherwise ([`JwtKeys::session_ttl`]).
 pub const SESSION_DAYS: i64 = 30;
 
 /// A new staff member as an admin (or the command line) describes them.
@@ -306,7 +307,7 @@ pub async fn login(
         staff_id: member.id,
         created_at: write.now,
         last_refreshed_at: write.now,
-        expires_at: write.now + Duration::days(SESSION_DAYS),
+        expires_at: write.now + keys.session_ttl,
         revoked_at: None,
         revoked_reason: None,
     };
