@@ -22,6 +22,17 @@ use journeymap::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+/// How long a negative check ("nothing else arrives", "no further attempt")
+/// waits before it concludes. Every such check in the suite uses this one
+/// window; anything the server would still send later than this would go
+/// unnoticed, so it is generous compared to the sub-second delays the tests
+/// configure (retry schedules of 0.2 s, subscriptions delivered within ms).
+pub const QUIET: Duration = Duration::from_secs(1);
+
+/// How long [`warm_up`] waits for the event of one warm-up move before it
+/// makes another.
+const WARM_UP_STEP: Duration = Duration::from_millis(250);
+
 /// The database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -356,14 +367,25 @@ impl TestApp {
             .expect("metrics body")
     }
 
-    /// SQL statements the server has executed so far (from `/metrics`).
+    /// SQL statements the server has executed for requests so far (from `/metrics`).
     pub async fn statements(&self) -> u64 {
+        self.counter("journeymap_db_statements_total").await
+    }
+
+    /// SQL statements the server's read-audit writer has executed so far
+    /// (from `/metrics`); they run after the responses they belong to.
+    pub async fn audit_statements(&self) -> u64 {
+        self.counter("journeymap_db_audit_statements_total").await
+    }
+
+    /// The value of the counter `name` in `/metrics`.
+    pub async fn counter(&self, name: &str) -> u64 {
         let text = self.metrics().await;
         text.lines()
-            .find_map(|line| line.strip_prefix("journeymap_db_statements_total "))
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(|v| v as u64)
-            .expect("journeymap_db_statements_total in /metrics")
+            .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
     }
 
     /// Rows in every table a client can write, to prove a refused request
@@ -730,6 +752,77 @@ impl WsClient {
             }
         }
     }
+}
+
+/// Proves that the stage-change subscription `operation` of every client is
+/// live. graphql-transport-ws has no acknowledgement of `subscribe`, and an
+/// event committed before the subscription is live is (rightly) never sent
+/// to it; so rather than sleeping and hoping, this moves `journey` back and
+/// forth between `stages` (on the server at `url`, with `token`) until every
+/// client has heard the latest move, reading past any earlier warm-up moves.
+/// The operation must select `journey { id version }`, and the journey must
+/// have no other activity meanwhile. Returns the journey's version after the
+/// last warm-up move.
+pub async fn warm_up(
+    url: &str,
+    token: &str,
+    clients: &mut [&mut WsClient],
+    operation: &str,
+    journey: &str,
+    stages: [&str; 2],
+) -> i64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut heard = vec![0i64; clients.len()];
+    // Start with whichever of the two stages the journey is not in.
+    let current = gql_at(
+        url,
+        token,
+        "query($id: ID!) { journey(id: $id) { currentStage { id } } }",
+        json!({ "id": journey }),
+    )
+    .await;
+    let first = usize::from(current["data"]["journey"]["currentStage"]["id"] == stages[0]);
+    for step in first.. {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscription {operation} never went live (warm-up moves of {journey} unheard)"
+        );
+        let moved = gql_at(
+            url,
+            token,
+            "mutation($input: MoveJourneyToStageInput!) { moveJourneyToStage(input: $input) { journey { version } } }",
+            json!({ "input": { "journeyId": journey, "stageId": stages[step % 2] } }),
+        )
+        .await;
+        let version = moved["data"]["moveJourneyToStage"]["journey"]["version"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("warm-up move: {moved}"));
+        for (client, heard) in clients.iter_mut().zip(heard.iter_mut()) {
+            while *heard < version {
+                let Some(event) = client.next_within(WARM_UP_STEP).await else {
+                    break;
+                };
+                let payload = match event {
+                    WsEvent::Message(m) if m["id"] == operation && m["type"] == "next" => {
+                        m["payload"].clone()
+                    }
+                    other => panic!("during the warm-up of {operation}: {other:?}"),
+                };
+                let event = &payload["data"]["journeyStageChanged"]["journey"];
+                assert_eq!(
+                    event["id"], journey,
+                    "an event other than the warm-up's during the warm-up: {payload}"
+                );
+                *heard = event["version"]
+                    .as_i64()
+                    .unwrap_or_else(|| panic!("select journey {{ version }}: {payload}"));
+            }
+        }
+        if heard.iter().all(|h| *h == version) {
+            return version;
+        }
+    }
+    unreachable!()
 }
 
 /// The `journeymap` command as a separate process, on a database of a test's
