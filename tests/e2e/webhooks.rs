@@ -11,7 +11,7 @@ use std::{
 };
 
 use journeymap::{auth::Permission, sea_orm::ConnectionTrait, webhooks::signing};
-use journeymap_tests::{Options, TestApp, on_both_backends};
+use journeymap_tests::{Options, QUIET, TestApp, on_both_backends};
 use reqwest::{StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 use tokio::{
@@ -218,9 +218,16 @@ impl Receiver {
             .await
     }
 
-    /// Asserts that nothing more arrives for a while.
-    async fn assert_quiet(&self, expected: usize, wait: Duration) {
-        tokio::time::sleep(wait).await;
+    /// Asserts that nothing more arrives within [`QUIET`]: `expected`
+    /// requests in all once it has passed.
+    async fn assert_quiet(&self, expected: usize) {
+        tokio::time::sleep(QUIET).await;
+        self.assert_received(expected);
+    }
+
+    /// Asserts `expected` requests in all, now.
+    #[track_caller]
+    fn assert_received(&self, expected: usize) {
         let log = self.received();
         assert_eq!(
             log.len(),
@@ -699,7 +706,7 @@ async fn deliveries_are_signed_thin_and_filtered(app: TestApp) {
     assert!(settled[0]["deliveredAt"].is_string());
     assert!(settled[0]["nextAttemptAt"].is_null());
     assert_eq!(settled[0]["endpoint"]["id"], thin.id.as_str());
-    stage_rx.assert_quiet(1, Duration::from_millis(800)).await;
+    stage_rx.assert_quiet(1).await;
     assert!(
         stage_rx
             .received()
@@ -831,7 +838,7 @@ async fn failed_attempts_are_retried_with_the_same_webhook_id(app: TestApp) {
     assert!(attempts[1]["error"].is_string(), "{delivery}");
     assert!(attempts[2]["error"].is_null(), "{delivery}");
     assert!(delivery["deliveredAt"].is_string());
-    rx.assert_quiet(3, Duration::from_millis(1000)).await;
+    rx.assert_quiet(3).await;
     assert_eq!(endpoint(&app, &hook.id).await["enabled"], true);
 }
 
@@ -850,7 +857,7 @@ async fn exhausted_deliveries_fail_and_disable_the_endpoint(app: TestApp) {
     assert!(settled[0]["deliveredAt"].is_null());
     let received = rx.wait_count(ATTEMPTS).await;
     assert!(received.iter().all(|r| r.id() == received[0].id()));
-    rx.assert_quiet(ATTEMPTS, Duration::from_millis(800)).await;
+    rx.assert_quiet(ATTEMPTS).await;
     let still = endpoint(&app, &hook.id).await;
     assert_eq!(
         still["enabled"], true,
@@ -898,9 +905,9 @@ async fn exhausted_deliveries_fail_and_disable_the_endpoint(app: TestApp) {
     let sent = rx.received().len();
     assert_eq!(sent, 5 * ATTEMPTS);
     app.patient("AfterDisable").await;
-    rx.assert_quiet(sent, Duration::from_millis(1200)).await;
+    rx.assert_quiet(sent).await;
     assert_eq!(deliveries(&app, &hook.id).await.len(), 5);
-    watcher.assert_quiet(1, Duration::ZERO).await;
+    watcher.assert_received(1);
 
     // Enabled again (the receiver fixed): delivered, and the count starts
     // over, so one more exhausted delivery does not disable it again.
@@ -955,9 +962,9 @@ async fn gone_disables_the_endpoint_at_once(app: TestApp) {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["data"]["endpointId"], hook.id.as_str());
 
-    rx.assert_quiet(1, Duration::from_millis(1000)).await;
+    rx.assert_quiet(1).await;
     app.patient("AfterGone").await;
-    rx.assert_quiet(1, Duration::from_millis(1000)).await;
+    rx.assert_quiet(1).await;
     assert_eq!(deliveries(&app, &hook.id).await.len(), 1);
 }
 
@@ -1159,7 +1166,7 @@ async fn test_messages_and_redelivery(app: TestApp) {
     assert_eq!(delivery["status"], "DELIVERED");
     assert_eq!(delivery["attemptCount"], 2);
     assert_eq!(status_codes(delivery), [json!(200), json!(200)]);
-    rx.assert_quiet(3, Duration::from_millis(800)).await;
+    rx.assert_quiet(3).await;
 
     // While a worker holds the delivery's lease it is being sent: redelivering
     // then would let a second worker send it at the same time.
@@ -1186,7 +1193,7 @@ async fn test_messages_and_redelivery(app: TestApp) {
     )
     .await
     .assert_error("CONFLICT", Some("input.deliveryId"));
-    rx.assert_quiet(3, Duration::from_millis(800)).await;
+    rx.assert_quiet(3).await;
     let unchanged = settled_deliveries(&app, &hook.id, 2).await;
     let unchanged = unchanged
         .iter()
@@ -1248,7 +1255,7 @@ async fn endpoints_are_managed_per_clinic_with_permission(app: TestApp) {
         got,
         BTreeSet::from(["journey.started".to_string(), "patient.created".to_string()])
     );
-    rx.assert_quiet(2, Duration::from_millis(600)).await;
+    rx.assert_quiet(2).await;
 
     // Disabled: nothing is sent.
     let off = app
@@ -1261,7 +1268,7 @@ async fn endpoints_are_managed_per_clinic_with_permission(app: TestApp) {
     assert_eq!(endpoint_off["enabled"], false);
     assert!(endpoint_off["disabledReason"].is_string(), "{endpoint_off}");
     app.patient("WhileOff").await;
-    rx.assert_quiet(2, Duration::from_millis(1500)).await;
+    rx.assert_quiet(2).await;
 
     // Enabled again: sent again.
     let on = app
@@ -1349,8 +1356,7 @@ async fn endpoints_are_managed_per_clinic_with_permission(app: TestApp) {
         .await;
     assert_eq!(theirs.data()["webhookDeliveries"]["totalCount"], 0);
     new_patient(&app, &other, "OtherClinic").await;
-    rx.assert_quiet(sent_before, Duration::from_millis(1000))
-        .await;
+    rx.assert_quiet(sent_before).await;
     let mine = endpoint(&app, &hook_id).await;
     assert_eq!(mine["enabled"], true, "{mine}");
 
@@ -1435,7 +1441,7 @@ async fn endpoints_are_managed_per_clinic_with_permission(app: TestApp) {
     assert_eq!(history.data()["webhookDeliveries"]["totalCount"], 0);
     let sent = rx.received().len();
     app.patient("AfterDelete").await;
-    rx.assert_quiet(sent, Duration::from_millis(1000)).await;
+    rx.assert_quiet(sent).await;
     app.gql(
         DELETE_ENDPOINT,
         json!({ "input": { "endpointId": hook_id } }),
