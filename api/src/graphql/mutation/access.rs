@@ -198,7 +198,15 @@ impl AccessMutations {
             .attempt(
                 &format!("{}/{}", input.clinic.trim(), input.email.trim()),
                 address,
-            )?;
+            )
+            // `?` alone would keep only the message (async_graphql converts a
+            // ServerError like any Display), and the refusal would be masked
+            // as INTERNAL: keep its RATE_LIMITED code and retryAfterSeconds.
+            .map_err(|refused| {
+                let mut error = async_graphql::Error::new(refused.message);
+                error.extensions = refused.extensions;
+                error
+            })?;
         let request_id = ctx.request().map(|r| r.request_id.clone());
         let session = domain::staff::login(
             ctx.store(),
