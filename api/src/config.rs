@@ -158,6 +158,14 @@ pub struct ServeConfig {
     #[arg(long, env = "JOURNEYMAP_SWEEP_INTERVAL_SECS", default_value_t = 30)]
     pub sweep_interval_secs: u64,
 
+    /// Seconds an `Idempotency-Key` is remembered (24 hours).
+    #[arg(
+        long,
+        env = "JOURNEYMAP_IDEMPOTENCY_KEY_TTL_SECS",
+        default_value_t = 24 * 3600
+    )]
+    pub idempotency_key_ttl_secs: u64,
+
     /// Seconds to let in-flight requests finish after Ctrl-C or SIGTERM.
     #[arg(long, env = "JOURNEYMAP_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -189,6 +197,7 @@ impl ServeConfig {
             ws_init_timeout_secs: 10,
             ws_recheck_secs: 60,
             sweep_interval_secs: 30,
+            idempotency_key_ttl_secs: 24 * 3600,
             shutdown_grace_secs: 10,
         }
     }

@@ -41,8 +41,15 @@ pub fn check_key(key: &str) -> DomainResult<()> {
     Ok(())
 }
 
-/// Claims `key` for a request whose body hashes to `hash`.
-pub async fn claim(db: &Db, who: &Principal, key: &str, hash: &str) -> DomainResult<Claim> {
+/// Claims `key` for a request whose body hashes to `hash`; a new key is
+/// remembered for `keep_for` ([`KEEP_FOR`] unless configured otherwise).
+pub async fn claim(
+    db: &Db,
+    who: &Principal,
+    key: &str,
+    hash: &str,
+    keep_for: Duration,
+) -> DomainResult<Claim> {
     check_key(key)?;
     let Some(actor) = who.actor.id() else {
         return Err(DomainError::invalid(
@@ -62,7 +69,7 @@ pub async fn claim(db: &Db, who: &Principal, key: &str, hash: &str) -> DomainRes
             response_status: None,
             response_body: None,
             created_at: at,
-            expires_at: at + KEEP_FOR,
+            expires_at: at + keep_for,
         };
         let txn = db.begin_write().await?;
         let inserted = idempotency_keys::Entity::insert(row.clone().into_active_model())

@@ -380,8 +380,13 @@ async fn idempotent(
         // Queries are idempotent anyway; bad credentials are answered as usual.
         return execute_one(state, headers, peer, media, request, false).await;
     };
+    let keep_for = chrono::Duration::seconds(
+        state.config.idempotency_key_ttl_secs.clamp(1, 7 * 86_400) as i64,
+    );
     let claim =
-        match domain::idempotency::claim(&state.store.db, &principal, &key, &body_hash).await {
+        match domain::idempotency::claim(&state.store.db, &principal, &key, &body_hash, keep_for)
+            .await
+        {
             Ok(claim) => claim,
             Err(domain::DomainError::Invalid { field, message }) => {
                 return error_response(
