@@ -11,6 +11,7 @@ mod journey_map;
 mod journeys;
 mod replicas;
 mod schema;
+mod server;
 mod statements;
 mod subscriptions;
 mod tenancy;

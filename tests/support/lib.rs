@@ -831,12 +831,44 @@ pub struct ServerProcess {
     child: tokio::process::Child,
     pub url: String,
     pub addr: SocketAddr,
+    logs: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
 }
 
 impl ServerProcess {
     /// Starts `journeymap serve` on `database_url` with extra arguments and
     /// waits until it is ready. `binary` is `env!("CARGO_BIN_EXE_journeymap-under-test")`.
+    /// Its log goes to the test's stderr (at `TEST_SERVER_LOG`, default `warn`).
     pub async fn start(binary: &str, database_url: &str, extra: &[&str]) -> Self {
+        let filter = std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into());
+        Self::spawn(binary, database_url, extra, &filter, false).await
+    }
+
+    /// Like [`ServerProcess::start`], keeping every line the server logs (at
+    /// `filter`, a `RUST_LOG` value) for [`ServerProcess::logs`].
+    pub async fn start_logged(
+        binary: &str,
+        database_url: &str,
+        extra: &[&str],
+        filter: &str,
+    ) -> Self {
+        Self::spawn(binary, database_url, extra, filter, true).await
+    }
+
+    /// The lines the server has logged so far (see [`ServerProcess::start_logged`]).
+    pub fn logs(&self) -> Vec<String> {
+        self.logs
+            .as_ref()
+            .map(|logs| logs.lock().expect("logs").clone())
+            .unwrap_or_default()
+    }
+
+    async fn spawn(
+        binary: &str,
+        database_url: &str,
+        extra: &[&str],
+        filter: &str,
+        keep_logs: bool,
+    ) -> Self {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(binary)
             .args([
@@ -847,15 +879,27 @@ impl ServerProcess {
                 database_url,
             ])
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", filter)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(if keep_logs {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::inherit()
+            })
             .kill_on_drop(true)
             .spawn()
             .expect("start the server process");
+        let logs = child.stderr.take().map(|stderr| {
+            let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let kept = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    kept.lock().expect("logs").push(line);
+                }
+            });
+            logs
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let url = tokio::time::timeout(Duration::from_secs(60), async {
@@ -871,7 +915,12 @@ impl ServerProcess {
         // Keep draining stdout so the process never blocks on it.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let addr = url.trim_start_matches("http://").parse().expect("address");
-        Self { child, url, addr }
+        Self {
+            child,
+            url,
+            addr,
+            logs,
+        }
     }
 
     /// Kills the process at once (SIGKILL): no graceful shutdown.
