@@ -172,6 +172,37 @@ async fn connect(database: &DatabaseConfig) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// Opens a database that must already exist, for commands that act on a
+/// clinic in it (`token create`, `staff create`): run in the wrong directory
+/// or with a mistyped URL, they say so instead of creating an empty database
+/// and then finding no clinic in it.
+async fn connect_existing(database: &DatabaseConfig) -> anyhow::Result<Db> {
+    let url = &database.database_url;
+    if let Some(path) = sqlite_file(url)
+        && !std::path::Path::new(path).exists()
+    {
+        anyhow::bail!(
+            "no database at {path} (from {}); create one with `journeymap serve --demo`, \
+             `journeymap migrate` or `journeymap clinic create`, or pass --database-url",
+            db::redact(url)
+        );
+    }
+    let db = Db::connect(database)
+        .await
+        .with_context(|| format!("cannot open the database at {}", db::redact(url)))?;
+    db.migrate().await.context("cannot apply migrations")?;
+    Ok(db)
+}
+
+/// The file of an `sqlite:` URL (`sqlite://journeymap.db?mode=rwc` →
+/// `journeymap.db`); `None` for other URLs and in-memory databases.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:") && !url.contains("mode=memory")).then_some(path)
+}
+
 fn user_error(error: DomainError) -> anyhow::Error {
     match error {
         DomainError::Invalid { field, message } => anyhow::anyhow!("--{field}: {message}"),
@@ -238,17 +269,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     expires_in_days,
                 },
         } => {
-            let db = connect(&cli.database).await?;
-            let clinic = clinics::by_slug(&db, &clinic)
-                .await
-                .map_err(user_error)?
-                .with_context(|| format!("no clinic with slug {clinic:?}"))?;
+            // Input first: a bad scope touches no database at all.
             let permissions = if scopes.is_empty() {
                 Permission::ALL.to_vec()
             } else {
                 Permission::parse_scopes(&scopes)
                     .map_err(|(_, message)| anyhow::anyhow!(message))?
             };
+            let db = connect_existing(&cli.database).await?;
+            let clinic = clinics::by_slug(&db, &clinic)
+                .await
+                .map_err(user_error)?
+                .with_context(|| format!("no clinic with slug {clinic:?}"))?;
             let expires_at = expires_in_days.map(|days| Utc::now() + Duration::days(days.into()));
             let (_, secret) =
                 clinics::create_token(&db, clinic.id, &name, &permissions, expires_at)
@@ -267,16 +299,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     password,
                 },
         } => {
-            let db = connect(&cli.database).await?;
-            let clinic = clinics::by_slug(&db, &clinic)
-                .await
-                .map_err(user_error)?
-                .with_context(|| format!("no clinic with slug {clinic:?}"))?;
+            // Input first: a bad role touches no database at all.
             let role = Role::parse(&role).with_context(|| {
                 format!(
                     "unknown role {role:?}; roles: owner, admin, coordinator, practitioner, viewer"
                 )
             })?;
+            let db = connect_existing(&cli.database).await?;
+            let clinic = clinics::by_slug(&db, &clinic)
+                .await
+                .map_err(user_error)?
+                .with_context(|| format!("no clinic with slug {clinic:?}"))?;
             let store = crate::domain::Store::new(db);
             let (member, temporary) = crate::domain::staff::create_from_cli(
                 &store,
