@@ -3,6 +3,7 @@
 
 mod access;
 mod audit;
+mod cli;
 mod events;
 mod filters;
 mod follow_ups;
