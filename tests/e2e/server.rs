@@ -63,7 +63,7 @@ async fn post_from(app: &TestApp, origin: &str) -> reqwest::Response {
         .expect("request")
 }
 
-fn header_of<'a>(response: &'a reqwest::Response, name: header::HeaderName) -> Option<&'a str> {
+fn header_of(response: &reqwest::Response, name: header::HeaderName) -> Option<&str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
