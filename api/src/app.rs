@@ -44,10 +44,15 @@ impl App {
                 .map_err(|e| anyhow::anyhow!("{e:?}"))
                 .context("cannot load the token signing key")?,
         };
-        let keys = Arc::new(JwtKeys::new(
-            &secret,
-            chrono::Duration::seconds(config.access_token_ttl_secs.clamp(60, 86_400) as i64),
-        ));
+        let keys = Arc::new(
+            JwtKeys::new(
+                &secret,
+                chrono::Duration::seconds(config.access_token_ttl_secs.clamp(60, 86_400) as i64),
+            )
+            .with_session_ttl(chrono::Duration::seconds(
+                config.refresh_token_ttl_secs.clamp(1, 365 * 24 * 3600) as i64,
+            )),
+        );
         let store = Store::new(db.clone());
         let shutdown = CancellationToken::new();
         let (audit, audit_task) = AuditSink::start(db, shutdown.clone());

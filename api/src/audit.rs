@@ -78,10 +78,12 @@ pub async fn insert<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Collects audit rows of reads and writes them in batches.
+/// Collects audit rows of reads and writes them in batches. A request's rows
+/// travel as one message, so they are always written by one flush, in
+/// statements of at most 500 rows, however many flushes run meanwhile.
 #[derive(Clone)]
 pub struct AuditSink {
-    sender: mpsc::Sender<audit_log::Model>,
+    sender: mpsc::Sender<Vec<audit_log::Model>>,
     db: Db,
 }
 
@@ -91,15 +93,15 @@ impl std::fmt::Debug for AuditSink {
     }
 }
 
-/// Rows held in memory before a writer blocks.
-const SINK_CAPACITY: usize = 100_000;
+/// Requests' batches held in memory before a writer writes its own.
+const SINK_CAPACITY: usize = 10_000;
 /// How often collected rows are written.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 impl AuditSink {
     /// A sink and the task that writes its rows until `shutdown`, then drains.
     pub fn start(db: Db, shutdown: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
-        let (sender, mut receiver) = mpsc::channel::<audit_log::Model>(SINK_CAPACITY);
+        let (sender, mut receiver) = mpsc::channel::<Vec<audit_log::Model>>(SINK_CAPACITY);
         let writer_db = db.clone();
         let task = tokio::spawn(async move {
             let mut buffer = Vec::new();
@@ -108,12 +110,12 @@ impl AuditSink {
                     _ = shutdown.cancelled() => true,
                     _ = tokio::time::sleep(FLUSH_EVERY) => false,
                 };
-                while let Ok(row) = receiver.try_recv() {
-                    buffer.push(row);
+                while let Ok(rows) = receiver.try_recv() {
+                    buffer.extend(rows);
                 }
                 if !buffer.is_empty() {
                     let rows = std::mem::take(&mut buffer);
-                    if let Err(error) = db::uncounted(insert(writer_db.conn(), rows)).await {
+                    if let Err(error) = db::counted_as_audit(insert(writer_db.conn(), rows)).await {
                         tracing::error!(?error, "writing read-audit entries failed");
                     }
                 }
@@ -136,17 +138,16 @@ impl AuditSink {
     /// Records that `who` read the identifying data of `patients`.
     pub async fn patients_read(&self, who: &Principal, patients: impl IntoIterator<Item = Uuid>) {
         let now = db::now();
-        let mut overflow = Vec::new();
-        for patient in patients {
-            let row = AuditEntry::new("patient.read", IdKind::Patient, patient, Some(patient))
-                .row(who, now);
-            if let Err(mpsc::error::TrySendError::Full(row)) = self.sender.try_send(row) {
-                overflow.push(row);
-            }
-        }
+        let rows: Vec<_> = patients
+            .into_iter()
+            .map(|patient| {
+                AuditEntry::new("patient.read", IdKind::Patient, patient, Some(patient))
+                    .row(who, now)
+            })
+            .collect();
         // The writer is behind: write these ourselves rather than lose them.
-        if !overflow.is_empty()
-            && let Err(error) = insert(self.db.conn(), overflow).await
+        if let Err(mpsc::error::TrySendError::Full(rows)) = self.sender.try_send(rows)
+            && let Err(error) = insert(self.db.conn(), rows).await
         {
             tracing::error!(?error, "writing read-audit entries failed");
         }

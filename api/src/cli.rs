@@ -9,7 +9,7 @@ use crate::{
     auth::{Permission, Role},
     config::{DatabaseConfig, LogFormat, ServeConfig},
     db::{self, Db},
-    domain::clinics,
+    domain::{DomainError, clinics},
     seed::{self, SeedOptions},
     telemetry,
 };
@@ -180,6 +180,46 @@ async fn connect(database: &DatabaseConfig) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// Opens a database that must already exist, for commands that act on a
+/// clinic in it (`token create`, `staff create`): run in the wrong directory
+/// or with a mistyped URL, they say so instead of creating an empty database
+/// and then finding no clinic in it.
+async fn connect_existing(database: &DatabaseConfig) -> anyhow::Result<Db> {
+    let url = &database.database_url;
+    if let Some(path) = sqlite_file(url)
+        && !std::path::Path::new(path).exists()
+    {
+        anyhow::bail!(
+            "no database at {path} (from {}); create one with `journeymap serve --demo`, \
+             `journeymap migrate` or `journeymap clinic create`, or pass --database-url",
+            db::redact(url)
+        );
+    }
+    let db = Db::connect(database)
+        .await
+        .with_context(|| format!("cannot open the database at {}", db::redact(url)))?;
+    db.migrate().await.context("cannot apply migrations")?;
+    Ok(db)
+}
+
+/// The file of an `sqlite:` URL (`sqlite://journeymap.db?mode=rwc` →
+/// `journeymap.db`); `None` for other URLs and in-memory databases.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:") && !url.contains("mode=memory")).then_some(path)
+}
+
+/// How a refused command reads: bad input names the flag at fault; other
+/// errors keep their causes for the operator.
+fn user_error(error: DomainError) -> anyhow::Error {
+    match error {
+        DomainError::Invalid { field, message } => anyhow::anyhow!("--{field}: {message}"),
+        other => anyhow::Error::new(other),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Schema => {
@@ -204,7 +244,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let started = std::time::Instant::now();
-            let report = seed::demo(&db, &SeedOptions { patients, seed }).await?;
+            let report = seed::demo(&db, &SeedOptions { patients, seed })
+                .await
+                .map_err(user_error)?;
             eprintln!("{report} in {:.1} s", started.elapsed().as_secs_f64());
             Ok(())
         }
@@ -217,7 +259,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let db = connect(&cli.database).await?;
-            let clinic = clinics::create(&db, &name, &slug, &timezone).await?;
+            let clinic = clinics::create(&db, &name, &slug, &timezone)
+                .await
+                .map_err(user_error)?;
             eprintln!("created clinic {} ({})", clinic.name, clinic.slug);
             Ok(())
         }
@@ -230,19 +274,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     expires_in_days,
                 },
         } => {
-            let db = connect(&cli.database).await?;
-            let clinic = clinics::by_slug(&db, &clinic)
-                .await?
-                .with_context(|| format!("no clinic with slug {clinic:?}"))?;
+            // Input first: a bad scope touches no database at all.
             let permissions = if scopes.is_empty() {
                 Permission::ALL.to_vec()
             } else {
                 Permission::parse_scopes(&scopes)
                     .map_err(|(_, message)| anyhow::anyhow!(message))?
             };
+            let db = connect_existing(&cli.database).await?;
+            let clinic = clinics::by_slug(&db, &clinic)
+                .await
+                .map_err(user_error)?
+                .with_context(|| format!("no clinic with slug {clinic:?}"))?;
             let expires_at = expires_in_days.map(|days| Utc::now() + Duration::days(days.into()));
             let (_, secret) =
-                clinics::create_token(&db, clinic.id, &name, &permissions, expires_at).await?;
+                clinics::create_token(&db, clinic.id, &name, &permissions, expires_at)
+                    .await
+                    .map_err(user_error)?;
             println!("{secret}");
             Ok(())
         }
@@ -256,15 +304,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     password,
                 },
         } => {
-            let db = connect(&cli.database).await?;
-            let clinic = clinics::by_slug(&db, &clinic)
-                .await?
-                .with_context(|| format!("no clinic with slug {clinic:?}"))?;
+            // Input first: a bad role touches no database at all.
             let role = Role::parse(&role).with_context(|| {
                 format!(
                     "unknown role {role:?}; roles: owner, admin, coordinator, practitioner, viewer"
                 )
             })?;
+            let db = connect_existing(&cli.database).await?;
+            let clinic = clinics::by_slug(&db, &clinic)
+                .await
+                .map_err(user_error)?
+                .with_context(|| format!("no clinic with slug {clinic:?}"))?;
             let store = crate::domain::Store::new(db);
             let (member, temporary) = crate::domain::staff::create_from_cli(
                 &store,
@@ -276,7 +326,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     password,
                 },
             )
-            .await?;
+            .await
+            .map_err(user_error)?;
             eprintln!(
                 "created {} ({}) as {} of {}",
                 member.name, member.email, role, clinic.slug

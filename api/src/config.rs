@@ -111,6 +111,15 @@ pub struct ServeConfig {
     #[arg(long, env = "JOURNEYMAP_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
     pub access_token_ttl_secs: u64,
 
+    /// Lifetime of a staff sign-in session and its refresh tokens, in seconds
+    /// (30 days); refreshing does not extend it.
+    #[arg(
+        long,
+        env = "JOURNEYMAP_REFRESH_TOKEN_TTL_SECS",
+        default_value_t = 30 * 24 * 3600
+    )]
+    pub refresh_token_ttl_secs: u64,
+
     /// Seconds a webhook receiver has to answer.
     #[arg(long, env = "JOURNEYMAP_WEBHOOK_TIMEOUT_SECS", default_value_t = 15)]
     pub webhook_timeout_secs: u64,
@@ -140,9 +149,22 @@ pub struct ServeConfig {
     #[arg(long, env = "JOURNEYMAP_WS_INIT_TIMEOUT_SECS", default_value_t = 10)]
     pub ws_init_timeout_secs: u64,
 
+    /// Seconds between checks of an open WebSocket's credential (a revoked or
+    /// expired one closes the socket with 4403).
+    #[arg(long, env = "JOURNEYMAP_WS_RECHECK_SECS", default_value_t = 60)]
+    pub ws_recheck_secs: u64,
+
     /// Seconds between sweeps for overdue follow-ups (0 turns the sweeper off).
     #[arg(long, env = "JOURNEYMAP_SWEEP_INTERVAL_SECS", default_value_t = 30)]
     pub sweep_interval_secs: u64,
+
+    /// Seconds an `Idempotency-Key` is remembered (24 hours).
+    #[arg(
+        long,
+        env = "JOURNEYMAP_IDEMPOTENCY_KEY_TTL_SECS",
+        default_value_t = 24 * 3600
+    )]
+    pub idempotency_key_ttl_secs: u64,
 
     /// Seconds to let in-flight requests finish after Ctrl-C or SIGTERM.
     #[arg(long, env = "JOURNEYMAP_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
@@ -166,13 +188,16 @@ impl ServeConfig {
             rate_limit_refill_per_second: 5_000,
             jwt_secret: None,
             access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
             webhook_timeout_secs: 15,
             webhook_retry_schedule: "0,5,300,1800,7200,18000,36000,36000".into(),
             webhook_lease_secs: 60,
             webhook_concurrency: 64,
             allow_private_webhook_targets: false,
             ws_init_timeout_secs: 10,
+            ws_recheck_secs: 60,
             sweep_interval_secs: 30,
+            idempotency_key_ttl_secs: 24 * 3600,
             shutdown_grace_secs: 10,
         }
     }

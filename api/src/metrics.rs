@@ -39,6 +39,7 @@ pub struct Metrics {
     pub graphql_duration: Family<OperationLabels, Histogram>,
     pub http_responses: Family<HttpLabels, Counter>,
     db_statements: Counter<u64, AtomicU64>,
+    db_audit_statements: Counter<u64, AtomicU64>,
     db_connections_open: Gauge,
     db_connections_idle: Gauge,
     pub subscriptions_open: Gauge,
@@ -89,6 +90,12 @@ impl Metrics {
             "SQL statements executed serving requests (background work is not counted)",
             db_statements.clone(),
         );
+        let db_audit_statements = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "db_audit_statements",
+            "SQL statements writing read-audit batches, after the responses they belong to",
+            db_audit_statements.clone(),
+        );
         let db_connections_open = Gauge::default();
         registry.register(
             "db_pool_connections",
@@ -119,6 +126,7 @@ impl Metrics {
             graphql_duration,
             http_responses,
             db_statements,
+            db_audit_statements,
             db_connections_open,
             db_connections_idle,
             subscriptions_open,
@@ -177,6 +185,11 @@ impl Metrics {
         let seen = self.db_statements.get();
         if counted > seen {
             self.db_statements.inc_by(counted - seen);
+        }
+        let counted = db.audit_statement_count();
+        let seen = self.db_audit_statements.get();
+        if counted > seen {
+            self.db_audit_statements.inc_by(counted - seen);
         }
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");

@@ -921,6 +921,28 @@ async fn forged_and_bad_access_tokens_are_refused(app: TestApp) {
     );
     cases.push(("expired an hour ago (issued by the server's code)", expired));
     cases.push((
+        "expired 40 s ago (past the 30 s leeway)",
+        forge::jwt(
+            &hs256,
+            &with(&|c| {
+                c.insert("iat".into(), json!(now - 940));
+                c.insert("nbf".into(), json!(now - 940));
+                c.insert("exp".into(), json!(now - 40));
+            }),
+            real,
+        ),
+    ));
+    cases.push((
+        "nbf 60 s ahead (past the 30 s leeway)",
+        forge::jwt(
+            &hs256,
+            &with(&|c| {
+                c.insert("nbf".into(), json!(now + 60));
+            }),
+            real,
+        ),
+    ));
+    cases.push((
         "nbf an hour ahead",
         forge::jwt(
             &hs256,
@@ -1008,6 +1030,27 @@ async fn forged_and_bad_access_tokens_are_refused(app: TestApp) {
 
     for (what, token) in &cases {
         refused(&app, what, token).await;
+    }
+
+    // Within the leeway for clock skew, a token still works.
+    for (what, claims) in [
+        (
+            "expired 10 s ago (within the 30 s leeway)",
+            with(&|c| {
+                c.insert("iat".into(), json!(now - 910));
+                c.insert("nbf".into(), json!(now - 910));
+                c.insert("exp".into(), json!(now - 10));
+            }),
+        ),
+        (
+            "nbf 10 s ahead (within the 30 s leeway)",
+            with(&|c| {
+                c.insert("nbf".into(), json!(now + 10));
+            }),
+        ),
+    ] {
+        let viewer = works(&app, what, &forge::jwt(&hs256, &claims, real)).await;
+        assert_eq!(viewer["staff"]["id"], owner.staff.as_str(), "{what}");
     }
 
     // None of that touched the real session.
@@ -1778,6 +1821,330 @@ async fn api_tokens_are_shown_once_work_and_stop_when_revoked(app: TestApp) {
     app.gql("{ viewer { kind } }", json!({})).await.data();
 }
 
+// ------------------------------------------------------------ expiry, throttle
+
+/// Signs in; the whole answer.
+async fn try_login(app: &TestApp, clinic: &str, email: &str, password: &str) -> Gql {
+    app.login(clinic, email, password).await
+}
+
+/// The wait a RATE_LIMITED answer names, after checking its shape: the
+/// message names what is limited, no data came back.
+#[track_caller]
+fn throttled_for(answer: &Gql, what: &str) -> u64 {
+    answer.assert_error("RATE_LIMITED", None);
+    let error = &answer.errors()[0];
+    assert!(
+        error["message"].as_str().unwrap().contains(what),
+        "the refusal names the {what}: {error}"
+    );
+    assert!(answer.body["data"].is_null(), "{}", answer.body);
+    error["extensions"]["retryAfterSeconds"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no retryAfterSeconds: {error}"))
+}
+
+/// Attempts a budget of `burst` a minute has regained since `since`.
+fn refilled(since: std::time::Instant, burst: u64) -> u64 {
+    since.elapsed().as_secs() / (60 / burst) + 1
+}
+
+/// Ten sign-in attempts a minute per account, thirty per address (budgets
+/// that refill one attempt every 6 s and 2 s): past them, an attempt is
+/// RATE_LIMITED with the wait, even with the right password, runs no
+/// password check and starts no session; another account is not held up by
+/// one account's limit, but is by its address's.
+async fn sign_in_attempts_are_throttled(app: TestApp) {
+    let (email, password) = app.staff_in("a", Role::Coordinator).await;
+    let (other_email, other_password) = app.staff_in("a", Role::Viewer).await;
+    let started = std::time::Instant::now();
+    // Every attempt that is not refused spends from the address's budget too.
+    let mut from_address = 0;
+
+    let mut failed = 0;
+    let mut throttled = loop {
+        let answer = try_login(&app, "a", &email, "not the password!").await;
+        if answer.code().as_deref() == Some("RATE_LIMITED") {
+            break answer;
+        }
+        answer.assert_error("UNAUTHENTICATED", None);
+        failed += 1;
+        from_address += 1;
+        assert!(
+            failed <= 10 + refilled(started, 10),
+            "{failed} failed sign-ins in {:?} and none refused",
+            started.elapsed()
+        );
+    };
+    assert!(failed >= 10, "refused after only {failed} attempts");
+    // Until the account's next attempt is over a second away, so that the
+    // checks below all happen before it.
+    while throttled_for(&throttled, "account") < 2 {
+        // A refill lets one through (and spends it); the next is refused again.
+        loop {
+            throttled = try_login(&app, "a", &email, "not the password!").await;
+            if throttled.code().as_deref() == Some("RATE_LIMITED") {
+                break;
+            }
+            from_address += 1;
+        }
+    }
+    let before = counts(&app).await;
+    for who in [email.clone(), email.to_uppercase()] {
+        let refused = try_login(&app, "a", &who, &password).await;
+        let wait = throttled_for(&refused, "account");
+        assert!((1..=6).contains(&wait), "retry after {wait} s");
+    }
+    assert_eq!(
+        counts(&app).await,
+        before,
+        "a throttled sign-in wrote something"
+    );
+
+    // Another account signs in.
+    session_of(
+        &try_login(&app, "a", &other_email, &other_password).await,
+        "login",
+    );
+    from_address += 1;
+
+    // Accounts that do not exist, until the address is refused.
+    let mut n = 0;
+    let mut throttled = loop {
+        n += 1;
+        let answer = try_login(
+            &app,
+            "a",
+            &format!("nobody{n}@a.example"),
+            "wrong password!",
+        )
+        .await;
+        if answer.code().as_deref() == Some("RATE_LIMITED") {
+            break answer;
+        }
+        answer.assert_error("UNAUTHENTICATED", None);
+        from_address += 1;
+        assert!(
+            from_address <= 30 + refilled(started, 30),
+            "{from_address} sign-ins from one address in {:?} and none refused",
+            started.elapsed()
+        );
+    };
+    assert!(
+        from_address >= 30,
+        "the address was refused after {from_address}"
+    );
+    while throttled_for(&throttled, "address") < 2 {
+        // A refill lets one through (and spends it); the next is refused again.
+        loop {
+            n += 1;
+            throttled = try_login(
+                &app,
+                "a",
+                &format!("nobody{n}@a.example"),
+                "wrong password!",
+            )
+            .await;
+            if throttled.code().as_deref() == Some("RATE_LIMITED") {
+                break;
+            }
+        }
+    }
+    // Now even the other account's right password is refused, for the address.
+    let refused = try_login(&app, "a", &other_email, &other_password).await;
+    let wait = throttled_for(&refused, "address");
+    assert!((1..=2).contains(&wait), "retry after {wait} s");
+}
+
+/// Sessions (and so refresh tokens) that live two seconds.
+fn short_sessions() -> journeymap_tests::Options {
+    let mut options = journeymap_tests::Options::default();
+    options.config.refresh_token_ttl_secs = 2;
+    options
+}
+
+fn instant(value: &Value) -> chrono::DateTime<Utc> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap_or_else(|| panic!("{value}")))
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// A refresh token works until its session's end (refreshing does not move
+/// it), and is refused after, rotating nothing.
+async fn refresh_tokens_expire_with_their_session(app: TestApp) {
+    let (email, password) = app.staff_in("a", Role::Admin).await;
+    let signed_in = try_login(&app, "a", &email, &password).await;
+    let login = signed_in.data()["login"].clone();
+    let ends = instant(&login["refreshTokenExpiresAt"]);
+    let lifetime = ends - Utc::now();
+    assert!(
+        lifetime <= Duration::seconds(2) && lifetime > Duration::zero(),
+        "the session ends in {lifetime}"
+    );
+
+    let rotated = refresh(&app, login["refreshToken"].as_str().unwrap()).await;
+    let rotated = rotated.data()["refreshSession"].clone();
+    assert_eq!(
+        instant(&rotated["refreshTokenExpiresAt"]),
+        ends,
+        "refreshing does not extend the session"
+    );
+
+    // Past the end: refused, like any bad refresh token, and nothing changes.
+    let wait = (ends - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + std::time::Duration::from_millis(200)).await;
+    let before = counts(&app).await;
+    let expired = refresh(&app, rotated["refreshToken"].as_str().unwrap()).await;
+    let message = unauthenticated("an expired refresh token", &expired, "refreshSession");
+    let unknown = refresh(&app, "jmr_doesnotexist").await;
+    assert_eq!(
+        message,
+        unauthenticated("an unknown refresh token", &unknown, "refreshSession"),
+        "an expired refresh token reads like any other bad one"
+    );
+    assert_eq!(
+        counts(&app).await,
+        before,
+        "an expired refresh rotated something"
+    );
+}
+
+/// `createApiToken` with `expiresAt`: the token works until then, is listed
+/// with it, and is refused after; an `expiresAt` in the past is bad input.
+async fn api_tokens_stop_at_their_expiry(app: TestApp) {
+    let expires_at = Utc::now() + Duration::seconds(2);
+    let created = app
+        .gql(
+            CREATE_API_TOKEN,
+            json!({ "input": { "name": "short-lived", "scopes": ["journeys:read"], "expiresAt": expires_at.to_rfc3339() } }),
+        )
+        .await;
+    let payload = &created.data()["createApiToken"];
+    let secret = payload["secret"].as_str().unwrap().to_string();
+    let id = payload["token"]["id"].clone();
+    assert_eq!(
+        instant(&payload["token"]["expiresAt"]).timestamp_micros(),
+        expires_at.timestamp_micros()
+    );
+    let listed = app.gql("{ apiTokens { id expiresAt } }", json!({})).await;
+    let entry = listed.data()["apiTokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .cloned()
+        .expect("listed");
+    assert_eq!(entry["expiresAt"], payload["token"]["expiresAt"]);
+
+    let (status, _, body) = post(&app, &secret, "{ viewer { name } }", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["viewer"]["name"], "short-lived");
+
+    let wait = (expires_at - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + std::time::Duration::from_millis(200)).await;
+    let (status, headers, body) = post(&app, &secret, "{ viewer { name } }", json!({})).await;
+    assert_unauthorized("an API token past its expiresAt", status, &headers, &body);
+
+    let before = counts(&app).await;
+    app.gql(
+        CREATE_API_TOKEN,
+        json!({ "input": { "name": "born expired", "scopes": ["journeys:read"],
+                           "expiresAt": (Utc::now() - Duration::minutes(1)).to_rfc3339() } }),
+    )
+    .await
+    .assert_error("BAD_USER_INPUT", Some("input.expiresAt"));
+    assert_eq!(counts(&app).await, before, "a refused token was made");
+}
+
+/// Clinic B's owner, and a full-scope token of B, try clinic A's ids on the
+/// privacy and administration mutations: NOT_FOUND every time, and nothing
+/// of A's changes.
+async fn another_clinics_ids_are_not_found_for_privacy_and_admin(app: TestApp) {
+    let patient = app.patient("Alma").await;
+    let a_staff = signed_in(&app, "a", Role::Coordinator).await;
+    let a_token = app
+        .gql(
+            CREATE_API_TOKEN,
+            json!({ "input": { "name": "A's sync", "scopes": ["journeys:read"] } }),
+        )
+        .await;
+    let a_token = a_token.data()["createApiToken"].clone();
+    let a_token_id = a_token["token"]["id"].as_str().unwrap().to_string();
+    let a_secret = a_token["secret"].as_str().unwrap().to_string();
+
+    let b_token = app.clinic("b").await;
+    let b_owner = signed_in(&app, "b", Role::Owner).await;
+    let attempts = [
+        (
+            "erasePatient",
+            "mutation($input: ErasePatientInput!) { erasePatient(input: $input) { patient { id } } }",
+            json!({ "input": { "patientId": patient, "reason": "request" } }),
+            "input.patientId",
+        ),
+        (
+            "exportPatient",
+            "mutation($input: ExportPatientInput!) { exportPatient(input: $input) { data } }",
+            json!({ "input": { "patientId": patient } }),
+            "input.patientId",
+        ),
+        (
+            "revokeApiToken",
+            "mutation($input: RevokeApiTokenInput!) { revokeApiToken(input: $input) { token { id } } }",
+            json!({ "input": { "tokenId": a_token_id } }),
+            "input.tokenId",
+        ),
+        (
+            "setStaffDisabled",
+            SET_DISABLED,
+            json!({ "input": { "staffId": a_staff.staff, "disabled": true } }),
+            "input.staffId",
+        ),
+    ];
+    for (caller, credential) in [
+        ("clinic b's owner", &b_owner.access),
+        ("clinic b's token", &b_token),
+    ] {
+        for (field, mutation, variables, at) in &attempts {
+            let before = counts(&app).await;
+            let answer = app
+                .gql_as(Some(credential), mutation, variables.clone())
+                .await;
+            answer.assert_error("NOT_FOUND", Some(at));
+            assert!(
+                answer.body["data"].is_null() || answer.body["data"][field].is_null(),
+                "{caller}, {field}: {}",
+                answer.body
+            );
+            let text = answer.body.to_string();
+            assert!(!text.contains("Alma"), "{caller}, {field} leaked: {text}");
+            assert_eq!(
+                counts(&app).await,
+                before,
+                "{caller}, {field}: wrote something"
+            );
+        }
+    }
+
+    // Clinic a's patient, token and staff member are as they were.
+    let kept = app
+        .gql(
+            "query($id: ID!) { patient(id: $id) { givenName erased archived } }",
+            json!({ "id": patient }),
+        )
+        .await;
+    assert_eq!(
+        kept.data()["patient"],
+        json!({ "givenName": "Alma", "erased": false, "archived": false })
+    );
+    works(&app, "clinic a's staff member", &a_staff.access).await;
+    let (status, _, body) = post(&app, &a_secret, "{ viewer { name } }", json!({})).await;
+    assert_eq!(
+        (status, &body["data"]["viewer"]["name"]),
+        (StatusCode::OK, &json!("A's sync")),
+        "{body}"
+    );
+}
+
 on_both_backends!(
     sign_in_works_and_every_wrong_credential_reads_the_same,
     refresh_rotates_and_reuse_revokes_the_session,
@@ -1785,4 +2152,8 @@ on_both_backends!(
     roles_may_do_what_their_permissions_allow,
     staff_of_another_clinic_get_not_found,
     api_tokens_are_shown_once_work_and_stop_when_revoked,
+    sign_in_attempts_are_throttled,
+    refresh_tokens_expire_with_their_session => short_sessions,
+    api_tokens_stop_at_their_expiry,
+    another_clinics_ids_are_not_found_for_privacy_and_admin,
 );

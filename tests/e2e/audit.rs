@@ -160,20 +160,23 @@ fn assert_entry(
 }
 
 /// Waits until `token`'s view of the audit log with `filter` holds an entry
-/// matching `found`, at most a few seconds (reads are written every 250 ms).
+/// matching `found`, at most ten seconds (reads are written every 250 ms).
+/// The read audit writes a request's rows in one statement, after those of
+/// every earlier request: once one row of a request is there, all of its
+/// rows and all earlier requests' rows are.
 async fn wait_for_entry(
     app: &TestApp,
     token: &str,
     filter: Value,
     found: impl Fn(&Value) -> bool,
 ) -> Vec<Value> {
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for _ in 0..40 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
         let (_, entries) = audit_log(app, token, filter.clone()).await;
         if entries.iter().any(&found) {
             return entries;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (_, entries) = audit_log(app, token, filter).await;
     panic!(

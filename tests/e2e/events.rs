@@ -163,7 +163,244 @@ async fn concurrent_writes_get_gap_free_unique_sequences(app: TestApp) {
     );
 }
 
+const JOURNEY_FACTS: &str = r#"query($id: ID!) { journey(id: $id) {
+  version status endReason
+  history { id kind toStage { id } }
+  followUps { id status dueAt }
+} }"#;
+
+async fn journey_facts(app: &TestApp, journey: &str) -> Value {
+    app.gql(JOURNEY_FACTS, json!({ "id": journey }))
+        .await
+        .data()["journey"]
+        .clone()
+}
+
+/// The one event of `event_type` about `subject`.
+async fn event_about(app: &TestApp, event_type: &str, subject: &str) -> Value {
+    let events = nodes(&events_page(app, None, 100, Some(vec![event_type])).await);
+    let about: Vec<Value> = events
+        .into_iter()
+        .filter(|e| e["subject"] == subject)
+        .collect();
+    assert_eq!(
+        about.len(),
+        1,
+        "one {event_type} about {subject}: {about:#?}"
+    );
+    about[0].clone()
+}
+
+/// The last transition of a journey's history, and the open follow-ups it
+/// had before (ids), from what the API shows.
+fn last_transition(facts: &Value) -> Value {
+    facts["history"].as_array().unwrap().last().unwrap().clone()
+}
+
+fn follow_up_ids(facts: &Value, status: &str) -> Vec<Value> {
+    facts["followUps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] == status)
+        .map(|f| f["id"].clone())
+        .collect()
+}
+
+async fn journeys_completed_and_dropped_announce_their_facts(app: TestApp) {
+    let p = app.pathway().await;
+    let (ana, bea, cy) = (
+        app.patient("Ana").await,
+        app.patient("Bea").await,
+        app.patient("Cy").await,
+    );
+
+    // Completed by hand in consultation, with a note.
+    let completed = app.start_journey(&ana, &p.id).await;
+    app.gql(
+        "mutation($input: MoveJourneyToStageInput!) { moveJourneyToStage(input: $input) { journey { id } } }",
+        json!({ "input": { "journeyId": completed, "stageId": p.consultation } }),
+    )
+    .await
+    .data();
+    let open = follow_up_ids(&journey_facts(&app, &completed).await, "OPEN");
+    assert_eq!(open.len(), 1, "the consultation's SMS check-in is open");
+    app.gql(
+        "mutation($input: CompleteJourneyInput!) { completeJourney(input: $input) { journey { status } } }",
+        json!({ "input": { "journeyId": completed, "expectedVersion": 2, "note": "booked a package" } }),
+    )
+    .await
+    .data();
+    let facts = journey_facts(&app, &completed).await;
+    assert_eq!(facts["status"], "COMPLETED");
+    let transition = last_transition(&facts);
+    assert_eq!(transition["kind"], "COMPLETED");
+    let event = event_about(&app, "journey.completed", &completed).await;
+    let data = &event["data"];
+    assert_eq!(data["journeyId"], completed.as_str());
+    assert_eq!(data["patientId"], ana.as_str());
+    assert_eq!(data["pathwayId"], p.id.as_str());
+    assert_eq!(data["transitionId"], transition["id"]);
+    assert_eq!(
+        data["stage"],
+        json!({ "stageId": p.consultation, "key": "consultation", "name": "Consultation", "category": "CONSULTATION", "position": 1 })
+    );
+    assert_eq!(data["status"], "COMPLETED");
+    assert_eq!(data["reason"], "booked a package");
+    assert_eq!(data["version"], facts["version"]);
+    assert_eq!(data["version"], 3);
+    assert_eq!(data["cancelledFollowUpIds"], json!(open), "{data}");
+    let cancelled = follow_up_ids(&facts, "CANCELLED");
+    assert!(open.iter().all(|id| cancelled.contains(id)), "{facts}");
+    assert!(data["occurredAt"].is_string());
+    assert!(!data.to_string().contains("Ana"), "no names in {data}");
+
+    // Dropped in inquiry, with a reason.
+    let dropped = app.start_journey(&bea, &p.id).await;
+    let open = follow_up_ids(&journey_facts(&app, &dropped).await, "OPEN");
+    assert_eq!(open.len(), 1, "the inquiry's call-back is open");
+    app.gql(
+        "mutation($input: DropJourneyInput!) { dropJourney(input: $input) { journey { status } } }",
+        json!({ "input": { "journeyId": dropped, "reason": "price" } }),
+    )
+    .await
+    .data();
+    let facts = journey_facts(&app, &dropped).await;
+    assert_eq!(
+        (&facts["status"], &facts["endReason"]),
+        (&json!("DROPPED"), &json!("price"))
+    );
+    let event = event_about(&app, "journey.dropped", &dropped).await;
+    let data = &event["data"];
+    assert_eq!(data["journeyId"], dropped.as_str());
+    assert_eq!(data["patientId"], bea.as_str());
+    assert_eq!(data["transitionId"], last_transition(&facts)["id"]);
+    assert_eq!(data["stage"]["stageId"], p.inquiry.as_str());
+    assert_eq!(data["stage"]["key"], "inquiry");
+    assert_eq!(data["status"], "DROPPED");
+    assert_eq!(data["reason"], "price");
+    assert_eq!(data["version"], 2);
+    assert_eq!(data["cancelledFollowUpIds"], json!(open));
+
+    // Completed by entering the terminal stage: a stage change and a completion.
+    let finished = app.start_journey(&cy, &p.id).await;
+    let move_to = |stage: &str| {
+        app.gql(
+            "mutation($input: MoveJourneyToStageInput!) { moveJourneyToStage(input: $input) { journey { id } } }",
+            json!({ "input": { "journeyId": finished, "stageId": stage } }),
+        )
+    };
+    move_to(&p.consultation).await.data();
+    move_to(&p.treatment).await.data();
+    // Treatment's aftercare SMS is the one follow-up open when it ends.
+    let open = follow_up_ids(&journey_facts(&app, &finished).await, "OPEN");
+    assert_eq!(open.len(), 1);
+    move_to(&p.discharged).await.data();
+    let facts = journey_facts(&app, &finished).await;
+    assert_eq!(facts["status"], "COMPLETED");
+    let event = event_about(&app, "journey.completed", &finished).await;
+    let data = &event["data"];
+    assert_eq!(data["stage"]["key"], "discharged");
+    assert_eq!(data["stage"]["stageId"], p.discharged.as_str());
+    assert_eq!(data["status"], "COMPLETED");
+    assert_eq!(data["reason"], Value::Null);
+    assert_eq!(data["version"], 4);
+    // The move into the terminal stage is the transition it reports.
+    assert_eq!(data["transitionId"], last_transition(&facts)["id"]);
+    assert_eq!(
+        last_transition(&facts)["toStage"]["id"],
+        p.discharged.as_str()
+    );
+    // A completed journey cancels every open follow-up, even one kept on exit.
+    assert_eq!(data["cancelledFollowUpIds"], json!(open), "{data}");
+    assert!(follow_up_ids(&facts, "OPEN").is_empty(), "{facts}");
+}
+
+/// An RFC 3339 time as an instant (the API and the events may write the same
+/// instant with different numbers of fraction digits).
+fn instant(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap_or_else(|| panic!("{value}")))
+        .unwrap_or_else(|e| panic!("{value}: {e}"))
+        .with_timezone(&chrono::Utc)
+}
+
+async fn completed_follow_ups_announce_how(app: TestApp) {
+    let p = app.pathway().await;
+    let patient = app.patient("Dee").await;
+    // Started 5 h ago: the 2 h call-back is late.
+    let late = app
+        .gql(
+            "mutation($input: StartJourneyInput!) { startJourney(input: $input) { journey { id } } }",
+            json!({ "input": { "patientId": patient, "pathwayId": p.id,
+                               "occurredAt": (chrono::Utc::now() - chrono::Duration::hours(5)).to_rfc3339() } }),
+        )
+        .await;
+    let journey = late.data()["startJourney"]["journey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let call_back = journey_facts(&app, &journey).await["followUps"][0].clone();
+
+    // Closed by the touchpoint that did it.
+    let touchpoint = app
+        .gql(
+            "mutation($input: LogTouchpointInput!) { logTouchpoint(input: $input) { touchpoint { id } } }",
+            json!({ "input": { "patientId": patient, "journeyId": journey, "channel": "PHONE",
+                               "direction": "OUTBOUND", "kind": "call-back", "completesFollowUpId": call_back["id"] } }),
+        )
+        .await;
+    let touchpoint = touchpoint.data()["logTouchpoint"]["touchpoint"]["id"].clone();
+    let event = event_about(
+        &app,
+        "follow_up.completed",
+        call_back["id"].as_str().unwrap(),
+    )
+    .await;
+    let data = &event["data"];
+    assert_eq!(data["followUpId"], call_back["id"]);
+    assert_eq!(data["journeyId"], journey.as_str());
+    assert_eq!(data["patientId"], patient.as_str());
+    assert_eq!(data["touchpointId"], touchpoint);
+    assert_eq!(instant(&data["dueAt"]), instant(&call_back["dueAt"]));
+    assert!(data["completedAt"].is_string());
+    assert_eq!(data["late"], true, "{data}");
+
+    // Closed by hand, on time: no touchpoint.
+    app.gql(
+        "mutation($input: MoveJourneyToStageInput!) { moveJourneyToStage(input: $input) { journey { id } } }",
+        json!({ "input": { "journeyId": journey, "stageId": p.consultation } }),
+    )
+    .await
+    .data();
+    let check_in = journey_facts(&app, &journey).await["followUps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["status"] == "OPEN")
+        .cloned()
+        .expect("the consultation's check-in");
+    app.gql(
+        "mutation($input: CompleteFollowUpInput!) { completeFollowUp(input: $input) { followUp { id } } }",
+        json!({ "input": { "followUpId": check_in["id"] } }),
+    )
+    .await
+    .data();
+    let event = event_about(
+        &app,
+        "follow_up.completed",
+        check_in["id"].as_str().unwrap(),
+    )
+    .await;
+    let data = &event["data"];
+    assert_eq!(data["followUpId"], check_in["id"]);
+    assert_eq!(data["touchpointId"], Value::Null);
+    assert_eq!(instant(&data["dueAt"]), instant(&check_in["dueAt"]));
+    assert_eq!(data["late"], false, "{data}");
+}
+
 on_both_backends!(
     every_mutation_writes_its_event,
-    concurrent_writes_get_gap_free_unique_sequences
+    concurrent_writes_get_gap_free_unique_sequences,
+    journeys_completed_and_dropped_announce_their_facts,
+    completed_follow_ups_announce_how,
 );

@@ -125,7 +125,8 @@ const MAP: &str = r#"query($p: ID!, $from: DateTime, $to: DateTime, $compareTo: 
       stage { key }
       activeCount enteredCount exitedCount movedForwardCount movedBackCount completedCount droppedCount
       conversionRate medianHoursInStage p90HoursInStage stalledCount blindSpotCount
-      touchpointCount averageEmotion momentsOfTruth nps npsResponses overdueFollowUps
+      touchpointCount touchpointsPerJourney channelMix { channel count }
+      averageEmotion momentsOfTruth nps npsResponses csat csatResponses overdueFollowUps
       painPoints { kind score comment }
       previous { enteredCount activeCount }
       change { enteredCount activeCount nps }
@@ -163,6 +164,18 @@ async fn the_map_tells_the_known_story(app: TestApp) {
     assert!(approx(&inquiry["medianHoursInStage"], 24.0), "{inquiry:#}");
     assert_eq!(inquiry["overdueFollowUps"], 2); // P3's and P4's call-backs
     assert!(approx(&inquiry["averageEmotion"], 2.0));
+    // P4's in-person touchpoint 10 h ago, after moving back.
+    assert_eq!(inquiry["touchpointCount"], 1);
+    assert!(approx(&inquiry["touchpointsPerJourney"], 1.0));
+    assert_eq!(
+        inquiry["channelMix"],
+        json!([{ "channel": "IN_PERSON", "count": 1 }])
+    );
+    assert_eq!(inquiry["completedCount"], 0);
+    assert_eq!(
+        (&inquiry["csat"], &inquiry["csatResponses"]),
+        (&Value::Null, &json!(0))
+    );
 
     let consultation = stage(map, "consultation");
     assert_eq!(consultation["enteredCount"], 3);
@@ -189,6 +202,14 @@ async fn the_map_tells_the_known_story(app: TestApp) {
     );
     assert!(approx(&consultation["averageEmotion"], -1.0)); // -2 and 0
     assert_eq!(consultation["momentsOfTruth"], 1);
+    // P1's and P2's touchpoints: one each.
+    assert_eq!(consultation["touchpointCount"], 2);
+    assert!(approx(&consultation["touchpointsPerJourney"], 1.0));
+    assert_eq!(
+        consultation["channelMix"],
+        json!([{ "channel": "IN_PERSON", "count": 2 }])
+    );
+    assert_eq!(consultation["completedCount"], 0); // P2 was dropped there, not completed
     assert!(approx(&consultation["nps"], -33.3), "{consultation:#}"); // one promoter, two detractors
     assert_eq!(consultation["npsResponses"], 3);
     // P4's NPS 2 asked for a service-recovery call, now overdue; P2's was
@@ -210,7 +231,19 @@ async fn the_map_tells_the_known_story(app: TestApp) {
     );
     assert!(approx(&treatment["conversionRate"], 1.0));
     assert!(approx(&treatment["medianHoursInStage"], 48.0));
-    assert_eq!(stage(map, "discharged")["enteredCount"], 1);
+    assert_eq!(treatment["touchpointCount"], 0);
+    assert!(
+        treatment["touchpointsPerJourney"].is_null(),
+        "{treatment:#}"
+    );
+    assert_eq!(treatment["channelMix"], json!([]));
+    assert_eq!(treatment["completedCount"], 0);
+    let discharged = stage(map, "discharged");
+    assert_eq!(discharged["enteredCount"], 1);
+    // P1 was completed by a forward move into the terminal stage: a flow
+    // into "discharged", not a completion by hand in a stage (which
+    // `completedCount` counts; see the test of touchpoints and CSAT).
+    assert_eq!(discharged["completedCount"], 0, "{discharged:#}");
 
     let flows: Vec<(String, String, String, i64)> = map["flows"]
         .as_array()
@@ -246,7 +279,7 @@ async fn the_map_tells_the_known_story(app: TestApp) {
     assert_eq!(flows.len(), 5);
 
     let svg = map["svg"].as_str().unwrap();
-    assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+    let texts = svg_texts(svg);
     for text in [
         "Injectables",
         "New inquiry",
@@ -254,7 +287,213 @@ async fn the_map_tells_the_known_story(app: TestApp) {
         "Waited an hour",
         "1 unseen",
     ] {
-        assert!(svg.contains(text), "the picture lacks {text:?}");
+        assert!(
+            texts.iter().any(|t| t.contains(text)),
+            "the picture has no text {text:?}: {texts:?}"
+        );
+    }
+}
+
+/// Parses `svg` as XML (it must be a well-formed `<svg>` document in the SVG
+/// namespace) and returns the text of its `<text>`/`<tspan>`/`<title>`
+/// elements, entities decoded.
+fn svg_texts(svg: &str) -> Vec<String> {
+    let document = roxmltree::Document::parse(svg)
+        .unwrap_or_else(|e| panic!("the SVG is not well-formed XML ({e}): {svg}"));
+    let root = document.root_element();
+    assert_eq!(root.tag_name().name(), "svg", "{svg}");
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://www.w3.org/2000/svg"),
+        "{svg}"
+    );
+    root.descendants()
+        .filter(|n| n.is_element() && matches!(n.tag_name().name(), "text" | "tspan" | "title"))
+        .map(|n| {
+            n.descendants()
+                .filter(|d| d.is_text())
+                .filter_map(|d| d.text())
+                .collect::<String>()
+        })
+        .collect()
+}
+
+/// Touchpoints by channel and CSAT, over a history the test lays out:
+/// - A: inquiry 5 d ago (two phone calls), consultation 4 d ago (three SMS and
+///   an email, CSAT 5), treatment 1 d ago (a portal message, CSAT 4), still there;
+/// - B: inquiry 3 d ago (one SMS), consultation 2 d ago (an email and a call,
+///   CSAT 2), completed by hand in consultation 1 d ago;
+/// - C: inquiry 2 d ago, never contacted.
+async fn touchpoints_channels_and_csat_are_counted_per_stage(app: TestApp) {
+    let p = app.pathway().await;
+    let (a, b, c) = (
+        app.patient("Ada").await,
+        app.patient("Ben").await,
+        app.patient("Cy").await,
+    );
+    let ja = start(&app, &a, &p.id, ago(5 * DAY)).await;
+    touch_by(&app, &a, &ja, "PHONE", ago(5 * DAY - 2)).await;
+    touch_by(&app, &a, &ja, "PHONE", ago(5 * DAY - 4)).await;
+    move_to(&app, &ja, &p.consultation, ago(4 * DAY)).await;
+    for hours in [90, 80, 70] {
+        touch_by(&app, &a, &ja, "SMS", ago(hours)).await;
+    }
+    touch_by(&app, &a, &ja, "EMAIL", ago(60)).await;
+    csat(&app, &a, &ja, 5, ago(50)).await;
+    move_to(&app, &ja, &p.treatment, ago(DAY)).await;
+    touch_by(&app, &a, &ja, "PORTAL", ago(10)).await;
+    csat(&app, &a, &ja, 4, ago(5)).await;
+
+    let jb = start(&app, &b, &p.id, ago(3 * DAY)).await;
+    touch_by(&app, &b, &jb, "SMS", ago(60)).await;
+    move_to(&app, &jb, &p.consultation, ago(2 * DAY)).await;
+    touch_by(&app, &b, &jb, "EMAIL", ago(40)).await;
+    touch_by(&app, &b, &jb, "PHONE", ago(36)).await;
+    csat(&app, &b, &jb, 2, ago(30)).await;
+    app.gql(
+        "mutation($input: CompleteJourneyInput!) { completeJourney(input: $input) { journey { status } } }",
+        json!({ "input": { "journeyId": jb, "occurredAt": ago(DAY) } }),
+    )
+    .await
+    .data();
+
+    start(&app, &c, &p.id, ago(2 * DAY)).await;
+
+    let map = app.gql(MAP, json!({ "p": p.id })).await;
+    let map = &map.data()["journeyMap"];
+
+    let inquiry = stage(map, "inquiry");
+    assert_eq!(inquiry["touchpointCount"], 3, "{inquiry:#}");
+    // A and B were touched there (C never was): 3 touchpoints over 2 journeys.
+    assert!(
+        approx(&inquiry["touchpointsPerJourney"], 1.5),
+        "{inquiry:#}"
+    );
+    assert_eq!(
+        inquiry["channelMix"],
+        json!([{ "channel": "PHONE", "count": 2 }, { "channel": "SMS", "count": 1 }])
+    );
+    assert_eq!(
+        (&inquiry["csat"], &inquiry["csatResponses"]),
+        (&Value::Null, &json!(0))
+    );
+    assert_eq!(inquiry["completedCount"], 0);
+
+    let consultation = stage(map, "consultation");
+    assert_eq!(consultation["touchpointCount"], 6, "{consultation:#}");
+    assert!(
+        approx(&consultation["touchpointsPerJourney"], 3.0),
+        "{consultation:#}"
+    );
+    assert_eq!(
+        consultation["channelMix"],
+        json!([
+            { "channel": "SMS", "count": 3 },
+            { "channel": "EMAIL", "count": 2 },
+            { "channel": "PHONE", "count": 1 }
+        ])
+    );
+    assert!(approx(&consultation["csat"], 3.5), "{consultation:#}"); // 5 and 2
+    assert_eq!(consultation["csatResponses"], 2);
+    assert_eq!(consultation["npsResponses"], 0);
+    assert!(consultation["nps"].is_null());
+    assert_eq!(consultation["completedCount"], 1, "{consultation:#}"); // B
+
+    let treatment = stage(map, "treatment");
+    assert_eq!(treatment["touchpointCount"], 1);
+    assert!(approx(&treatment["touchpointsPerJourney"], 1.0));
+    assert_eq!(
+        treatment["channelMix"],
+        json!([{ "channel": "PORTAL", "count": 1 }])
+    );
+    assert!(approx(&treatment["csat"], 4.0), "{treatment:#}");
+    assert_eq!(treatment["csatResponses"], 1);
+    assert_eq!(treatment["completedCount"], 0);
+    assert_eq!(stage(map, "discharged")["completedCount"], 0);
+}
+
+async fn touch_by(app: &TestApp, patient: &str, journey: &str, channel: &str, at: String) {
+    app.gql(
+        "mutation($input: LogTouchpointInput!) { logTouchpoint(input: $input) { touchpoint { id } } }",
+        json!({ "input": { "patientId": patient, "journeyId": journey, "channel": channel,
+                           "direction": "OUTBOUND", "kind": "check-in", "occurredAt": at } }),
+    )
+    .await
+    .data();
+}
+
+async fn csat(app: &TestApp, patient: &str, journey: &str, score: i32, at: String) {
+    app.gql(
+        "mutation($input: SubmitFeedbackInput!) { submitFeedback(input: $input) { feedback { id } } }",
+        json!({ "input": { "patientId": patient, "journeyId": journey, "kind": "CSAT", "score": score,
+                           "submittedAt": at } }),
+    )
+    .await
+    .data();
+}
+
+/// Text the clinic controls (a stage's name, a patient's comment) is escaped
+/// in the picture: the SVG stays well-formed and shows the text as typed.
+async fn the_picture_escapes_what_the_clinic_typed(app: TestApp) {
+    const NASTY: &str = r#"<&"'>"#;
+    let stage_name = format!("Consult {NASTY} room");
+    let comment = format!("Rude {NASTY} staff");
+    let created = app
+        .gql(
+            r#"mutation($name: String!) { createPathway(input: { name: "Skin", stages: [
+                { key: "inquiry", name: "Inquiry", category: INQUIRY },
+                { key: "consult", name: $name, category: CONSULTATION },
+                { key: "done", name: "Done", category: DISCHARGED, terminal: true }
+            ] }) { pathway { id stages { id key } } } }"#,
+            json!({ "name": stage_name }),
+        )
+        .await;
+    let pathway = &created.data()["createPathway"]["pathway"];
+    let id = pathway["id"].as_str().unwrap().to_string();
+    let consult = pathway["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "consult")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let patient = app.patient("Eli").await;
+    let journey = start(&app, &patient, &id, ago(3 * DAY)).await;
+    move_to(&app, &journey, &consult, ago(2 * DAY)).await;
+    nps(&app, &patient, &journey, ago(DAY), 1, &comment).await;
+
+    let map = app.gql(MAP, json!({ "p": id })).await;
+    let from_graphql = map.data()["journeyMap"]["svg"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let response = app
+        .client
+        .get(format!("{}/journey-maps/{id}.svg", app.url))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let from_http = response.text().await.unwrap();
+    for (door, svg) in [("journeyMap.svg", &from_graphql), ("GET .svg", &from_http)] {
+        let texts = svg_texts(svg);
+        assert!(
+            texts.iter().any(|t| t.contains(&stage_name)),
+            "{door}: no text shows the stage name {stage_name:?}: {texts:?}"
+        );
+        assert!(
+            texts.iter().any(|t| t.contains(&comment)),
+            "{door}: no text shows the comment {comment:?}: {texts:?}"
+        );
+        // Escaped in the markup: the raw characters never appear unescaped.
+        assert!(!svg.contains(NASTY), "{door}: unescaped {NASTY:?} in {svg}");
+        assert!(
+            svg.contains("&lt;&amp;"),
+            "{door}: expected the escaped form in {svg}"
+        );
     }
 }
 
@@ -385,7 +624,10 @@ async fn the_picture_is_served_with_the_same_credential(app: TestApp) {
             .starts_with("image/svg+xml")
     );
     let body = response.text().await.unwrap();
-    assert!(body.starts_with("<svg") && body.contains("Consultation"));
+    assert!(
+        svg_texts(&body).iter().any(|t| t.contains("Consultation")),
+        "{body}"
+    );
 
     let windowed = app
         .client
@@ -397,8 +639,10 @@ async fn the_picture_is_served_with_the_same_credential(app: TestApp) {
     assert_eq!(windowed.status(), 200);
     // The window ends before P4's feedback: the picture is of the window.
     let windowed = windowed.text().await.unwrap();
+    let texts = svg_texts(&windowed);
     assert!(
-        windowed.starts_with("<svg") && !windowed.contains("Waited an hour"),
+        texts.iter().any(|t| t.contains("Consultation"))
+            && !texts.iter().any(|t| t.contains("Waited an hour")),
         "{windowed}"
     );
 
@@ -437,6 +681,8 @@ async fn the_picture_is_served_with_the_same_credential(app: TestApp) {
 
 on_both_backends!(
     the_map_tells_the_known_story,
+    touchpoints_channels_and_csat_are_counted_per_stage,
+    the_picture_escapes_what_the_clinic_typed,
     a_past_window_is_replayed_and_compared,
     the_picture_is_served_with_the_same_credential,
     a_pathway_without_targets_maps_past_windows,

@@ -3,6 +3,7 @@
 
 mod access;
 mod audit;
+mod cli;
 mod events;
 mod filters;
 mod follow_ups;
@@ -11,6 +12,7 @@ mod journey_map;
 mod journeys;
 mod replicas;
 mod schema;
+mod server;
 mod statements;
 mod subscriptions;
 mod tenancy;

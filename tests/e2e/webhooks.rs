@@ -11,7 +11,7 @@ use std::{
 };
 
 use journeymap::{auth::Permission, sea_orm::ConnectionTrait, webhooks::signing};
-use journeymap_tests::{Options, TestApp};
+use journeymap_tests::{Options, QUIET, TestApp, on_both_backends};
 use reqwest::{StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 use tokio::{
@@ -19,31 +19,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-/// Runs each named scenario `fn name(app: TestApp)` on SQLite and PostgreSQL
-/// with the server options of `options()`.
-macro_rules! on_both_backends_with {
-    ($($name:ident => $options:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = journeymap_tests::spawn_with(journeymap_tests::Backend::Sqlite, super::$options())
-                    .await
-                    .expect("sqlite app");
-                super::$name(app).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                match journeymap_tests::spawn_with(journeymap_tests::Backend::Postgres, super::$options()).await {
-                    Some(app) => super::$name(app).await,
-                    None => eprintln!("skipped: set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"),
-                }
-            }
-        }
-    )*};
-}
-
-on_both_backends_with! {
+on_both_backends! {
     deliveries_are_signed_thin_and_filtered => fast_retries,
     private_targets_are_refused => default_options,
     failed_attempts_are_retried_with_the_same_webhook_id => fast_retries,
@@ -54,7 +30,33 @@ on_both_backends_with! {
     test_messages_and_redelivery => fast_retries,
     endpoints_are_managed_per_clinic_with_permission => fast_retries,
     idempotency_keys_replay_mutations_once => default_options,
+    receivers_that_do_not_answer_in_time_are_retried => one_second_receivers,
+    a_server_with_webhook_concurrency_0_delivers_nothing => not_delivering,
+    private_targets_are_refused_at_delivery_time => strict_fast_retries,
 }
+
+/// Receivers on 127.0.0.1 get one second to answer.
+fn one_second_receivers() -> Options {
+    let mut options = fast_retries();
+    options.config.webhook_timeout_secs = 1;
+    options
+}
+
+/// This server does not deliver (`--webhook-concurrency 0`).
+fn not_delivering() -> Options {
+    let mut options = fast_retries();
+    options.config.webhook_concurrency = 0;
+    options
+}
+
+/// Private targets refused (the default), quick retries.
+fn strict_fast_retries() -> Options {
+    let mut options = Options::default();
+    options.config.webhook_retry_schedule = "0,0.2,0.2,0.2".into();
+    options
+}
+
+const SERVER: &str = env!("CARGO_BIN_EXE_journeymap-under-test");
 
 /// The server's defaults: private webhook targets refused.
 fn default_options() -> Options {
@@ -242,9 +244,16 @@ impl Receiver {
             .await
     }
 
-    /// Asserts that nothing more arrives for a while.
-    async fn assert_quiet(&self, expected: usize, wait: Duration) {
-        tokio::time::sleep(wait).await;
+    /// Asserts that nothing more arrives within [`QUIET`]: `expected`
+    /// requests in all once it has passed.
+    async fn assert_quiet(&self, expected: usize) {
+        tokio::time::sleep(QUIET).await;
+        self.assert_received(expected);
+    }
+
+    /// Asserts `expected` requests in all, now.
+    #[track_caller]
+    fn assert_received(&self, expected: usize) {
         let log = self.received();
         assert_eq!(
             log.len(),
@@ -723,7 +732,7 @@ async fn deliveries_are_signed_thin_and_filtered(app: TestApp) {
     assert!(settled[0]["deliveredAt"].is_string());
     assert!(settled[0]["nextAttemptAt"].is_null());
     assert_eq!(settled[0]["endpoint"]["id"], thin.id.as_str());
-    stage_rx.assert_quiet(1, Duration::from_millis(800)).await;
+    stage_rx.assert_quiet(1).await;
     assert!(
         stage_rx
             .received()
@@ -806,6 +815,194 @@ async fn private_targets_are_refused(app: TestApp) {
     assert!(rx.received().is_empty());
 }
 
+/// A receiver that holds the first attempt open without answering: the
+/// server gives up after `--webhook-timeout-secs` (closing the connection),
+/// records the attempt as unanswered, and retries.
+async fn receivers_that_do_not_answer_in_time_are_retried(app: TestApp) {
+    use journeymap_tests::receiver::Receiver as HoldingReceiver;
+    let rx = HoldingReceiver::holding(
+        Arc::new(|_: &str, _: usize| (StatusCode::OK, None)),
+        Duration::ZERO,
+        Arc::new(|_: &str, attempt: usize| attempt == 0),
+    )
+    .await;
+    let hook = create_endpoint(&app, &rx.url, &["patient.created"], false).await;
+    app.patient("Tardy").await;
+    let received = rx
+        .wait_for(PATIENCE, |r| r.iter().any(|x| x.attempt == 1))
+        .await;
+    let first = received
+        .iter()
+        .find(|r| r.attempt == 0)
+        .expect("a first attempt");
+    let second = received
+        .iter()
+        .find(|r| r.attempt == 1)
+        .expect("a second attempt");
+    assert_eq!(first.webhook_id, second.webhook_id);
+    // The server hung up on the held attempt: its timeout, about a second.
+    let hung_up = rx.hung_up();
+    assert_eq!(hung_up.len(), 1, "{hung_up:?}");
+    let gave_up_after = hung_up[0].at.duration_since(first.at);
+    assert!(
+        gave_up_after >= Duration::from_millis(900) && gave_up_after < Duration::from_secs(5),
+        "the server gave up after {gave_up_after:?} with a 1 s timeout"
+    );
+    assert!(second.at >= hung_up[0].at, "retried only after giving up");
+
+    let settled = settled_deliveries(&app, &hook.id, 1).await;
+    let delivery = &settled[0];
+    assert_eq!(delivery["status"], "DELIVERED", "{delivery:#}");
+    assert_eq!(delivery["attemptCount"], 2);
+    let attempts = delivery["attempts"].as_array().unwrap();
+    let timed_out = attempts
+        .iter()
+        .find(|a| a["statusCode"].is_null())
+        .unwrap_or_else(|| panic!("an unanswered attempt in {delivery:#}"));
+    assert_eq!(timed_out["error"], "no answer within 1 s", "{timed_out}");
+    assert!(
+        timed_out["latencyMs"]
+            .as_i64()
+            .is_some_and(|ms| (900..5000).contains(&ms)),
+        "{timed_out}"
+    );
+    assert!(
+        attempts.iter().any(|a| a["statusCode"] == 200),
+        "{delivery:#}"
+    );
+}
+
+/// With `--webhook-concurrency 0` a server queues deliveries and sends
+/// none; a delivering process on the same database sends them later.
+async fn a_server_with_webhook_concurrency_0_delivers_nothing(app: TestApp) {
+    let rx = Receiver::accepting().await;
+    let hook = create_endpoint(&app, &rx.url, &["patient.created"], false).await;
+    app.patient("Queued").await;
+    rx.assert_quiet(0).await;
+    let queued = deliveries(&app, &hook.id).await;
+    assert_eq!(queued.len(), 1, "{queued:#?}");
+    assert_eq!(queued[0]["status"], "PENDING");
+    assert_eq!(queued[0]["attemptCount"], 0);
+    assert_eq!(queued[0]["attempts"], json!([]));
+
+    let worker = journeymap_tests::ServerProcess::start(
+        SERVER,
+        &app.database_url,
+        &[
+            "--allow-private-webhook-targets",
+            "--sweep-interval-secs",
+            "0",
+        ],
+    )
+    .await;
+    let received = rx.wait_count(1).await;
+    assert_eq!(received[0].id(), queued[0]["webhookId"].as_str().unwrap());
+    assert!(received[0].verifies(&hook.secret));
+    let settled = settled_deliveries(&app, &hook.id, 1).await;
+    assert_eq!(settled[0]["status"], "DELIVERED");
+    worker.kill().await;
+}
+
+/// A name in /etc/hosts (other than `localhost`, which URLs may not name at
+/// all) that resolves to a loopback address.
+fn loopback_name() -> String {
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    hosts
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let ip: std::net::IpAddr = fields.next()?.parse().ok()?;
+            ip.is_loopback().then(|| fields.collect::<Vec<_>>())
+        })
+        .flatten()
+        .find(|name| {
+            *name != "localhost"
+                && !name.ends_with(".localdomain")
+                && name.contains(|c: char| c.is_ascii_alphabetic())
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs a name other than localhost for 127.0.0.1 in /etc/hosts:\n{hosts}"
+            )
+        })
+}
+
+/// An endpoint saved by a server that allows private targets (a lab
+/// replica) is still refused by one that does not, at delivery: for a
+/// loopback address in the URL, and for a name that resolves to one (the
+/// check is in the delivery client's resolver, so DNS cannot smuggle it in).
+/// Nothing reaches the receiver; each attempt records why.
+async fn private_targets_are_refused_at_delivery_time(app: TestApp) {
+    let rx = Receiver::accepting().await;
+    let port = rx
+        .url
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let by_name = format!("http://{}:{port}/hooks", loopback_name());
+    let lab = journeymap_tests::ServerProcess::start(
+        SERVER,
+        &app.database_url,
+        &[
+            "--allow-private-webhook-targets",
+            "--webhook-concurrency",
+            "0",
+            "--sweep-interval-secs",
+            "0",
+        ],
+    )
+    .await;
+    let mut hooks = Vec::new();
+    for url in [rx.url.clone(), by_name.clone()] {
+        let created = journeymap_tests::gql_at(
+            &lab.url,
+            &app.token,
+            CREATE_ENDPOINT,
+            json!({ "input": { "url": url, "eventTypes": ["patient.created"] } }),
+        )
+        .await;
+        let id = created["data"]["createWebhookEndpoint"]["endpoint"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the lab saves {url}: {created}"))
+            .to_string();
+        hooks.push((url, id));
+    }
+    // This (strict) server refuses the same URLs when they are saved here.
+    app.gql(
+        CREATE_ENDPOINT,
+        json!({ "input": { "url": by_name, "eventTypes": ["patient.created"] } }),
+    )
+    .await
+    .assert_error("BAD_USER_INPUT", Some("input.url"));
+
+    app.patient("Private").await;
+    for (url, id) in &hooks {
+        let settled = settled_deliveries(&app, id, 1).await;
+        let delivery = &settled[0];
+        assert_eq!(delivery["status"], "FAILED", "{url}: {delivery:#}");
+        assert_eq!(delivery["attemptCount"], ATTEMPTS);
+        for attempt in delivery["attempts"].as_array().unwrap() {
+            assert!(attempt["statusCode"].is_null(), "{url}: {attempt}");
+            let error = attempt["error"].as_str().unwrap_or_default();
+            let expected = if url == &rx.url {
+                "refused target: the URL points at a private or loopback address".to_string()
+            } else {
+                format!(
+                    "refused target: {} resolves to no public address",
+                    loopback_name()
+                )
+            };
+            assert_eq!(error, expected, "{url}: {attempt}");
+        }
+    }
+    rx.assert_received(0);
+    lab.kill().await;
+}
+
 // ---------------------------------------------------------------------------
 // 3. Retries keep the webhook-id; exhaustion fails, then disables.
 
@@ -855,7 +1052,7 @@ async fn failed_attempts_are_retried_with_the_same_webhook_id(app: TestApp) {
     assert!(attempts[1]["error"].is_string(), "{delivery}");
     assert!(attempts[2]["error"].is_null(), "{delivery}");
     assert!(delivery["deliveredAt"].is_string());
-    rx.assert_quiet(3, Duration::from_millis(1000)).await;
+    rx.assert_quiet(3).await;
     assert_eq!(endpoint(&app, &hook.id).await["enabled"], true);
 }
 
@@ -874,7 +1071,7 @@ async fn exhausted_deliveries_fail_and_disable_the_endpoint(app: TestApp) {
     assert!(settled[0]["deliveredAt"].is_null());
     let received = rx.wait_count(ATTEMPTS).await;
     assert!(received.iter().all(|r| r.id() == received[0].id()));
-    rx.assert_quiet(ATTEMPTS, Duration::from_millis(800)).await;
+    rx.assert_quiet(ATTEMPTS).await;
     let still = endpoint(&app, &hook.id).await;
     assert_eq!(
         still["enabled"], true,
@@ -922,9 +1119,9 @@ async fn exhausted_deliveries_fail_and_disable_the_endpoint(app: TestApp) {
     let sent = rx.received().len();
     assert_eq!(sent, 5 * ATTEMPTS);
     app.patient("AfterDisable").await;
-    rx.assert_quiet(sent, Duration::from_millis(1200)).await;
+    rx.assert_quiet(sent).await;
     assert_eq!(deliveries(&app, &hook.id).await.len(), 5);
-    watcher.assert_quiet(1, Duration::ZERO).await;
+    watcher.assert_received(1);
 
     // Enabled again (the receiver fixed): delivered, and the count starts
     // over, so one more exhausted delivery does not disable it again.
@@ -979,9 +1176,9 @@ async fn gone_disables_the_endpoint_at_once(app: TestApp) {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["data"]["endpointId"], hook.id.as_str());
 
-    rx.assert_quiet(1, Duration::from_millis(1000)).await;
+    rx.assert_quiet(1).await;
     app.patient("AfterGone").await;
-    rx.assert_quiet(1, Duration::from_millis(1000)).await;
+    rx.assert_quiet(1).await;
     assert_eq!(deliveries(&app, &hook.id).await.len(), 1);
 }
 
@@ -1183,7 +1380,7 @@ async fn test_messages_and_redelivery(app: TestApp) {
     assert_eq!(delivery["status"], "DELIVERED");
     assert_eq!(delivery["attemptCount"], 2);
     assert_eq!(status_codes(delivery), [json!(200), json!(200)]);
-    rx.assert_quiet(3, Duration::from_millis(800)).await;
+    rx.assert_quiet(3).await;
 
     // While a worker holds the delivery's lease it is being sent: redelivering
     // then would let a second worker send it at the same time.
@@ -1210,7 +1407,7 @@ async fn test_messages_and_redelivery(app: TestApp) {
     )
     .await
     .assert_error("CONFLICT", Some("input.deliveryId"));
-    rx.assert_quiet(3, Duration::from_millis(800)).await;
+    rx.assert_quiet(3).await;
     let unchanged = settled_deliveries(&app, &hook.id, 2).await;
     let unchanged = unchanged
         .iter()
@@ -1272,7 +1469,7 @@ async fn endpoints_are_managed_per_clinic_with_permission(app: TestApp) {
         got,
         BTreeSet::from(["journey.started".to_string(), "patient.created".to_string()])
     );
-    rx.assert_quiet(2, Duration::from_millis(600)).await;
+    rx.assert_quiet(2).await;
 
     // Disabled: nothing is sent.
     let off = app
@@ -1285,7 +1482,7 @@ async fn endpoints_are_managed_per_clinic_with_permission(app: TestApp) {
     assert_eq!(endpoint_off["enabled"], false);
     assert!(endpoint_off["disabledReason"].is_string(), "{endpoint_off}");
     app.patient("WhileOff").await;
-    rx.assert_quiet(2, Duration::from_millis(1500)).await;
+    rx.assert_quiet(2).await;
 
     // Enabled again: sent again.
     let on = app
@@ -1373,8 +1570,7 @@ async fn endpoints_are_managed_per_clinic_with_permission(app: TestApp) {
         .await;
     assert_eq!(theirs.data()["webhookDeliveries"]["totalCount"], 0);
     new_patient(&app, &other, "OtherClinic").await;
-    rx.assert_quiet(sent_before, Duration::from_millis(1000))
-        .await;
+    rx.assert_quiet(sent_before).await;
     let mine = endpoint(&app, &hook_id).await;
     assert_eq!(mine["enabled"], true, "{mine}");
 
@@ -1459,7 +1655,7 @@ async fn endpoints_are_managed_per_clinic_with_permission(app: TestApp) {
     assert_eq!(history.data()["webhookDeliveries"]["totalCount"], 0);
     let sent = rx.received().len();
     app.patient("AfterDelete").await;
-    rx.assert_quiet(sent, Duration::from_millis(1000)).await;
+    rx.assert_quiet(sent).await;
     app.gql(
         DELETE_ENDPOINT,
         json!({ "input": { "endpointId": hook_id } }),

@@ -2,9 +2,11 @@
 //! Journeymap server on `127.0.0.1:0`, and talks to it over HTTP like a front
 //! end or a CRM would.
 //!
-//! Tests run on SQLite always, and also on PostgreSQL when
-//! `JOURNEYMAP_TEST_DATABASE_URL` points at a server (each test creates, and
-//! afterwards drops, its own database there).
+//! Tests run on SQLite always. Their PostgreSQL twins run when the tests
+//! package was built with `JOURNEYMAP_TEST_DATABASE_URL` or `CI` set (see
+//! `build.rs`); each creates, and afterwards drops, its own database on the
+//! server the URL names, and fails when there is none. Built without either,
+//! the PostgreSQL twins are reported as ignored.
 
 pub mod receiver;
 
@@ -19,6 +21,17 @@ use journeymap::{
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+/// How long a negative check ("nothing else arrives", "no further attempt")
+/// waits before it concludes. Every such check in the suite uses this one
+/// window; anything the server would still send later than this would go
+/// unnoticed, so it is generous compared to the sub-second delays the tests
+/// configure (retry schedules of 0.2 s, subscriptions delivered within ms).
+pub const QUIET: Duration = Duration::from_secs(1);
+
+/// How long [`warm_up`] waits for the event of one warm-up move before it
+/// makes another.
+const WARM_UP_STEP: Duration = Duration::from_millis(250);
 
 /// The database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,17 +76,39 @@ impl Default for Options {
     }
 }
 
-/// Starts a server on `backend` with default options; `None` when the backend
-/// is PostgreSQL and no test server is configured.
-pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+/// Starts a server on `backend` with default options.
+pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_with(backend, Options::default()).await
 }
 
-/// The PostgreSQL server URL for tests, if any.
-pub fn postgres_url() -> Option<String> {
+/// The PostgreSQL server URL for tests. A PostgreSQL test only runs when the
+/// suite was built to run them, so a missing URL is a failure, not a skip.
+#[track_caller]
+pub fn postgres_url() -> String {
     std::env::var("JOURNEYMAP_TEST_DATABASE_URL")
         .ok()
         .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "this PostgreSQL test must run (CI or JOURNEYMAP_TEST_DATABASE_URL was set when the \
+                 tests were built) but JOURNEYMAP_TEST_DATABASE_URL is not set now; set it, e.g. \
+                 JOURNEYMAP_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres"
+            )
+        })
+}
+
+/// Creates a fresh database named `name` on the test server; fails loudly
+/// when the server cannot be reached.
+async fn create_postgres_database(server: &str, name: &str) -> String {
+    let url = with_database(server, name);
+    if let Err(error) = journeymap::db::ensure_postgres_database(&url).await {
+        panic!(
+            "cannot create a test database on the PostgreSQL server at {} ({error:#}); \
+             is it running? (pg_ctlcluster <version> main start)",
+            journeymap::db::redact(server)
+        );
+    }
+    url
 }
 
 fn with_database(url: &str, name: &str) -> String {
@@ -94,7 +129,7 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 /// Starts a server with `options`.
-pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
+pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
     let _ = tracing_init();
     let (database_url, dir, postgres) = match backend {
         Backend::Sqlite => {
@@ -106,12 +141,9 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
             (url, Some(dir), None)
         }
         Backend::Postgres => {
-            let server = postgres_url()?;
+            let server = postgres_url();
             let name = format!("jmt_{}", uuid::Uuid::new_v4().simple());
-            let url = with_database(&server, &name);
-            journeymap::db::ensure_postgres_database(&url)
-                .await
-                .expect("create the test database");
+            let url = create_postgres_database(&server, &name).await;
             (url, None, Some((server, name)))
         }
     };
@@ -129,7 +161,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         .expect("token a");
     let server = app.start().await.expect("start the server");
     let addr = server.addr();
-    Some(TestApp {
+    TestApp {
         backend,
         addr,
         url: format!("http://{addr}"),
@@ -143,7 +175,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         server: Some(server),
         _dir: dir,
         postgres,
-    })
+    }
 }
 
 fn tracing_init() -> Option<()> {
@@ -192,21 +224,35 @@ impl Gql {
             .map(str::to_string)
     }
 
-    /// Asserts the first error has `code` (and `field`, when given).
+    /// Asserts the response carries errors and that *every* one of them has
+    /// `code` (and `field`, when given) and a message. A response that mixes
+    /// codes fails here: such a test must say which error it expects where.
     #[track_caller]
     pub fn assert_error(&self, code: &str, field: Option<&str>) {
-        assert_eq!(
-            self.code().as_deref(),
-            Some(code),
-            "expected {code} in {}",
-            serde_json::to_string_pretty(&self.body).unwrap()
+        let pretty = serde_json::to_string_pretty(&self.body).unwrap();
+        let errors = self.errors();
+        assert!(
+            !errors.is_empty(),
+            "expected {code}, got no errors: {pretty}"
         );
-        if let Some(field) = field {
+        for error in &errors {
             assert_eq!(
-                self.field().as_deref(),
-                Some(field),
-                "expected field {field} in {}",
-                serde_json::to_string_pretty(&self.body).unwrap()
+                error["extensions"]["code"].as_str(),
+                Some(code),
+                "expected every error to be {code} in {pretty}"
+            );
+            if let Some(field) = field {
+                assert_eq!(
+                    error["extensions"]["field"].as_str(),
+                    Some(field),
+                    "expected every error to name field {field} in {pretty}"
+                );
+            }
+            assert!(
+                error["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.trim().is_empty()),
+                "an error without a message in {pretty}"
             );
         }
     }
@@ -321,14 +367,25 @@ impl TestApp {
             .expect("metrics body")
     }
 
-    /// SQL statements the server has executed so far (from `/metrics`).
+    /// SQL statements the server has executed for requests so far (from `/metrics`).
     pub async fn statements(&self) -> u64 {
+        self.counter("journeymap_db_statements_total").await
+    }
+
+    /// SQL statements the server's read-audit writer has executed so far
+    /// (from `/metrics`); they run after the responses they belong to.
+    pub async fn audit_statements(&self) -> u64 {
+        self.counter("journeymap_db_audit_statements_total").await
+    }
+
+    /// The value of the counter `name` in `/metrics`.
+    pub async fn counter(&self, name: &str) -> u64 {
         let text = self.metrics().await;
         text.lines()
-            .find_map(|line| line.strip_prefix("journeymap_db_statements_total "))
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(|v| v as u64)
-            .expect("journeymap_db_statements_total in /metrics")
+            .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
     }
 
     /// Rows in every table a client can write, to prove a refused request
@@ -494,26 +551,76 @@ impl TestApp {
     }
 }
 
-/// Runs each named scenario `fn name(app: TestApp)` on SQLite and PostgreSQL.
+/// Runs each named scenario on SQLite and on PostgreSQL, as two tests
+/// `name::sqlite` and `name::postgres`.
+///
+/// - `on_both_backends!(a, b => options)`: `async fn a(app: TestApp)` gets a
+///   server started with default [`Options`]; `b` one started with the
+///   options `fn options() -> Options` (a function beside the scenario) returns.
+/// - `on_both_backends!(backend: c)`: `async fn c(backend: Backend)` starts
+///   what it needs itself (server processes, several replicas).
+///
+/// The PostgreSQL twin is ignored unless the suite was built with
+/// `JOURNEYMAP_TEST_DATABASE_URL` or `CI` set, and then fails without a server.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
+    (backend: $($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = $crate::spawn_app($crate::Backend::Sqlite).await.expect("sqlite app");
+                super::$name($crate::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(journeymap_postgres_tests),
+                ignore = "set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"
+            )]
+            async fn postgres() {
+                super::$name($crate::Backend::Postgres).await;
+            }
+        }
+    )*};
+    ($($name:ident $(=> $options:ident)?),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::spawn_with(
+                    $crate::Backend::Sqlite,
+                    $crate::__scenario_options!($($options)?),
+                )
+                .await;
                 super::$name(app).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(journeymap_postgres_tests),
+                ignore = "set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"
+            )]
             async fn postgres() {
-                match $crate::spawn_app($crate::Backend::Postgres).await {
-                    Some(app) => super::$name(app).await,
-                    None => eprintln!("skipped: set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"),
-                }
+                let app = $crate::spawn_with(
+                    $crate::Backend::Postgres,
+                    $crate::__scenario_options!($($options)?),
+                )
+                .await;
+                super::$name(app).await;
             }
         }
     )*};
+}
+
+/// The options of a scenario in [`on_both_backends!`]: the defaults, or what
+/// the named function beside the scenario returns.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenario_options {
+    () => {
+        $crate::Options::default()
+    };
+    ($options:ident) => {
+        super::$options()
+    };
 }
 
 /// A `graphql-transport-ws` client for tests.
@@ -647,18 +754,121 @@ impl WsClient {
     }
 }
 
+/// Proves that the stage-change subscription `operation` of every client is
+/// live. graphql-transport-ws has no acknowledgement of `subscribe`, and an
+/// event committed before the subscription is live is (rightly) never sent
+/// to it; so rather than sleeping and hoping, this moves `journey` back and
+/// forth between `stages` (on the server at `url`, with `token`) until every
+/// client has heard the latest move, reading past any earlier warm-up moves.
+/// The operation must select `journey { id version }`, and the journey must
+/// have no other activity meanwhile. Returns the journey's version after the
+/// last warm-up move.
+pub async fn warm_up(
+    url: &str,
+    token: &str,
+    clients: &mut [&mut WsClient],
+    operation: &str,
+    journey: &str,
+    stages: [&str; 2],
+) -> i64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut heard = vec![0i64; clients.len()];
+    // Start with whichever of the two stages the journey is not in.
+    let current = gql_at(
+        url,
+        token,
+        "query($id: ID!) { journey(id: $id) { currentStage { id } } }",
+        json!({ "id": journey }),
+    )
+    .await;
+    let first = usize::from(current["data"]["journey"]["currentStage"]["id"] == stages[0]);
+    for step in first.. {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscription {operation} never went live (warm-up moves of {journey} unheard)"
+        );
+        let moved = gql_at(
+            url,
+            token,
+            "mutation($input: MoveJourneyToStageInput!) { moveJourneyToStage(input: $input) { journey { version } } }",
+            json!({ "input": { "journeyId": journey, "stageId": stages[step % 2] } }),
+        )
+        .await;
+        let version = moved["data"]["moveJourneyToStage"]["journey"]["version"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("warm-up move: {moved}"));
+        for (client, heard) in clients.iter_mut().zip(heard.iter_mut()) {
+            while *heard < version {
+                let Some(event) = client.next_within(WARM_UP_STEP).await else {
+                    break;
+                };
+                let payload = match event {
+                    WsEvent::Message(m) if m["id"] == operation && m["type"] == "next" => {
+                        m["payload"].clone()
+                    }
+                    other => panic!("during the warm-up of {operation}: {other:?}"),
+                };
+                let event = &payload["data"]["journeyStageChanged"]["journey"];
+                assert_eq!(
+                    event["id"], journey,
+                    "an event other than the warm-up's during the warm-up: {payload}"
+                );
+                *heard = event["version"]
+                    .as_i64()
+                    .unwrap_or_else(|| panic!("select journey {{ version }}: {payload}"));
+            }
+        }
+        if heard.iter().all(|h| *h == version) {
+            return version;
+        }
+    }
+    unreachable!()
+}
+
 /// The `journeymap` command as a separate process, on a database of a test's
 /// (for tests that kill it, or run several replicas).
 pub struct ServerProcess {
     child: tokio::process::Child,
     pub url: String,
     pub addr: SocketAddr,
+    logs: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
 }
 
 impl ServerProcess {
     /// Starts `journeymap serve` on `database_url` with extra arguments and
     /// waits until it is ready. `binary` is `env!("CARGO_BIN_EXE_journeymap-under-test")`.
+    /// Its log goes to the test's stderr (at `TEST_SERVER_LOG`, default `warn`).
     pub async fn start(binary: &str, database_url: &str, extra: &[&str]) -> Self {
+        let filter = std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into());
+        Self::spawn(binary, database_url, extra, &filter, false).await
+    }
+
+    /// Like [`ServerProcess::start`], keeping every line the server logs (at
+    /// `filter`, a `RUST_LOG` value) for [`ServerProcess::logs`].
+    pub async fn start_logged(
+        binary: &str,
+        database_url: &str,
+        extra: &[&str],
+        filter: &str,
+    ) -> Self {
+        Self::spawn(binary, database_url, extra, filter, true).await
+    }
+
+    /// The lines the server has logged so far (see [`ServerProcess::start_logged`]).
+    pub fn logs(&self) -> Vec<String> {
+        self.logs
+            .as_ref()
+            .map(|logs| logs.lock().expect("logs").clone())
+            .unwrap_or_default()
+    }
+
+    async fn spawn(
+        binary: &str,
+        database_url: &str,
+        extra: &[&str],
+        filter: &str,
+        keep_logs: bool,
+    ) -> Self {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(binary)
             .args([
@@ -669,15 +879,27 @@ impl ServerProcess {
                 database_url,
             ])
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", filter)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(if keep_logs {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::inherit()
+            })
             .kill_on_drop(true)
             .spawn()
             .expect("start the server process");
+        let logs = child.stderr.take().map(|stderr| {
+            let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let kept = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    kept.lock().expect("logs").push(line);
+                }
+            });
+            logs
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let url = tokio::time::timeout(Duration::from_secs(60), async {
@@ -693,7 +915,12 @@ impl ServerProcess {
         // Keep draining stdout so the process never blocks on it.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let addr = url.trim_start_matches("http://").parse().expect("address");
-        Self { child, url, addr }
+        Self {
+            child,
+            url,
+            addr,
+            logs,
+        }
     }
 
     /// Kills the process at once (SIGKILL): no graceful shutdown.
@@ -703,9 +930,8 @@ impl ServerProcess {
     }
 }
 
-/// A fresh database for process tests: (URL, guard). SQLite unless `backend`
-/// is PostgreSQL (then `None` without a test server).
-pub async fn fresh_database(backend: Backend) -> Option<(String, DatabaseGuard)> {
+/// A fresh database for process tests: (URL, guard).
+pub async fn fresh_database(backend: Backend) -> (String, DatabaseGuard) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -713,28 +939,25 @@ pub async fn fresh_database(backend: Backend) -> Option<(String, DatabaseGuard)>
                 "sqlite://{}?mode=rwc",
                 dir.path().join("journeymap.db").display()
             );
-            Some((
+            (
                 url,
                 DatabaseGuard {
                     _dir: Some(dir),
                     postgres: None,
                 },
-            ))
+            )
         }
         Backend::Postgres => {
-            let server = postgres_url()?;
+            let server = postgres_url();
             let name = format!("jmt_{}", uuid::Uuid::new_v4().simple());
-            let url = with_database(&server, &name);
-            journeymap::db::ensure_postgres_database(&url)
-                .await
-                .expect("create the test database");
-            Some((
+            let url = create_postgres_database(&server, &name).await;
+            (
                 url,
                 DatabaseGuard {
                     _dir: None,
                     postgres: Some((server, name)),
                 },
-            ))
+            )
         }
     }
 }

@@ -39,13 +39,21 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 
 tokio::task_local! {
     static UNCOUNTED: ();
+    static AUDIT: ();
 }
 
 /// Runs `work` without counting its statements in [`Db::statement_count`]:
-/// for background work (webhook delivery, sweeps, audit batches) that
-/// belongs to no request, so the counter measures what requests cost.
+/// for background work (webhook delivery, sweeps) that belongs to no
+/// request, so the counter measures what requests cost.
 pub async fn uncounted<F: std::future::Future>(work: F) -> F::Output {
     UNCOUNTED.scope((), work).await
+}
+
+/// Runs the read-audit writer's `work`: its statements are written after the
+/// responses they belong to, so they are counted apart, in
+/// [`Db::audit_statement_count`], rather than with requests or not at all.
+pub async fn counted_as_audit<F: std::future::Future>(work: F) -> F::Output {
+    AUDIT.scope((), work).await
 }
 
 /// A pooled connection to the Journeymap database.
@@ -54,6 +62,7 @@ pub struct Db {
     conn: DatabaseConnection,
     write_gate: Option<Arc<Mutex<()>>>,
     statements: Arc<AtomicU64>,
+    audit_statements: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Db {
@@ -116,9 +125,12 @@ impl Db {
         };
 
         let statements = Arc::new(AtomicU64::new(0));
-        let counter = statements.clone();
+        let audit_statements = Arc::new(AtomicU64::new(0));
+        let (counter, audit_counter) = (statements.clone(), audit_statements.clone());
         conn.set_metric_callback(move |_info| {
-            if UNCOUNTED.try_with(|_| ()).is_err() {
+            if AUDIT.try_with(|_| ()).is_ok() {
+                audit_counter.fetch_add(1, Ordering::Relaxed);
+            } else if UNCOUNTED.try_with(|_| ()).is_err() {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -128,6 +140,7 @@ impl Db {
             conn,
             write_gate,
             statements,
+            audit_statements,
         })
     }
 
@@ -144,6 +157,12 @@ impl Db {
     /// those run [`uncounted`].
     pub fn statement_count(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
+    }
+
+    /// SQL statements the read-audit writer has executed through this pool
+    /// (see [`counted_as_audit`]).
+    pub fn audit_statement_count(&self) -> u64 {
+        self.audit_statements.load(Ordering::Relaxed)
     }
 
     /// Connections in the pool: (open, idle).

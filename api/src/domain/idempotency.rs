@@ -30,12 +30,14 @@ pub enum Claim {
     Replay { status: u16, body: Value },
 }
 
-/// Claims `key` for a request whose body hashes to `hash`.
+/// Claims `key` for a request whose body hashes to `hash`; a new key is
+/// remembered for `keep_for` ([`KEEP_FOR`] unless configured otherwise).
 pub async fn claim(
     db: &Db,
     who: &Principal,
     key: &IdempotencyKey,
     hash: &str,
+    keep_for: Duration,
 ) -> DomainResult<Claim> {
     let key = key.as_str();
     let Some(actor) = who.actor.id() else {
@@ -56,7 +58,7 @@ pub async fn claim(
             response_status: None,
             response_body: None,
             created_at: at,
-            expires_at: at + KEEP_FOR,
+            expires_at: at + keep_for,
         };
         let txn = db.begin_write().await?;
         let inserted = idempotency_keys::Entity::insert(row.clone().into_active_model())

@@ -4,7 +4,7 @@
 
 use std::{net::IpAddr, num::NonZeroU32, time::Duration as StdDuration};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use entity::{refresh_tokens, staff, staff_sessions};
 use governor::{
     Quota, RateLimiter,
@@ -26,9 +26,6 @@ use crate::{
     db::{Db, statement},
     ids::{self, IdKind},
 };
-
-/// How long a signed-in session lasts at most, refreshes included.
-pub const SESSION_DAYS: i64 = 30;
 
 /// A signed-in session's credentials.
 #[derive(Debug, Clone)]
@@ -195,7 +192,7 @@ pub async fn login(
         staff_id: member.id,
         created_at: write.now,
         last_refreshed_at: write.now,
-        expires_at: write.now + Duration::days(SESSION_DAYS),
+        expires_at: write.now + keys.session_ttl,
         revoked_at: None,
         revoked_reason: None,
     };

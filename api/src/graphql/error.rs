@@ -55,7 +55,25 @@ pub fn finalize(mut response: Response, request_id: &str) -> Response {
     for error in &mut response.errors {
         classify(error, request_id);
     }
+    drop_complexity_echoes(&mut response.errors);
     response
+}
+
+/// An argument literal of the wrong type (`patients(first: "ten")`) is
+/// reported by validation as BAD_USER_INPUT on its field, and then again by
+/// async-graphql's complexity visitor as `Expected input type …`, without a
+/// field. One mistake gets one error: the echo is dropped.
+fn drop_complexity_echoes(errors: &mut Vec<ServerError>) {
+    let reported = errors
+        .iter()
+        .any(|e| e.path.is_empty() && code_of(e) == Some(code::BAD_USER_INPUT));
+    if reported {
+        errors.retain(|e| {
+            !(e.path.is_empty()
+                && code_of(e) == Some(code::GRAPHQL_VALIDATION_FAILED)
+                && e.message.starts_with("Expected input type "))
+        });
+    }
 }
 
 /// Gives one error its code (and field), masking internal details.
@@ -166,6 +184,7 @@ mod tests {
             "req-1",
         );
         assert_eq!(code_of(&error), Some(code::BAD_USER_INPUT));
+
         let mut error = ServerError::new("connection refused at 10.0.0.3", None);
         apply_domain(
             &mut error,
@@ -175,5 +194,31 @@ mod tests {
         assert_eq!(code_of(&error), Some(code::INTERNAL));
         assert!(!error.message.contains("10.0.0.3"));
         assert!(error.message.contains("req-2"));
+    }
+
+    #[test]
+    fn a_wrong_argument_literal_is_one_error() {
+        let response = Response::from_errors(vec![
+            ServerError::new(
+                r#"Invalid value for argument "first", expected type "Int""#,
+                None,
+            ),
+            ServerError::new(r#"Expected input type "Int", found "ten"."#, None),
+        ]);
+        let response = finalize(response, "req-1");
+        assert_eq!(response.errors.len(), 1, "{:?}", response.errors);
+        assert_eq!(code_of(&response.errors[0]), Some(code::BAD_USER_INPUT));
+        // Alone (no field reported), the message stays a validation error.
+        let alone = finalize(
+            Response::from_errors(vec![ServerError::new(
+                r#"Expected input type "Int", found "ten"."#,
+                None,
+            )]),
+            "req-2",
+        );
+        assert_eq!(
+            code_of(&alone.errors[0]),
+            Some(code::GRAPHQL_VALIDATION_FAILED)
+        );
     }
 }

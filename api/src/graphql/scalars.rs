@@ -10,10 +10,15 @@ use chrono::{NaiveDate, SecondsFormat, Utc};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DateTime(pub chrono::DateTime<Utc>);
 
+/// Instants are kept to the microsecond, as PostgreSQL keeps them: an
+/// `occurredAt` sent with nanoseconds would otherwise be stored whole on
+/// SQLite only, and read back from the API with digits that the events
+/// (written to the microsecond) and PostgreSQL do not have.
 fn parse_instant(text: &str) -> Option<chrono::DateTime<Utc>> {
+    use chrono::SubsecRound;
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
 }
 
 #[Scalar(name = "DateTime")]
@@ -93,6 +98,13 @@ mod tests {
                 .unwrap()
                 .to_value(),
             Value::String("2026-11-24T18:30:00Z".into())
+        );
+        assert_eq!(
+            DateTime::parse(Value::String("2026-11-24T18:30:00.123456789Z".into()))
+                .unwrap()
+                .to_value(),
+            Value::String("2026-11-24T18:30:00.123456Z".into()),
+            "kept to the microsecond"
         );
     }
 }

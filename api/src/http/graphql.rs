@@ -406,8 +406,11 @@ async fn idempotent(
         let (status, answer) = run(cx, prepared).await;
         return answer.into_response(status, cx.media);
     }
+    let keep_for = chrono::Duration::seconds(
+        cx.app.config.idempotency_key_ttl_secs.clamp(1, 7 * 86_400) as i64,
+    );
     let claim = match IdempotencyKey::parse(&key) {
-        Ok(key) => domain::idempotency::claim(db, principal, &key, &body_hash).await,
+        Ok(key) => domain::idempotency::claim(db, principal, &key, &body_hash, keep_for).await,
         Err(invalid) => Err(invalid),
     };
     let claim = match claim {

@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | 4400 | an invalid message |
 //! | 4401 | `subscribe` before `connection_ack` |
-//! | 4403 | missing, invalid, revoked or expired credentials (checked at `connection_init` and every minute after) |
+//! | 4403 | missing, invalid, revoked or expired credentials (checked at `connection_init` and every `--ws-recheck-secs`, a minute by default, after) |
 //! | 4406 | the client did not ask for the `graphql-transport-ws` subprotocol |
 //! | 4408 | no `connection_init` within the initialisation timeout |
 //! | 4409 | a second operation with an id that is still running |
@@ -39,8 +39,6 @@ use crate::auth::Principal;
 
 /// The one subprotocol spoken here.
 pub const PROTOCOL: &str = "graphql-transport-ws";
-/// How often a connection's credential is checked again.
-const RECHECK_EVERY: Duration = Duration::from_secs(60);
 /// Messages waiting for a slow socket before its operations wait too (and,
 /// far enough behind, catch up from the event log instead of holding events
 /// in memory).
@@ -136,7 +134,10 @@ impl Connection {
         let init_deadline =
             tokio::time::sleep(Duration::from_secs(self.state.config.ws_init_timeout_secs));
         tokio::pin!(init_deadline);
-        let mut recheck = tokio::time::interval(RECHECK_EVERY);
+        // How often the credential is checked again (`--ws-recheck-secs`).
+        let mut recheck = tokio::time::interval(Duration::from_secs(
+            self.state.config.ws_recheck_secs.max(1),
+        ));
         recheck.tick().await;
         let closing: Option<Closing> = loop {
             tokio::select! {

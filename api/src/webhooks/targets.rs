@@ -88,6 +88,9 @@ pub async fn check_resolves(url: &reqwest::Url, allow_private: bool) -> Result<(
     Ok(())
 }
 
+/// How the delivery client's resolver ends its refusal of a name.
+pub const NO_PUBLIC_ADDRESS: &str = "resolves to no public address";
+
 /// The delivery client's resolver: public addresses only (unless allowed).
 #[derive(Clone)]
 pub struct PublicOnly {
@@ -105,7 +108,7 @@ impl Resolve for PublicOnly {
                 .filter(|a| allow_private || !is_private(a.ip()))
                 .collect();
             if allowed.is_empty() {
-                return Err(format!("{} resolves to no public address", name.as_str()).into());
+                return Err(format!("{} {NO_PUBLIC_ADDRESS}", name.as_str()).into());
             }
             let addrs: Addrs = Box::new(allowed.into_iter());
             Ok(addrs)

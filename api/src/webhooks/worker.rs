@@ -220,6 +220,8 @@ async fn send(
         Err(error) => {
             let why = if error.is_timeout() {
                 format!("no answer within {} s", config.timeout.as_secs())
+            } else if let Some(refused) = refused_by_resolver(&error) {
+                format!("refused target: {refused}")
             } else if error.is_connect() {
                 "cannot connect to the receiver".to_string()
             } else {
@@ -228,6 +230,21 @@ async fn send(
             finish(None, Some(why), None)
         }
     }
+}
+
+/// The delivery client's resolver refusing a name that resolves only to
+/// private addresses ([`targets::PublicOnly`]): its reason, from the error's
+/// sources, so the attempt says why rather than "cannot connect".
+fn refused_by_resolver(error: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if text.ends_with(targets::NO_PUBLIC_ADDRESS) {
+            return Some(text);
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// A `Retry-After` header: seconds or an HTTP date.
