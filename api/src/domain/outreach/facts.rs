@@ -23,6 +23,15 @@ use crate::{
     },
 };
 
+/// A follow-up's patient, status, purpose, send and completion times.
+type PlannedRow = (
+    Uuid,
+    String,
+    String,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
 /// How far back contacts and replies are read.
 const HISTORY: i64 = 180;
 /// Replies within this long after an outbound contact count as answers.
@@ -157,13 +166,7 @@ pub async fn patients<C: ConnectionTrait>(
                 }
             }
         }
-        let planned: Vec<(
-            Uuid,
-            String,
-            String,
-            Option<DateTime<Utc>>,
-            Option<DateTime<Utc>>,
-        )> = who
+        let planned: Vec<PlannedRow> = who
             .select::<follow_ups::Entity>()
             .select_only()
             .column(follow_ups::Column::PatientId)

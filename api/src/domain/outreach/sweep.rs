@@ -64,9 +64,11 @@ fn key(kind: FollowUpKind, journey: Uuid, at: DateTime<Utc>) -> String {
 const JOURNEY_COLUMNS: &str = "j.id AS journey_id, j.clinic_id, j.patient_id, j.pathway_id, \
      j.current_stage_id, j.owner_staff_id, j.stage_entered_at";
 
-fn base(
-    row: &QueryResult,
-) -> DomainResult<(Uuid, Uuid, Uuid, Uuid, Uuid, Option<Uuid>, DateTime<Utc>)> {
+/// A candidate journey's clinic, id, patient, pathway, stage, owner and
+/// when it entered the stage.
+type JourneyRow = (Uuid, Uuid, Uuid, Uuid, Uuid, Option<Uuid>, DateTime<Utc>);
+
+fn base(row: &QueryResult) -> DomainResult<JourneyRow> {
     Ok((
         row.try_get("", "clinic_id")?,
         row.try_get("", "journey_id")?,

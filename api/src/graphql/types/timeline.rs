@@ -21,6 +21,8 @@ pub enum TimelineEntryKind {
 }
 
 /// The record behind a timeline entry.
+// Built one at a time for a response, never stored: the size is no concern.
+#[allow(clippy::large_enum_variant)]
 #[derive(Union)]
 pub enum TimelineItem {
     StageTransition(StageTransition),
