@@ -77,6 +77,8 @@ async fn every_mutation_writes_its_event(app: TestApp) {
             "patient.created",
             "journey.started",
             "follow_up.scheduled",
+            // the inquiry call-back, cancelled by the move
+            "follow_up.cancelled",
             "journey.stage_changed",
             "follow_up.scheduled",
             "touchpoint.logged",
@@ -88,17 +90,23 @@ async fn every_mutation_writes_its_event(app: TestApp) {
         .iter()
         .map(|e| e["sequence"].as_i64().unwrap())
         .collect();
-    assert_eq!(sequences, (1..=8).collect::<Vec<_>>());
-    assert_eq!(page["totalCount"], 8);
+    assert_eq!(sequences, (1..=9).collect::<Vec<_>>());
+    assert_eq!(page["totalCount"], 9);
 
-    let changed = &events[3]["data"];
+    let cancelled = &events[3]["data"];
+    assert_eq!(cancelled["followUpId"], events[2]["data"]["followUpId"]);
+    assert_eq!(cancelled["journeyId"], journey.as_str());
+    let changed = &events[4]["data"];
     assert_eq!(changed["journeyId"], journey.as_str());
     assert_eq!(changed["previous"]["key"], "inquiry");
     assert_eq!(changed["current"]["key"], "consultation");
     assert_eq!(changed["direction"], "FORWARD");
     assert!(changed["secondsInPrevious"].is_i64());
-    assert_eq!(changed["cancelledFollowUpIds"].as_array().unwrap().len(), 1);
-    assert_eq!(events[7]["data"]["changedFields"], json!(["phone"]));
+    assert_eq!(
+        changed["cancelledFollowUpIds"],
+        json!([cancelled["followUpId"]])
+    );
+    assert_eq!(events[8]["data"]["changedFields"], json!(["phone"]));
 
     // Payloads carry ids and journey facts, never names, contact data or comments.
     let text = serde_json::to_string(&events).unwrap();
@@ -122,7 +130,7 @@ async fn every_mutation_writes_its_event(app: TestApp) {
     assert_eq!(cursor, nodes(&first)[2]["cursor"].as_str().unwrap());
     let rest = events_page(&app, Some(&cursor), 100, None).await;
     assert_eq!(nodes(&rest)[0]["sequence"], 4);
-    assert_eq!(nodes(&rest).len(), 5);
+    assert_eq!(nodes(&rest).len(), 6);
     let scheduled = events_page(&app, None, 100, Some(vec!["follow_up.scheduled"])).await;
     assert_eq!(nodes(&scheduled).len(), 2);
     app.gql(EVENTS, json!({ "types": ["journey.teleported"] }))

@@ -264,6 +264,14 @@ async fn stage_follow_up_rules_are_replaced(app: TestApp) {
     // A journey entering the stage now gets the two new follow-ups, not the
     // old 48 h SMS.
     let patient = app.patient("Rue").await;
+    // Rue agreed to texts about her care; without that the SMS would go by
+    // another channel (`outreach::texts_need_consent_and_stop_withdraws_it`).
+    app.gql(
+        "mutation($input: RecordConsentInput!) { recordConsent(input: $input) { patient { id } } }",
+        json!({ "input": { "patientId": patient, "channel": "SMS", "purpose": "CARE", "granted": true, "source": "intake form" } }),
+    )
+    .await
+    .data();
     let journey = app.start_journey(&patient, &pathway.id).await;
     let moved_at = Utc::now();
     app.gql(

@@ -461,7 +461,7 @@ async fn two_replicas_announce_each_overdue_follow_up_once_postgres() {
             &setup.url,
             &token,
             "mutation($input: CreatePatientInput!) { createPatient(input: $input) { patient { id } } }",
-            json!({ "input": { "givenName": name, "familyName": "Sweep" } }),
+            json!({ "input": { "givenName": name, "familyName": "Sweep", "phone": "+14155550123" } }),
         )
         .await["data"]["createPatient"]["patient"]["id"]
             .as_str()

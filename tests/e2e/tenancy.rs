@@ -28,6 +28,7 @@ struct Tenant {
     touchpoint: String,
     feedback: String,
     follow_up: String,
+    review_request: String,
     transitions: Vec<String>,
     events: Vec<String>,
 }
@@ -55,6 +56,7 @@ impl Tenant {
             ("touchpoint".to_string(), self.touchpoint.clone()),
             ("feedback".to_string(), self.feedback.clone()),
             ("follow-up".to_string(), self.follow_up.clone()),
+            ("review request".to_string(), self.review_request.clone()),
         ];
         ids.extend(
             self.rules
@@ -152,17 +154,28 @@ async fn populate(app: &TestApp, token: &str, name: &str, external_id: &str) -> 
     let follow_ups = read(
         app,
         token,
-        "query($journey: ID!) { followUps(filter: {journeyId: $journey}) { nodes { id status } } }",
+        "query($journey: ID!) { followUps(filter: {journeyId: $journey}) { nodes { id kind status } } }",
         json!({ "journey": journey }),
     )
     .await;
     let follow_ups = &follow_ups["followUps"]["nodes"];
+    let kinds: Vec<(String, String)> = follow_ups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (str_of(&f["kind"]), str_of(&f["status"])))
+        .collect();
     assert_eq!(
-        follow_ups.as_array().map(Vec::len),
-        Some(1),
-        "the standard pathway schedules one follow-up on start: {follow_ups}"
+        kinds,
+        [
+            ("STAGE_RULE".to_string(), "OPEN".to_string()),
+            // The promoter is asked for a review, but not without marketing consent.
+            ("REVIEW_REQUEST".to_string(), "BLOCKED".to_string()),
+        ],
+        "the standard pathway schedules one call-back on start: {follow_ups}"
     );
     let follow_up = str_of(&follow_ups[0]["id"]);
+    let review_request = str_of(&follow_ups[1]["id"]);
     let history = read(
         app,
         token,
@@ -202,6 +215,7 @@ async fn populate(app: &TestApp, token: &str, name: &str, external_id: &str) -> 
         touchpoint,
         feedback,
         follow_up,
+        review_request,
         transitions,
         events,
     }
@@ -716,7 +730,7 @@ async fn lists_and_filters_show_only_the_callers_clinic(app: TestApp) {
         (
             "followUps",
             listed(&["followUps", "nodes"]),
-            vec![a.follow_up.clone()],
+            vec![a.follow_up.clone(), a.review_request.clone()],
         ),
     ];
     for (list, got, want) in checks {
@@ -726,10 +740,10 @@ async fn lists_and_filters_show_only_the_callers_clinic(app: TestApp) {
             ));
         }
     }
-    for total in ["patients", "journeys", "followUps"] {
-        if data[total]["totalCount"] != 1 {
+    for (total, count) in [("patients", 1), ("journeys", 1), ("followUps", 2)] {
+        if data[total]["totalCount"] != count {
             findings.add(format!(
-                "{total}.totalCount with A's token is {}; expected 1 (A's only)",
+                "{total}.totalCount with A's token is {}; expected {count} (A's only)",
                 data[total]["totalCount"]
             ));
         }

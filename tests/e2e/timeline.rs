@@ -72,6 +72,7 @@ async fn the_timeline_merges_everything_in_time_order(app: TestApp) {
         kinds,
         [
             "FOLLOW_UP",        // the consultation check-in, due in 42 h
+            "FOLLOW_UP",        // a review request for the delighted patient, due in 19 h
             "FEEDBACK",         // 5 h ago
             "STAGE_TRANSITION", // moved 6 h ago
             "FOLLOW_UP",        // the inquiry call-back, due 8 h ago (cancelled by the move)
@@ -79,7 +80,7 @@ async fn the_timeline_merges_everything_in_time_order(app: TestApp) {
             "STAGE_TRANSITION", // started 10 h ago
         ]
     );
-    assert_eq!(timeline["totalCount"], 6);
+    assert_eq!(timeline["totalCount"], 7);
     let ats: Vec<&str> = timeline["edges"]
         .as_array()
         .unwrap()
@@ -90,7 +91,7 @@ async fn the_timeline_merges_everything_in_time_order(app: TestApp) {
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(ats, sorted, "not newest first");
 
-    // Two at a time: the same six, no repeats, no gaps.
+    // Two at a time: the same seven, no repeats, no gaps.
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {

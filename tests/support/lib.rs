@@ -403,6 +403,8 @@ impl TestApp {
             "touchpoints",
             "feedback",
             "follow_ups",
+            "consents",
+            "outreach_templates",
             "events",
         ] {
             let row = self
@@ -510,13 +512,20 @@ impl TestApp {
         self.pathway_as(&self.token, "Injectables").await
     }
 
-    /// Creates a patient in the token's clinic; returns its id.
+    /// Creates a patient with an email address and a phone number (so calls
+    /// and emails about their care may be made; texts need consent) in the
+    /// token's clinic; returns its id.
     pub async fn patient_as(&self, token: &str, given_name: &str) -> String {
         let created = self
             .gql_as(
                 Some(token),
                 "mutation($input: CreatePatientInput!) { createPatient(input: $input) { patient { id } } }",
-                json!({ "input": { "givenName": given_name, "familyName": "Test", "email": format!("{}@example.com", given_name.to_lowercase()) } }),
+                json!({ "input": {
+                    "givenName": given_name,
+                    "familyName": "Test",
+                    "email": format!("{}@example.com", given_name.to_lowercase()),
+                    "phone": "+14155550123",
+                } }),
             )
             .await;
         created.data()["createPatient"]["patient"]["id"]
