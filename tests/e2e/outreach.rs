@@ -739,6 +739,36 @@ async fn the_map_shows_whether_outreach_works(app: TestApp) {
         "the picture shows it"
     );
     assert!(svg.contains("50% answered"), "the picture shows it");
+
+    // Compared with a quiet month before: the same figures, and the change.
+    let compared = app
+        .gql(
+            "query($p: ID!, $from: DateTime!, $to: DateTime!, $c: TimeWindowInput!) { journeyMap(pathwayId: $p, from: $from, to: $to, compareTo: $c) { stages { stage { id } outreach { kind planned } previous { outreach { kind planned } } change { outreach { kind planned sent blocked answered advanced answerRate advanceRate } } } } }",
+            json!({
+                "p": pathway,
+                "from": ago(24 * 7),
+                "to": ago(-1),
+                "c": { "from": ago(24 * 60), "to": ago(24 * 30) },
+            }),
+        )
+        .await;
+    let stage = compared.data()["journeyMap"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"]["id"] == inquiry)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        stage["outreach"],
+        json!([{ "kind": "STAGE_RULE", "planned": 3 }])
+    );
+    assert_eq!(stage["previous"]["outreach"], json!([]));
+    assert_eq!(
+        stage["change"]["outreach"],
+        json!([{ "kind": "STAGE_RULE", "planned": 3.0, "sent": 2.0, "blocked": 0.0, "answered": 1.0, "advanced": 1.0, "answerRate": null, "advanceRate": null }]),
+        "{stage:#}"
+    );
 }
 
 /// Bad input gets BAD_USER_INPUT with the field, and writes nothing.

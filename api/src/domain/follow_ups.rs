@@ -262,6 +262,7 @@ pub(crate) async fn schedule_for_stage(
             assignee: journey.owner_staff_id,
             plan_key: None,
             explanation: None,
+            planned_at: None,
         })
         .collect();
     outreach::schedule(write, wanted).await
@@ -447,12 +448,13 @@ pub(crate) async fn schedule_service_recovery(
             at: feedback_at,
         },
         due_at: feedback_at + Duration::hours(24),
-        channel: Channel::Phone,
+        channel: outreach::default_channel(FollowUpKind::ServiceRecovery),
         channel_chosen: false,
         note: Some(note),
         assignee: journey.owner_staff_id,
         plan_key: None,
         explanation: None,
+        planned_at: None,
     };
     Ok(outreach::schedule(write, vec![wanted])
         .await?
@@ -482,21 +484,27 @@ pub(crate) async fn schedule_review_request(
             at: feedback_at,
         },
         due_at: feedback_at + Duration::hours(24),
-        channel: Channel::Sms,
+        channel: outreach::default_channel(FollowUpKind::ReviewRequest),
         channel_chosen: false,
         note: None,
         assignee: journey.owner_staff_id,
-        plan_key: Some(format!(
-            "{}:{}",
-            FollowUpKind::ReviewRequest.as_str(),
-            journey.id.simple()
-        )),
+        plan_key: Some(review_request_key(journey.id)),
         explanation: None,
+        planned_at: None,
     };
     Ok(outreach::schedule(write, vec![wanted])
         .await?
         .into_iter()
         .next())
+}
+
+/// The plan key that keeps a journey's review request to one.
+pub fn review_request_key(journey: Uuid) -> String {
+    format!(
+        "{}:{}",
+        FollowUpKind::ReviewRequest.as_str(),
+        journey.simple()
+    )
 }
 
 /// A follow-up a coordinator plans by hand.
@@ -589,6 +597,7 @@ pub async fn schedule_manual(
         assignee: by.map(|s| s.id).or(journey.owner_staff_id),
         plan_key: None,
         explanation: None,
+        planned_at: None,
     };
     let planned = outreach::schedule(&mut write, vec![wanted])
         .await?

@@ -16,7 +16,10 @@ use entity::{
     stage_transitions, stages, touchpoints,
 };
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    sea_query::Expr,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -24,8 +27,8 @@ use self::clinic::{PATHWAYS, PathwaySpec, StageSpec};
 use crate::{
     db::Db,
     domain::{
-        ConsentPurpose, Direction, DomainResult, FeedbackKind, FollowUpKind, FollowUpStatus,
-        JourneyStatus, StageCategory, TransitionKind, outreach::consent,
+        Direction, DomainResult, FeedbackKind, FollowUpKind, FollowUpStatus, JourneyStatus,
+        StageCategory, TransitionKind, outreach, outreach::consent,
     },
 };
 
@@ -229,6 +232,39 @@ pub async fn demo(db: &Db, options: &SeedOptions) -> DomainResult<SeedReport> {
     // draft the way the domain plans them, from what was seeded.
     let store = crate::domain::Store::new(db.clone());
     report.planned = crate::domain::outreach::plan_seeded(&store, clinic.id).await?;
+    // The sweeper ran before today too: stalls, rebookings and win-backs that
+    // came due by ten and by three days ago were planned then.
+    for days_ago in [10, 3] {
+        report.planned += outreach::sweep::plan_time_based_as_of(
+            &store,
+            Some(now - Duration::days(days_ago)),
+            Some(clinic.id),
+            u64::from(u32::MAX),
+        )
+        .await?;
+    }
+    // History is imported, not lived: what came due before today counts as
+    // announced, so a first start announces one day's worth, not months.
+    let yesterday = now - Duration::days(1);
+    for (notified, due) in [
+        (
+            follow_ups::Column::DueNotifiedAt,
+            follow_ups::Column::SendAt,
+        ),
+        (
+            follow_ups::Column::OverdueNotifiedAt,
+            follow_ups::Column::DueAt,
+        ),
+    ] {
+        crate::auth::Principal::system(clinic.id)
+            .update_rows::<follow_ups::Entity>()
+            .col_expr(notified, Expr::col(due))
+            .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
+            .filter(due.lte(yesterday))
+            .filter(notified.is_null())
+            .exec(db.conn())
+            .await?;
+    }
     // Fresh statistics, so the query planner knows the tables' new sizes.
     db.conn().execute_unprepared("ANALYZE").await?;
     Ok(report)
@@ -494,6 +530,84 @@ fn is_unhappy(kind: FeedbackKind, score: i16) -> bool {
     }
 }
 
+/// What a coordinator plans by hand.
+const MANUAL_NOTES: &[&str] = &[
+    "Send the price list she asked for",
+    "Check how the bruising settled",
+    "Confirm the deposit was received",
+    "Ask whether the numbing cream helped",
+    "Offer the cancelled Thursday slot",
+];
+
+/// A follow-up the seeder writes, before its id and times are fixed; what is
+/// not set here the domain plans later (`outreach::plan_seeded`).
+struct FollowUpDraft {
+    kind: FollowUpKind,
+    stage_id: Uuid,
+    rule_id: Option<Uuid>,
+    channel: String,
+    note: Option<String>,
+    assignee: Uuid,
+    due_at: DateTime<Utc>,
+    plan_key: Option<String>,
+}
+
+impl FollowUpDraft {
+    fn new(kind: FollowUpKind, stage_id: Uuid, assignee: Uuid, due_at: DateTime<Utc>) -> Self {
+        Self {
+            kind,
+            stage_id,
+            rule_id: None,
+            channel: crate::domain::Channel::Phone.as_str().into(),
+            note: None,
+            assignee,
+            due_at,
+            plan_key: None,
+        }
+    }
+
+    /// The open follow-up, planned at `created_at`.
+    fn at(
+        self,
+        rng: &mut StdRng,
+        clinic_id: Uuid,
+        journey_id: Uuid,
+        patient_id: Uuid,
+        created_at: DateTime<Utc>,
+    ) -> follow_ups::Model {
+        follow_ups::Model {
+            id: id_at(rng, created_at),
+            clinic_id,
+            journey_id,
+            patient_id,
+            stage_id: Some(self.stage_id),
+            rule_id: self.rule_id,
+            kind: self.kind.as_str().into(),
+            purpose: self.kind.purpose().as_str().into(),
+            due_at: self.due_at,
+            channel: self.channel,
+            note: self.note,
+            assignee_staff_id: Some(self.assignee),
+            status: FollowUpStatus::Open.as_str().into(),
+            send_at: Some(self.due_at),
+            explanation: None,
+            message: None,
+            priority: self.kind.priority(),
+            blocked_reason: None,
+            due_notified_at: None,
+            skipped_at: None,
+            skip_reason: None,
+            plan_key: self.plan_key,
+            completed_at: None,
+            completed_by_touchpoint_id: None,
+            cancelled_at: None,
+            cancel_reason: None,
+            overdue_notified_at: None,
+            created_at,
+        }
+    }
+}
+
 const DROP_REASONS: &[&str] = &[
     "price",
     "no reply",
@@ -540,6 +654,7 @@ fn simulate(
 
     let mut index = 0usize;
     let mut entered = start;
+    let mut by_hand = None;
     let mut status = JourneyStatus::Active;
     let mut ended_at = None;
     let mut end_reason = None;
@@ -556,36 +671,15 @@ fn simulate(
         let spec = stage.spec;
         for rule in &stage.rules {
             let due = entered + Duration::hours(rule.delay_hours.into());
-            follow_ups.push(follow_ups::Model {
-                id: id_at(rng, entered),
-                clinic_id,
-                journey_id,
-                patient_id: patient.id,
-                stage_id: Some(stage.row.id),
-                rule_id: Some(rule.id),
-                kind: FollowUpKind::StageRule.as_str().into(),
-                purpose: ConsentPurpose::Care.as_str().into(),
-                due_at: due,
-                channel: rule.channel.clone(),
-                note: rule.note.clone(),
-                assignee_staff_id: Some(owner),
-                status: FollowUpStatus::Open.as_str().into(),
-                send_at: Some(due),
-                explanation: None,
-                message: None,
-                priority: FollowUpKind::StageRule.priority(),
-                blocked_reason: None,
-                due_notified_at: None,
-                skipped_at: None,
-                skip_reason: None,
-                plan_key: None,
-                completed_at: None,
-                completed_by_touchpoint_id: None,
-                cancelled_at: None,
-                cancel_reason: None,
-                overdue_notified_at: None,
-                created_at: entered,
-            });
+            follow_ups.push(
+                FollowUpDraft {
+                    rule_id: Some(rule.id),
+                    channel: rule.channel.clone(),
+                    note: rule.note.clone(),
+                    ..FollowUpDraft::new(FollowUpKind::StageRule, stage.row.id, owner, due)
+                }
+                .at(rng, clinic_id, journey_id, patient.id, entered),
+            );
         }
         if spec.terminal {
             status = JourneyStatus::Completed;
@@ -651,6 +745,22 @@ fn simulate(
         }
 
         if current {
+            // Now and then a coordinator plans one by hand (still to do).
+            if rng.random_bool(0.04) {
+                let by = *pick(rng, &people.coordinators);
+                let planned = (now - Duration::minutes(rng.random_range(60..7 * 24 * 60)))
+                    .max(entered)
+                    .min(now);
+                let due = now + Duration::hours(rng.random_range(-48..72));
+                by_hand = Some(
+                    FollowUpDraft {
+                        channel: pick(rng, spec.channels).as_str().into(),
+                        note: Some(pick(rng, MANUAL_NOTES).to_string()),
+                        ..FollowUpDraft::new(FollowUpKind::Manual, stage.row.id, by, due)
+                    }
+                    .at(rng, clinic_id, journey_id, patient.id, planned),
+                );
+            }
             batch.touchpoints.extend(stage_touchpoints);
             break;
         }
@@ -673,36 +783,42 @@ fn simulate(
                     && f.status == FollowUpStatus::Open.as_str()
             });
             if feedback_spec.kind.is_detractor(score) && !recovery_open {
-                follow_ups.push(follow_ups::Model {
-                    id: id_at(rng, at),
-                    clinic_id,
-                    journey_id,
-                    patient_id: patient.id,
-                    stage_id: Some(stage.row.id),
-                    rule_id: None,
-                    kind: FollowUpKind::ServiceRecovery.as_str().into(),
-                    purpose: ConsentPurpose::Care.as_str().into(),
-                    due_at: at + Duration::hours(24),
-                    channel: crate::domain::Channel::Phone.as_str().into(),
-                    note: Some(format!("Service recovery: {} {score}", feedback_spec.kind)),
-                    assignee_staff_id: Some(owner),
-                    status: FollowUpStatus::Open.as_str().into(),
-                    send_at: Some(at + Duration::hours(24)),
-                    explanation: None,
-                    message: None,
-                    priority: FollowUpKind::ServiceRecovery.priority(),
-                    blocked_reason: None,
-                    due_notified_at: None,
-                    skipped_at: None,
-                    skip_reason: None,
-                    plan_key: None,
-                    completed_at: None,
-                    completed_by_touchpoint_id: None,
-                    cancelled_at: None,
-                    cancel_reason: None,
-                    overdue_notified_at: None,
-                    created_at: at,
-                });
+                follow_ups.push(
+                    FollowUpDraft {
+                        channel: outreach::default_channel(FollowUpKind::ServiceRecovery)
+                            .as_str()
+                            .into(),
+                        note: Some(format!("Service recovery: {} {score}", feedback_spec.kind)),
+                        ..FollowUpDraft::new(
+                            FollowUpKind::ServiceRecovery,
+                            stage.row.id,
+                            owner,
+                            at + Duration::hours(24),
+                        )
+                    }
+                    .at(rng, clinic_id, journey_id, patient.id, at),
+                );
+            }
+            // As the domain does: a promoter is asked for a review once per journey.
+            let asked = follow_ups
+                .iter()
+                .any(|f| f.kind == FollowUpKind::ReviewRequest.as_str());
+            if feedback_spec.kind.is_promoter(score) && !asked {
+                follow_ups.push(
+                    FollowUpDraft {
+                        channel: outreach::default_channel(FollowUpKind::ReviewRequest)
+                            .as_str()
+                            .into(),
+                        plan_key: Some(crate::domain::follow_ups::review_request_key(journey_id)),
+                        ..FollowUpDraft::new(
+                            FollowUpKind::ReviewRequest,
+                            stage.row.id,
+                            owner,
+                            at + Duration::hours(24),
+                        )
+                    }
+                    .at(rng, clinic_id, journey_id, patient.id, at),
+                );
             }
             batch.feedback.push(feedback::Model {
                 id: id_at(rng, at),
@@ -812,12 +928,7 @@ fn simulate(
         }
     }
 
-    // History is imported, not lived: overdue follow-ups count as announced.
-    for follow_up in follow_ups.iter_mut() {
-        if follow_up.status == FollowUpStatus::Open.as_str() && follow_up.due_at < now {
-            follow_up.overdue_notified_at = Some(follow_up.due_at);
-        }
-    }
+    follow_ups.extend(by_hand);
 
     let current_stage = &pathway.stages[index];
     let active = status == JourneyStatus::Active;

@@ -63,6 +63,9 @@ pub struct Wanted {
     pub plan_key: Option<String>,
     /// An explanation carried over from the follow-up this one replaces.
     pub explanation: Option<String>,
+    /// When it is planned: now, unless history is being written (the demo).
+    /// It is never sent earlier.
+    pub planned_at: Option<DateTime<Utc>>,
 }
 
 /// Plans `wanted` and writes the follow-ups in this change, each with its
@@ -116,6 +119,7 @@ async fn plan_all(write: &Write<'_>, wanted: &[Wanted]) -> DomainResult<Vec<Plan
         let draft = Draft {
             reason: want.reason.clone(),
             due_at: want.due_at,
+            not_before: want.planned_at.unwrap_or(write.now),
             channel: want.channel,
             channel_chosen: want.channel_chosen,
             stage_name: stage.map(|s| s.name.clone()).unwrap_or_default(),
@@ -167,7 +171,7 @@ fn row(write: &Write<'_>, want: &Wanted, plan: &Plan) -> follow_ups::Model {
         cancelled_at: None,
         cancel_reason: None,
         overdue_notified_at: None,
-        created_at: write.now,
+        created_at: want.planned_at.unwrap_or(write.now),
     }
 }
 
@@ -319,6 +323,7 @@ pub async fn replan_patient(
                 assignee: f.assignee_staff_id,
                 plan_key: f.plan_key.clone(),
                 explanation: f.explanation.clone(),
+                planned_at: None,
             }
         })
         .collect();
@@ -373,12 +378,24 @@ pub async fn replan_patient(
     Ok(written.len())
 }
 
-/// The channel a follow-up was first planned for: its rule's, or the
-/// recovery call's phone; re-planning starts from there again.
+/// The channel a reason asks for before the patient's consent and habits
+/// are weighed: a call to recover a detractor or nudge a stalled journey, a
+/// text otherwise. Stage rules and manual follow-ups name their own.
+pub fn default_channel(kind: FollowUpKind) -> Channel {
+    match kind {
+        FollowUpKind::ServiceRecovery | FollowUpKind::StalledNudge => Channel::Phone,
+        _ => Channel::Sms,
+    }
+}
+
+/// The channel a follow-up was first planned for; re-planning starts from
+/// there again.
 fn original_channel(follow_up: &follow_ups::Model) -> Channel {
     match FollowUpKind::parse(&follow_up.kind) {
-        Some(FollowUpKind::ServiceRecovery) => Channel::Phone,
-        _ => Channel::parse(&follow_up.channel).unwrap_or(Channel::Sms),
+        Some(FollowUpKind::StageRule | FollowUpKind::Manual) | None => {
+            Channel::parse(&follow_up.channel).unwrap_or(Channel::Sms)
+        }
+        Some(kind) => default_channel(kind),
     }
 }
 
@@ -459,18 +476,34 @@ pub async fn plan_seeded(store: &super::Store, clinic: Uuid) -> DomainResult<usi
         let wanted: Vec<Wanted> = open
             .iter()
             .map(|f| {
-                let reason = match FollowUpKind::parse(&f.kind) {
+                let feedback = || {
+                    scores
+                        .get(&(f.journey_id, f.created_at))
+                        .copied()
+                        .unwrap_or((super::FeedbackKind::Nps, 0))
+                };
+                let kind = FollowUpKind::parse(&f.kind);
+                let reason = match kind {
                     Some(FollowUpKind::ServiceRecovery) => {
-                        let (kind, score) = scores
-                            .get(&(f.journey_id, f.created_at))
-                            .copied()
-                            .unwrap_or((super::FeedbackKind::Nps, 0));
+                        let (kind, score) = feedback();
                         Reason::ServiceRecovery {
                             kind,
                             score,
                             at: f.created_at,
                         }
                     }
+                    Some(FollowUpKind::ReviewRequest) => {
+                        let (kind, score) = feedback();
+                        Reason::ReviewRequest {
+                            kind,
+                            score,
+                            at: f.created_at,
+                        }
+                    }
+                    Some(FollowUpKind::Manual) => Reason::Manual {
+                        by: None,
+                        at: f.created_at,
+                    },
                     _ => Reason::StageRule {
                         entered_at: f.created_at,
                         delay_hours: (f.due_at - f.created_at).num_hours() as i32,
@@ -486,11 +519,12 @@ pub async fn plan_seeded(store: &super::Store, clinic: Uuid) -> DomainResult<usi
                     reason,
                     due_at: f.due_at,
                     channel: original_channel(f),
-                    channel_chosen: false,
+                    channel_chosen: kind == Some(FollowUpKind::Manual),
                     note: f.note.clone(),
                     assignee: f.assignee_staff_id,
-                    plan_key: None,
+                    plan_key: f.plan_key.clone(),
                     explanation: None,
+                    planned_at: Some(f.created_at),
                 }
             })
             .collect();

@@ -80,6 +80,9 @@ pub struct Draft {
     pub reason: Reason,
     /// When the clinic wants it done.
     pub due_at: DateTime<Utc>,
+    /// When it is planned: what is due earlier is sent from then on, not in
+    /// the past (when the patient's hours may have allowed it but not now).
+    pub not_before: DateTime<Utc>,
     /// The rule's channel (or the one a person chose).
     pub channel: Channel,
     /// A person chose `channel`: it wins when allowed.
@@ -169,7 +172,13 @@ pub fn plan(draft: &Draft, patient: &PatientFacts, clinic: &ClinicFacts) -> Plan
     let zone = patient.timezone.unwrap_or(clinic.timezone);
     let (channel, blocked_reason) = choose_channel(draft, patient, purpose);
     let send_at = if blocked_reason.is_none() && channel.needs_consent() {
-        send_time(draft.due_at, patient, clinic, purpose, zone)
+        send_time(
+            draft.due_at.max(draft.not_before),
+            patient,
+            clinic,
+            purpose,
+            zone,
+        )
     } else {
         draft.due_at
     };
@@ -426,7 +435,7 @@ fn explain(draft: &Draft, zone: TimeZone) -> String {
             day(*at)
         ),
         Reason::WinBack { last_contact, days } => format!(
-            "No contact in either direction for {days} days, since {}, in {stage}",
+            "No contact in either direction since {} (the {stage} win-back time is {days} days)",
             day(*last_contact)
         ),
         Reason::Manual { by, at } => match by {
@@ -482,6 +491,7 @@ mod tests {
         Draft {
             reason,
             due_at: due,
+            not_before: due - Duration::days(2),
             channel,
             channel_chosen: false,
             stage_name: "Consultation".into(),
@@ -511,6 +521,28 @@ mod tests {
         // 08:00 in New York on 25 Nov is 13:00 UTC.
         assert_eq!(plan.send_at, at("2026-11-25T13:00:00Z"));
         assert!(plan.message.contains("Ana"), "{}", plan.message);
+    }
+
+    #[test]
+    fn what_was_due_earlier_is_sent_from_the_planning_moment_inside_the_patients_hours() {
+        // Due yesterday afternoon, planned at 02:00 in New York (07:00 UTC):
+        // sent at 08:00 there, not at a past moment that looks allowed.
+        let planned = at("2026-11-25T07:00:00Z");
+        let mut late = draft(
+            Reason::StageRule {
+                entered_at: planned - Duration::hours(40),
+                delay_hours: 24,
+            },
+            planned - Duration::hours(16),
+            Channel::Sms,
+        );
+        late.not_before = planned;
+        let plan = plan(
+            &late,
+            &patient(&[(Channel::Sms, ConsentPurpose::Care)]),
+            &clinic(),
+        );
+        assert_eq!(plan.send_at, at("2026-11-25T13:00:00Z"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::{Wanted, notice, planner::Reason, schedule};
 use crate::{
     auth::Principal,
     db::statement,
-    domain::{Channel, DomainResult, FollowUpKind, FollowUpStatus, Store},
+    domain::{DomainResult, FollowUpKind, FollowUpStatus, Store},
     events::Event,
 };
 
@@ -61,6 +61,32 @@ fn key(kind: FollowUpKind, journey: Uuid, at: DateTime<Utc>) -> String {
     )
 }
 
+/// Which journeys a sweep looks at: those of one clinic or all, due by `now`.
+struct Scope {
+    now: DateTime<Utc>,
+    clinic: Option<Uuid>,
+    limit: u64,
+}
+
+impl Scope {
+    /// The condition on `j.clinic_id`, right after `j.status` in each query.
+    fn clinic_clause(&self) -> &'static str {
+        if self.clinic.is_some() {
+            "AND j.clinic_id = ?"
+        } else {
+            ""
+        }
+    }
+
+    /// The values in the order the queries use them: clinic, now, limit.
+    fn values(&self) -> Vec<sea_orm::Value> {
+        let mut values: Vec<sea_orm::Value> = self.clinic.map(Into::into).into_iter().collect();
+        values.push(self.now.into());
+        values.push((self.limit as i64).into());
+        values
+    }
+}
+
 const JOURNEY_COLUMNS: &str = "j.id AS journey_id, j.clinic_id, j.patient_id, j.pathway_id, \
      j.current_stage_id, j.owner_staff_id, j.stage_entered_at";
 
@@ -81,12 +107,13 @@ fn base(row: &QueryResult) -> DomainResult<JourneyRow> {
 }
 
 /// Journeys past their stage's target with no contact since they entered it.
-async fn stalled(store: &Store, now: DateTime<Utc>, limit: u64) -> DomainResult<Vec<Candidate>> {
+async fn stalled(store: &Store, scope: &Scope) -> DomainResult<Vec<Candidate>> {
     let backend = store.db.backend();
+    let clinic = scope.clinic_clause();
     let sql = format!(
         "SELECT {JOURNEY_COLUMNS}, j.stalls_at, s.target_hours \
          FROM journeys j JOIN stages s ON s.id = j.current_stage_id \
-         WHERE j.status = 'ACTIVE' AND j.stalls_at IS NOT NULL AND j.stalls_at < ? \
+         WHERE j.status = 'ACTIVE' {clinic} AND j.stalls_at IS NOT NULL AND j.stalls_at < ? \
            AND s.target_hours IS NOT NULL \
            AND NOT EXISTS (SELECT 1 FROM touchpoints t WHERE t.patient_id = j.patient_id \
                            AND t.occurred_at >= j.stage_entered_at) \
@@ -97,11 +124,7 @@ async fn stalled(store: &Store, now: DateTime<Utc>, limit: u64) -> DomainResult<
     let rows = store
         .db
         .conn()
-        .query_all_raw(statement(
-            backend,
-            &sql,
-            vec![now.into(), (limit as i64).into()],
-        ))
+        .query_all_raw(statement(backend, &sql, scope.values()))
         .await?;
     rows.iter()
         .map(|row| {
@@ -128,13 +151,14 @@ async fn stalled(store: &Store, now: DateTime<Utc>, limit: u64) -> DomainResult<
 }
 
 /// Journeys whose stage's rebooking cadence came due, not booked yet.
-async fn rebooking(store: &Store, now: DateTime<Utc>, limit: u64) -> DomainResult<Vec<Candidate>> {
+async fn rebooking(store: &Store, scope: &Scope) -> DomainResult<Vec<Candidate>> {
     let backend = store.db.backend();
+    let clinic = scope.clinic_clause();
     let due = days_after(backend, "j.stage_entered_at", "s.rebook_after_days");
     let sql = format!(
         "SELECT {JOURNEY_COLUMNS}, s.rebook_after_days \
          FROM journeys j JOIN stages s ON s.id = j.current_stage_id \
-         WHERE j.status = 'ACTIVE' AND s.rebook_after_days IS NOT NULL AND {due} \
+         WHERE j.status = 'ACTIVE' {clinic} AND s.rebook_after_days IS NOT NULL AND {due} \
            AND NOT EXISTS (SELECT 1 FROM touchpoints t WHERE t.patient_id = j.patient_id \
                            AND t.kind IN ('booking', 'appointment') AND t.occurred_at >= j.stage_entered_at) \
            AND NOT EXISTS (SELECT 1 FROM follow_ups f WHERE f.journey_id = j.id \
@@ -144,11 +168,7 @@ async fn rebooking(store: &Store, now: DateTime<Utc>, limit: u64) -> DomainResul
     let rows = store
         .db
         .conn()
-        .query_all_raw(statement(
-            backend,
-            &sql,
-            vec![now.into(), (limit as i64).into()],
-        ))
+        .query_all_raw(statement(backend, &sql, scope.values()))
         .await?;
     rows.iter()
         .map(|row| {
@@ -171,8 +191,9 @@ async fn rebooking(store: &Store, now: DateTime<Utc>, limit: u64) -> DomainResul
 
 /// Active journeys with no touchpoint in either direction for their stage's
 /// win-back days.
-async fn gone_quiet(store: &Store, now: DateTime<Utc>, limit: u64) -> DomainResult<Vec<Candidate>> {
+async fn gone_quiet(store: &Store, scope: &Scope) -> DomainResult<Vec<Candidate>> {
     let backend = store.db.backend();
+    let clinic = scope.clinic_clause();
     let last = later(
         backend,
         "COALESCE((SELECT MAX(t.occurred_at) FROM touchpoints t WHERE t.patient_id = j.patient_id), j.stage_entered_at)",
@@ -183,7 +204,7 @@ async fn gone_quiet(store: &Store, now: DateTime<Utc>, limit: u64) -> DomainResu
         "SELECT * FROM ( \
            SELECT {JOURNEY_COLUMNS}, s.win_back_after_days, {last} AS last_contact \
            FROM journeys j JOIN stages s ON s.id = j.current_stage_id \
-           WHERE j.status = 'ACTIVE' AND s.win_back_after_days IS NOT NULL \
+           WHERE j.status = 'ACTIVE' {clinic} AND s.win_back_after_days IS NOT NULL \
          ) q \
          WHERE {due} \
            AND NOT EXISTS (SELECT 1 FROM follow_ups f WHERE f.journey_id = q.journey_id \
@@ -193,11 +214,7 @@ async fn gone_quiet(store: &Store, now: DateTime<Utc>, limit: u64) -> DomainResu
     let rows = store
         .db
         .conn()
-        .query_all_raw(statement(
-            backend,
-            &sql,
-            vec![now.into(), (limit as i64).into()],
-        ))
+        .query_all_raw(statement(backend, &sql, scope.values()))
         .await?;
     rows.iter()
         .map(|row| {
@@ -218,21 +235,29 @@ async fn gone_quiet(store: &Store, now: DateTime<Utc>, limit: u64) -> DomainResu
         .collect()
 }
 
-/// The channel a time-based follow-up starts from.
-fn default_channel(kind: FollowUpKind) -> Channel {
-    match kind {
-        FollowUpKind::StalledNudge => Channel::Phone,
-        _ => Channel::Sms,
-    }
-}
-
 /// Plans up to `limit` follow-ups of each time-based reason that came due by
 /// now, every clinic's; returns how many were planned.
 pub async fn plan_time_based(store: &Store, limit: u64) -> DomainResult<usize> {
-    let now = crate::domain::now();
-    let mut candidates = stalled(store, now, limit).await?;
-    candidates.extend(rebooking(store, now, limit).await?);
-    candidates.extend(gone_quiet(store, now, limit).await?);
+    plan_time_based_as_of(store, None, None, limit).await
+}
+
+/// As [`plan_time_based`], or as the sweeper would have planned at a moment
+/// in the past (`as_of`: the demo's seeding writes the sweeps of the days
+/// before it), for one clinic or all.
+pub async fn plan_time_based_as_of(
+    store: &Store,
+    as_of: Option<DateTime<Utc>>,
+    clinic: Option<Uuid>,
+    limit: u64,
+) -> DomainResult<usize> {
+    let scope = Scope {
+        now: as_of.unwrap_or_else(crate::domain::now),
+        clinic,
+        limit,
+    };
+    let mut candidates = stalled(store, &scope).await?;
+    candidates.extend(rebooking(store, &scope).await?);
+    candidates.extend(gone_quiet(store, &scope).await?);
     let mut by_clinic: BTreeMap<Uuid, Vec<Candidate>> = BTreeMap::new();
     for candidate in candidates {
         by_clinic
@@ -256,13 +281,14 @@ pub async fn plan_time_based(store: &Store, limit: u64) -> DomainResult<usize> {
                     named_stage: c.stage_id,
                     rule_id: None,
                     reason: c.reason,
-                    due_at: write.now,
-                    channel: default_channel(kind),
+                    due_at: as_of.unwrap_or(write.now),
+                    channel: super::default_channel(kind),
                     channel_chosen: false,
                     note: None,
                     assignee: c.owner,
                     plan_key: Some(c.plan_key),
                     explanation: None,
+                    planned_at: as_of,
                 }
             })
             .collect();

@@ -289,7 +289,6 @@ impl JourneyMapStage<'_> {
             .collect())
     }
 
-    /// The same figures over the window compared with (`compareTo`).
     /// Does outreach work here? Per follow-up kind planned in the window:
     /// planned, sent, blocked, answered within 72 h, advanced within 14 days.
     async fn outreach(&self) -> Vec<OutreachFigures> {
@@ -309,6 +308,7 @@ impl JourneyMapStage<'_> {
             .collect()
     }
 
+    /// The same figures over the window compared with (`compareTo`).
     async fn previous(&self) -> Option<JourneyMapStage<'_>> {
         self.previous.map(|stats| JourneyMapStage {
             stats,
@@ -324,27 +324,69 @@ impl JourneyMapStage<'_> {
     }
 }
 
-/// How each figure of a stage changed since the window compared with.
+/// How each figure of a stage changed since the window compared with: this
+/// window's value minus that one's.
 #[derive(SimpleObject, Default)]
 pub struct JourneyMapStageChange {
+    /// Change in journeys in the stage at the end of the window.
     pub active_count: f64,
+    /// Change in journeys that entered the stage.
     pub entered_count: f64,
+    /// Change in journeys that left the stage.
     pub exited_count: f64,
+    /// Change in journeys that moved forward from the stage.
     pub moved_forward_count: f64,
+    /// Change in journeys that moved back from the stage.
     pub moved_back_count: f64,
+    /// Change in journeys completed from the stage.
     pub completed_count: f64,
+    /// Change in journeys dropped in the stage.
     pub dropped_count: f64,
+    /// Change in the share of exits that moved forward or completed.
     pub conversion_rate: Option<f64>,
+    /// Change in the median hours spent in the stage.
     pub median_hours_in_stage: Option<f64>,
+    /// Change in the 90th-percentile hours spent in the stage.
     pub p90_hours_in_stage: Option<f64>,
+    /// Change in journeys past the stage's target time.
     pub stalled_count: f64,
+    /// Change in journeys with no touchpoint in the stage.
     pub blind_spot_count: f64,
+    /// Change in touchpoints logged in the stage.
     pub touchpoint_count: f64,
+    /// Change in the average emotion of touchpoints.
     pub average_emotion: Option<f64>,
+    /// Change in moments of truth (strong emotions).
     pub moments_of_truth: f64,
+    /// Change in the Net Promoter Score.
     pub nps: Option<f64>,
+    /// Change in the average CSAT score.
     pub csat: Option<f64>,
+    /// Change in follow-ups past due and not done.
     pub overdue_follow_ups: f64,
+    /// Change in outreach per follow-up kind planned in either window.
+    pub outreach: Vec<OutreachFiguresChange>,
+}
+
+/// How outreach of one kind in a stage changed since the window compared with.
+#[derive(SimpleObject)]
+pub struct OutreachFiguresChange {
+    /// The follow-up kind.
+    pub kind: super::FollowUpKind,
+    /// Change in follow-ups planned.
+    pub planned: f64,
+    /// Change in follow-ups made.
+    pub sent: f64,
+    /// Change in follow-ups blocked.
+    pub blocked: f64,
+    /// Change in contacts answered within 72 hours.
+    pub answered: f64,
+    /// Change in contacts followed by a move forward within 14 days.
+    pub advanced: f64,
+    /// Change in `answered / sent`; null when either window made none.
+    pub answer_rate: Option<f64>,
+    /// Change in `advanced / sent`; null when either window made none.
+    pub advance_rate: Option<f64>,
 }
 
 impl JourneyMapStageChange {
@@ -373,8 +415,44 @@ impl JourneyMapStageChange {
             nps: o(now.nps, then.nps),
             csat: o(now.csat, then.csat),
             overdue_follow_ups: n(now.overdue_follow_ups, then.overdue_follow_ups),
+            outreach: outreach_change(&now.outreach, &then.outreach),
         }
     }
+}
+
+fn outreach_change(
+    now: &[analytics::OutreachStats],
+    then: &[analytics::OutreachStats],
+) -> Vec<OutreachFiguresChange> {
+    let mut kinds: Vec<_> = now.iter().chain(then).map(|o| o.kind).collect();
+    kinds.sort_by_key(|kind| kind.as_str());
+    kinds.dedup();
+    let find = |side: &[analytics::OutreachStats], kind| {
+        side.iter()
+            .find(|o| o.kind == kind)
+            .map_or((0, 0, 0, 0, 0), |o| {
+                (o.planned, o.sent, o.blocked, o.answered, o.advanced)
+            })
+    };
+    let rate = |part: u64, whole: u64| (whole > 0).then(|| part as f64 / whole as f64);
+    let diff = |a: Option<f64>, b: Option<f64>| Some(round2(a? - b?));
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let (planned, sent, blocked, answered, advanced) = find(now, kind);
+            let (p, s, b, a, v) = find(then, kind);
+            OutreachFiguresChange {
+                kind: kind.into(),
+                planned: planned as f64 - p as f64,
+                sent: sent as f64 - s as f64,
+                blocked: blocked as f64 - b as f64,
+                answered: answered as f64 - a as f64,
+                advanced: advanced as f64 - v as f64,
+                answer_rate: diff(rate(answered, sent), rate(a, s)),
+                advance_rate: diff(rate(advanced, sent), rate(v, s)),
+            }
+        })
+        .collect()
 }
 
 /// Journeys that went from one stage to another, or ended, in the window.
