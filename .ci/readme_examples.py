@@ -275,6 +275,21 @@ def run(clone, env, release, work):
         fail(f"map.svg is a {root.tag}")
     passed("README curl: the journey map as a picture (map.svg is SVG)")
 
+    # Outreach: the coordinator's queue, and a consent recorded for Ana.
+    queue = one(curls, "sendable: true", "the coordinator's queue")
+    data = graphql_answer(sh(queue, clone, env, "the queue"), "the queue")
+    nodes = data["followUps"]["nodes"]
+    kinds = {n["kind"] for n in nodes}
+    if not nodes or not all(n["explanation"] and n["message"] and n["sendAt"] for n in nodes):
+        fail(f"the queue: {data}")
+    passed(f"README curl: the coordinator's queue ({data['followUps']['totalCount']} sendable; {', '.join(sorted(kinds))} first)")
+    consent = one(curls, "recordConsent", "recording a consent").replace("pat_…", patient["id"])
+    data = graphql_answer(sh(consent, clone, env, "recordConsent"), "recordConsent")
+    states = data["recordConsent"]["patient"]["contact"]["consents"]
+    if {"channel": "EMAIL", "purpose": "MARKETING", "granted": True, "source": "front desk"} not in states:
+        fail(f"recordConsent: {states}")
+    passed("README curl: record a consent")
+
     # 3. PASSWORD=$(cargo run --release -q -- staff create …), then sign in.
     create_staff = one(readme_commands("PASSWORD=$("), "staff create", "the staff create line")
     password = sh(f'{create_staff}\nprintf %s "$PASSWORD"', clone, env, "PASSWORD=$(… staff create …)")

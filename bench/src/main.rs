@@ -8,6 +8,7 @@
 //! These are measurements, not tests: nothing here fails on a slow machine.
 
 mod fanout;
+mod outreach;
 mod report;
 mod server;
 mod webhooks;
@@ -41,6 +42,8 @@ pub enum Workload {
     W4,
     /// The journey map of every pathway.
     W5,
+    /// Outreach: the coordinator's queue, and a sweep planning thousands of follow-ups.
+    W6,
 }
 
 /// Settings of `journeymap bench`.
@@ -51,7 +54,7 @@ pub struct BenchConfig {
     pub patients: u32,
 
     /// Workloads to run (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5, Workload::W6])]
     pub workloads: Vec<Workload>,
 
     /// Seconds each load workload runs (after a short warm-up).
@@ -69,6 +72,14 @@ pub struct BenchConfig {
     /// Rounds of W5 (each maps every pathway).
     #[arg(long, default_value_t = 5)]
     pub map_rounds: usize,
+
+    /// Requests of the coordinator's queue in W6, one after another.
+    #[arg(long, default_value_t = 200)]
+    pub queue_rounds: usize,
+
+    /// Follow-ups W6's sweep may plan per reason.
+    #[arg(long, default_value_t = 10_000)]
+    pub sweep_limit: u64,
 
     /// WebSocket subscribers of W3.
     #[arg(long, default_value_t = 5_000)]
@@ -260,6 +271,17 @@ async fn run(database: &DatabaseConfig, config: &BenchConfig) -> anyhow::Result<
                 .await?
             }
             Workload::W5 => workloads::journey_map(&client, &server, config.map_rounds).await?,
+            Workload::W6 => {
+                outreach::outreach(
+                    &client,
+                    &server,
+                    database,
+                    clinic.id,
+                    config.queue_rounds,
+                    config.sweep_limit,
+                )
+                .await?
+            }
         };
         println!("{figures}");
     }

@@ -412,7 +412,7 @@ fn explain(draft: &Draft, zone: TimeZone) -> String {
             day(*entered_at)
         ),
         Reason::ServiceRecovery { kind, score, at } => format!(
-            "Gave {kind} {score} on {}; a recovery call within 24 hours",
+            "Gave {kind} {score} on {}; make it right within 24 hours",
             day(*at)
         ),
         Reason::StalledNudge {
