@@ -411,7 +411,7 @@ pub async fn fan_out(
         server_peak_mib: peak,
         unit: "message",
         latencies,
-        notes: Vec::new(),
+        ..Default::default()
     };
     let p99 = figures.percentile(99.0);
     let moves = &window.moves;

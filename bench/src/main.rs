@@ -73,6 +73,10 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 5)]
     pub map_rounds: usize,
 
+    /// Runs of each workload; with more than one, the median and spread are printed too.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+
     /// Requests of the coordinator's queue in W6, one after another.
     #[arg(long, default_value_t = 200)]
     pub queue_rounds: usize,
@@ -236,55 +240,100 @@ async fn run(database: &DatabaseConfig, config: &BenchConfig) -> anyhow::Result<
     println!();
 
     let client = workloads::Client::new(&server.url, &token)?;
-    let duration = Duration::from_secs(config.duration_secs);
+    let mut runs: Vec<Vec<Figures>> = Vec::new();
     for workload in &config.workloads {
-        let figures = match workload {
-            Workload::W1 => {
-                workloads::nested_read(&client, &server, config.read_concurrency, duration).await?
+        for round in 1..=config.repeat.max(1) {
+            if config.repeat > 1 {
+                println!("({workload:?} run {round} of {})", config.repeat);
             }
-            Workload::W2 => {
-                workloads::stage_moves(&client, &server, config.write_concurrency, duration).await?
+            let own_before = server::own_cpu_seconds();
+            let started = std::time::Instant::now();
+            let mut figures = run_workload(
+                *workload, config, database, &server, &client, &token, clinic.id,
+            )
+            .await?;
+            for f in &mut figures {
+                // Workloads that do not measure their own window: the whole run.
+                if f.loadgen_seconds == 0.0 {
+                    f.loadgen_cpu_seconds = server::own_cpu_seconds() - own_before;
+                    f.loadgen_seconds = started.elapsed().as_secs_f64();
+                }
+                println!("{f}");
             }
-            Workload::W3 => {
-                fanout::fan_out(
-                    &client,
-                    &server,
-                    &token,
-                    config.subscribers,
-                    config.fanout_moves_per_second,
-                    duration,
-                )
-                .await?
+            for f in figures {
+                match runs.iter().position(|r| r[0].name == f.name) {
+                    Some(k) => runs[k].push(f),
+                    None => runs.push(vec![f]),
+                }
             }
-            Workload::W4 => {
-                webhooks::webhooks(
-                    &client,
-                    &webhooks::WebhookRun {
-                        database,
-                        token: &token,
-                        events: config.webhook_events,
-                        workers: config.write_concurrency,
-                        live_rate: config.webhook_live_moves_per_second,
-                        duration,
-                    },
-                )
-                .await?
-            }
-            Workload::W5 => workloads::journey_map(&client, &server, config.map_rounds).await?,
-            Workload::W6 => {
-                outreach::outreach(
-                    &client,
-                    &server,
-                    database,
-                    clinic.id,
-                    config.queue_rounds,
-                    config.sweep_limit,
-                )
-                .await?
-            }
-        };
-        println!("{figures}");
+        }
+    }
+    if config.repeat > 1 {
+        println!("Median and spread of {} runs each", config.repeat);
+        for figures in &runs {
+            println!("  {}", report::summary(figures));
+        }
     }
     server.stop().await;
     Ok(())
+}
+
+/// One run of `workload`: its figures (W1 and W2 closed loop, then open loop).
+async fn run_workload(
+    workload: Workload,
+    config: &BenchConfig,
+    database: &DatabaseConfig,
+    server: &server::Server,
+    client: &workloads::Client,
+    token: &str,
+    clinic: uuid::Uuid,
+) -> anyhow::Result<Vec<Figures>> {
+    let duration = Duration::from_secs(config.duration_secs);
+    let figures = match workload {
+        Workload::W1 => {
+            return workloads::nested_read(client, server, config.read_concurrency, duration).await;
+        }
+        Workload::W2 => {
+            return workloads::stage_moves(client, server, config.write_concurrency, duration)
+                .await;
+        }
+        Workload::W3 => {
+            fanout::fan_out(
+                client,
+                server,
+                token,
+                config.subscribers,
+                config.fanout_moves_per_second,
+                duration,
+            )
+            .await?
+        }
+        Workload::W4 => {
+            webhooks::webhooks(
+                client,
+                &webhooks::WebhookRun {
+                    database,
+                    token,
+                    events: config.webhook_events,
+                    workers: config.write_concurrency,
+                    live_rate: config.webhook_live_moves_per_second,
+                    duration,
+                },
+            )
+            .await?
+        }
+        Workload::W5 => workloads::journey_map(client, server, config.map_rounds).await?,
+        Workload::W6 => {
+            outreach::outreach(
+                client,
+                server,
+                database,
+                clinic,
+                config.queue_rounds,
+                config.sweep_limit,
+            )
+            .await?
+        }
+    };
+    Ok(vec![figures])
 }

@@ -20,6 +20,9 @@ pub struct Figures {
     pub unit: &'static str,
     /// Extra lines specific to the workload.
     pub notes: Vec<String>,
+    /// CPU seconds of the load generator (this process) over `loadgen_seconds`.
+    pub loadgen_cpu_seconds: f64,
+    pub loadgen_seconds: f64,
 }
 
 impl Figures {
@@ -107,11 +110,45 @@ impl fmt::Display for Figures {
             },
             self.server_peak_mib
         )?;
+        if self.loadgen_seconds > 0.0 {
+            writeln!(
+                f,
+                "  load generator CPU {:.1} s ({:.0}% of one core)",
+                self.loadgen_cpu_seconds,
+                self.loadgen_cpu_seconds / self.loadgen_seconds * 100.0
+            )?;
+        }
         for note in &self.notes {
             writeln!(f, "  {note}")?;
         }
         Ok(())
     }
+}
+
+/// The median and the spread of one workload's runs (`--repeat`).
+pub fn summary(runs: &[Figures]) -> String {
+    let median = |mut values: Vec<f64>| -> (f64, f64, f64) {
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        if n == 0 {
+            return (0.0, 0.0, 0.0);
+        }
+        let mid = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        (mid, values[0], values[n - 1])
+    };
+    let plural = runs.first().map(|r| r.units().1).unwrap_or_default();
+    let (rate, rate_min, rate_max) = median(runs.iter().map(Figures::throughput).collect());
+    let (p99, p99_min, p99_max) = median(runs.iter().map(|r| r.percentile(99.0)).collect());
+    let (p50, p50_min, p50_max) = median(runs.iter().map(|r| r.percentile(50.0)).collect());
+    format!(
+        "{} × {}: median {rate:.0} {plural}/s ({rate_min:.0}–{rate_max:.0}) · p50 {p50:.1} ms ({p50_min:.1}–{p50_max:.1}) · p99 {p99:.1} ms ({p99_min:.1}–{p99_max:.1})",
+        runs.first().map(|r| r.name.as_str()).unwrap_or_default(),
+        runs.len(),
+    )
 }
 
 /// A one-line description of this machine.

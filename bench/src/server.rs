@@ -165,6 +165,11 @@ pub fn bench_cpu_seconds() -> f64 {
 }
 
 /// CPU seconds (user + system) of the process `/proc/{pid}`.
+/// CPU seconds (user + system) this process, the load generator, has used so far.
+pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds_of("self")
+}
+
 fn cpu_seconds_of(pid: &str) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;

@@ -133,6 +133,7 @@ where
     *stop_at.lock().expect("lock") = Some(Instant::now() + duration);
     let statements_before = server.statements().await?;
     let cpu_before = server.cpu_seconds();
+    let own_before = crate::server::own_cpu_seconds();
     let started = Instant::now();
     start_gate.wait().await;
     for handle in handles {
@@ -140,6 +141,7 @@ where
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu = server.cpu_seconds() - cpu_before;
+    let own = crate::server::own_cpu_seconds() - own_before;
     let statements = server.statements().await? - statements_before;
     let (latencies, errors) = std::mem::take(&mut *results.lock().await);
     let requests = latencies.len();
@@ -152,9 +154,92 @@ where
         latencies,
         server_cpu_seconds: cpu,
         server_peak_mib: server.peak_rss_mib(),
+        loadgen_cpu_seconds: own,
+        loadgen_seconds: seconds,
         ..Default::default()
     })
 }
+
+/// Requests the open loop lets be in flight before it counts a scheduled
+/// one as not sent (the server is that far behind).
+const OPEN_LOOP_MAX_IN_FLIGHT: usize = 2_000;
+
+/// Starts `operation` at a fixed `rate` for `duration`, whether or not the
+/// earlier ones have answered, and measures each from the moment it was
+/// scheduled: a server that falls behind shows in the latencies instead of
+/// slowing the load (no coordinated omission).
+async fn open_loop<F, Fut>(
+    name: &str,
+    server: &Server,
+    rate: f64,
+    duration: Duration,
+    operation: F,
+) -> anyhow::Result<Figures>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<bool>> + Send + 'static,
+{
+    let rate = rate.max(1.0);
+    let operation = Arc::new(operation);
+    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let statements_before = server.statements().await?;
+    let cpu_before = server.cpu_seconds();
+    let own_before = crate::server::own_cpu_seconds();
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    let mut not_sent = 0usize;
+    let mut n = 0u64;
+    while started.elapsed() < duration {
+        let scheduled = ticks.tick().await.into_std();
+        if in_flight.load(std::sync::atomic::Ordering::Relaxed) >= OPEN_LOOP_MAX_IN_FLIGHT {
+            not_sent += 1;
+            continue;
+        }
+        in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let operation = operation.clone();
+        let in_flight = in_flight.clone();
+        handles.push(tokio::spawn(async move {
+            let ok = matches!(operation(n).await, Ok(true));
+            in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            (ok, scheduled.elapsed())
+        }));
+        n += 1;
+    }
+    let mut figures = Figures {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    for handle in handles {
+        match handle.await {
+            Ok((true, latency)) => {
+                figures.requests += 1;
+                figures.latencies.push(latency);
+            }
+            _ => figures.errors += 1,
+        }
+    }
+    figures.seconds = started.elapsed().as_secs_f64();
+    figures.server_cpu_seconds = server.cpu_seconds() - cpu_before;
+    figures.loadgen_cpu_seconds = crate::server::own_cpu_seconds() - own_before;
+    figures.loadgen_seconds = figures.seconds;
+    figures.statements_per_request = (server.statements().await? - statements_before) as f64
+        / (figures.requests + figures.errors).max(1) as f64;
+    figures.server_peak_mib = server.peak_rss_mib();
+    figures.notes.push(format!(
+        "open loop at {rate:.0}/s, latency from the scheduled send time{}",
+        if not_sent > 0 {
+            format!("; {not_sent} not sent ({OPEN_LOOP_MAX_IN_FLIGHT} already in flight)")
+        } else {
+            String::new()
+        }
+    ));
+    Ok(figures)
+}
+
+/// The share of the closed-loop throughput the open loop offers.
+const OPEN_LOOP_SHARE: f64 = 0.8;
 
 const NESTED: &str = r#"query Nested($after: String) {
   patients(first: 50, after: $after) {
@@ -175,7 +260,7 @@ pub async fn nested_read(
     server: &Server,
     workers: usize,
     duration: Duration,
-) -> anyhow::Result<Figures> {
+) -> anyhow::Result<Vec<Figures>> {
     // Twenty pages to cycle through, as front ends page.
     let mut cursors: Vec<Option<String>> = vec![None];
     while cursors.len() < 20 {
@@ -193,6 +278,8 @@ pub async fn nested_read(
     }
     let pages = cursors.len();
     let cursors = Arc::new(cursors);
+    let cursors_for_open = cursors.clone();
+    let client_for_open = client.clone();
     let client = client.clone();
     let mut figures = timed(
         &format!("W1 nested read: patients(first: 50) with journeys, stages, touchpoints(first: 5), feedback(first: 3) — {workers} connections"),
@@ -213,7 +300,32 @@ pub async fn nested_read(
     figures
         .notes
         .push(format!("{pages} pages of 50 patients cycled"));
-    Ok(figures)
+    let rate = figures.throughput() * OPEN_LOOP_SHARE;
+    let client = client_for_open.clone();
+    let cursors = cursors_for_open.clone();
+    let open = open_loop(
+        &format!(
+            "W1 nested read, open loop at {:.0}% of that",
+            OPEN_LOOP_SHARE * 100.0
+        ),
+        server,
+        rate,
+        duration,
+        move |n| {
+            let client = client.clone();
+            let cursors = cursors.clone();
+            async move {
+                let after = cursors[n as usize % cursors.len()].clone();
+                let body = client.gql(NESTED, json!({ "after": after })).await?;
+                Ok(!failed(&body)
+                    && body["data"]["patients"]["edges"]
+                        .as_array()
+                        .is_some_and(|e| !e.is_empty()))
+            }
+        },
+    )
+    .await?;
+    Ok(vec![figures, open])
 }
 
 const ACTIVE_JOURNEYS: &str = r#"query($after: String) {
@@ -312,7 +424,7 @@ pub struct PacedMoves {
     pub skipped: usize,
     /// Seconds from the first move to the last answer.
     pub seconds: f64,
-    /// Round-trip time of each committed move.
+    /// Time of each committed move from its scheduled start to its answer.
     pub latencies: Vec<Duration>,
 }
 
@@ -342,7 +454,7 @@ pub async fn paced_moves(
     let mut next = 0usize;
     let mut inflight = Vec::new();
     while started.elapsed() < duration {
-        ticks.tick().await;
+        let scheduled = ticks.tick().await.into_std();
         let free = (0..movers.len()).find_map(|offset| {
             movers[(next + offset) % movers.len()]
                 .clone()
@@ -357,9 +469,8 @@ pub async fn paced_moves(
         next += offset + 1;
         let client = client.clone();
         inflight.push(tokio::spawn(async move {
-            let sent = Instant::now();
             let committed = matches!(mover.step(&client).await, Ok(true));
-            (committed, sent.elapsed())
+            (committed, scheduled.elapsed())
         }));
     }
     for handle in inflight {
@@ -382,7 +493,7 @@ pub async fn stage_moves(
     server: &Server,
     workers: usize,
     duration: Duration,
-) -> anyhow::Result<Figures> {
+) -> anyhow::Result<Vec<Figures>> {
     let movers = movers(client, workers * 50).await?;
     anyhow::ensure!(
         movers.len() >= workers,
@@ -398,8 +509,10 @@ pub async fn stage_moves(
         )));
     }
     let shares = Arc::new(shares);
+    let open_shares = shares.clone();
+    let open_client = client.clone();
     let client = client.clone();
-    timed(
+    let closed = timed(
         &format!("W2 stage moves: moveJourneyToStage with expectedVersion, events included — {workers} connections"),
         server,
         workers,
@@ -414,7 +527,52 @@ pub async fn stage_moves(
             }
         },
     )
-    .await
+    .await?;
+
+    // Open loop: the same journeys, each moved by whichever tick finds it free.
+    let mut movers = Vec::new();
+    for share in open_shares.iter() {
+        movers.extend(
+            std::mem::take(&mut *share.lock().await)
+                .into_iter()
+                .map(|m| Arc::new(Mutex::new(m))),
+        );
+    }
+    let rate = closed.throughput() * OPEN_LOOP_SHARE;
+    let statements_before = server.statements().await?;
+    let cpu_before = server.cpu_seconds();
+    let own_before = crate::server::own_cpu_seconds();
+    let paced = paced_moves(&open_client, &movers, rate.max(1.0) as u32, duration).await;
+    let open = Figures {
+        name: format!(
+            "W2 stage moves, open loop at {:.0}% of that",
+            OPEN_LOOP_SHARE * 100.0
+        ),
+        requests: paced.committed,
+        errors: paced.failed,
+        seconds: paced.seconds,
+        statements_per_request: (server.statements().await? - statements_before) as f64
+            / (paced.committed + paced.failed).max(1) as f64,
+        server_cpu_seconds: server.cpu_seconds() - cpu_before,
+        server_peak_mib: server.peak_rss_mib(),
+        loadgen_cpu_seconds: crate::server::own_cpu_seconds() - own_before,
+        loadgen_seconds: paced.seconds,
+        notes: vec![format!(
+            "open loop at {rate:.0}/s, latency from the scheduled send time{}",
+            if paced.skipped > 0 {
+                format!(
+                    "; {} ticks without a free journey (all {} in flight)",
+                    paced.skipped,
+                    movers.len()
+                )
+            } else {
+                String::new()
+            }
+        )],
+        latencies: paced.latencies,
+        ..Default::default()
+    };
+    Ok(vec![closed, open])
 }
 
 const MAP: &str = r#"query Map($p: ID!) {
