@@ -5,8 +5,11 @@
 //! its own audit entry (written with it by `events::outbox::append`), and
 //! changes without events add entries of their own (`domain::Write::audit`).
 //! Reads of a patient's identifying data are collected per request and
-//! written in batches by [`AuditSink`], off the request's path. Reading the
-//! log back is `domain::audit_log`.
+//! recorded as one `patient.read` entry naming every patient read: an HTTP
+//! request's before its answer leaves ([`AuditSink::record_reads`]), a
+//! subscription's per event in batches. A trigger indexes each entry under
+//! its patients (`audit_log_patients`). Reading the log back is
+//! `domain::audit_log`.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -54,6 +57,7 @@ impl AuditEntry {
             record_kind: self.record_kind.to_string(),
             record_id: self.record_id,
             patient_id: self.patient_id,
+            patient_ids: None,
             request_id: who.request_id.clone(),
             occurred_at: at,
         }
@@ -127,29 +131,100 @@ impl AuditSink {
         (Self { sender, db }, task)
     }
 
-    /// Records the reads a request collected in `reads`, emptying it.
-    pub async fn flush_reads(&self, who: &Principal, reads: &std::sync::Mutex<HashSet<Uuid>>) {
+    /// Records the reads a request collected in `reads`, emptying it, before
+    /// the answer is sent: an answer whose reads could not be recorded must
+    /// not leave (the caller turns the error into an `INTERNAL` answer).
+    /// One statement; on PostgreSQL it commits without waiting for the WAL
+    /// flush (`synchronous_commit` off for that statement alone), so the
+    /// entry survives Journeymap being killed at once and PostgreSQL
+    /// crashing after a fraction of a second.
+    pub async fn record_reads(
+        &self,
+        who: &Principal,
+        reads: &std::sync::Mutex<HashSet<Uuid>>,
+    ) -> Result<(), DbErr> {
         let read: Vec<_> = reads.lock().expect("audit lock").drain().collect();
-        if !read.is_empty() {
-            self.patients_read(who, read).await;
-        }
+        let Some(row) = reads_entry(who, read, db::now()) else {
+            return Ok(());
+        };
+        db::counted_as_audit(insert_now(self.db.conn(), row)).await
     }
 
-    /// Records that `who` read the identifying data of `patients`.
-    pub async fn patients_read(&self, who: &Principal, patients: impl IntoIterator<Item = Uuid>) {
-        let now = db::now();
-        let rows: Vec<_> = patients
-            .into_iter()
-            .map(|patient| {
-                AuditEntry::new("patient.read", IdKind::Patient, patient, Some(patient))
-                    .row(who, now)
-            })
-            .collect();
+    /// Records the reads of one event sent to a subscriber, emptying `reads`;
+    /// written with other subscribers' in batches.
+    pub async fn flush_reads(&self, who: &Principal, reads: &std::sync::Mutex<HashSet<Uuid>>) {
+        let read: Vec<_> = reads.lock().expect("audit lock").drain().collect();
+        let Some(row) = reads_entry(who, read, db::now()) else {
+            return;
+        };
         // The writer is behind: write these ourselves rather than lose them.
-        if let Err(mpsc::error::TrySendError::Full(rows)) = self.sender.try_send(rows)
+        if let Err(mpsc::error::TrySendError::Full(rows)) = self.sender.try_send(vec![row])
             && let Err(error) = insert(self.db.conn(), rows).await
         {
             tracing::error!(?error, "writing read-audit entries failed");
         }
     }
+}
+
+/// The one `patient.read` entry of `patients`, if any: about the patient
+/// when there is one, naming them all in `patient_ids` when there are more.
+fn reads_entry(
+    who: &Principal,
+    mut patients: Vec<Uuid>,
+    at: DateTime<Utc>,
+) -> Option<audit_log::Model> {
+    patients.sort_unstable();
+    let (record, list) = match patients.as_slice() {
+        [] => return None,
+        [one] => (Some(*one), None),
+        many => (
+            None,
+            Some(
+                serde_json::to_string(
+                    &many
+                        .iter()
+                        .map(|id| id.simple().to_string())
+                        .collect::<Vec<_>>(),
+                )
+                .expect("ids serialize"),
+            ),
+        ),
+    };
+    let mut row = AuditEntry {
+        action: "patient.read".into(),
+        record_kind: IdKind::Patient.type_name(),
+        record_id: record,
+        patient_id: record,
+    }
+    .row(who, at);
+    row.patient_ids = list;
+    Some(row)
+}
+
+/// Inserts one entry; on PostgreSQL without waiting for the WAL flush.
+async fn insert_now<C: ConnectionTrait>(conn: &C, row: audit_log::Model) -> Result<(), DbErr> {
+    if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return insert(conn, vec![row]).await;
+    }
+    let statement = db::statement(
+        sea_orm::DbBackend::Postgres,
+        "INSERT INTO audit_log (id, clinic_id, actor_kind, actor_id, action, record_kind, \
+         record_id, patient_id, patient_ids, request_id, occurred_at) \
+         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+         FROM (SELECT set_config('synchronous_commit', 'off', true)) AS this_statement_only",
+        vec![
+            row.id.into(),
+            row.clinic_id.into(),
+            row.actor_kind.into(),
+            row.actor_id.into(),
+            row.action.into(),
+            row.record_kind.into(),
+            row.record_id.into(),
+            row.patient_id.into(),
+            row.patient_ids.into(),
+            row.request_id.into(),
+            row.occurred_at.into(),
+        ],
+    );
+    conn.execute_raw(statement).await.map(|_| ())
 }

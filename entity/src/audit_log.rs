@@ -17,6 +17,9 @@ pub struct Model {
     pub record_id: Option<Uuid>,
     /// The patient the record belongs to, when there is one.
     pub patient_id: Option<Uuid>,
+    /// The patients an entry is about when there are several (one request's
+    /// reads): a JSON array of their ids in hex.
+    pub patient_ids: Option<String>,
     pub request_id: Option<String>,
     pub occurred_at: DateTimeUtc,
 }

@@ -7,6 +7,7 @@
 
 pub mod api_tokens;
 pub mod audit_log;
+pub mod audit_log_patients;
 pub mod clinics;
 pub mod consents;
 pub mod event_sequences;
@@ -53,6 +54,22 @@ macro_rules! clinic_owned {
             fn id_of(model: &Self::Model) -> uuid::Uuid { model.id }
         }
     )*};
+}
+
+/// The patient index of the audit log is keyed by its entry.
+impl ClinicOwned for audit_log_patients::Entity {
+    fn clinic_column() -> Self::Column {
+        audit_log_patients::Column::ClinicId
+    }
+    fn id_column() -> Self::Column {
+        audit_log_patients::Column::AuditId
+    }
+    fn clinic_of(model: &Self::Model) -> uuid::Uuid {
+        model.clinic_id
+    }
+    fn id_of(model: &Self::Model) -> uuid::Uuid {
+        model.audit_id
+    }
 }
 
 clinic_owned!(

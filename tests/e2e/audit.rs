@@ -14,7 +14,7 @@ const AUDIT_LOG: &str = r#"query($filter: AuditLogFilter, $first: Int) {
     totalCount
     nodes {
       action actorKind actorId staff { id }
-      record { kind id } patientId requestId occurredAt
+      record { kind id } patientId patientIds requestId occurredAt
     }
   }
 }"#;
@@ -24,7 +24,7 @@ const ACCESS_LOG: &str = r#"query($id: ID!) {
     id
     accessLog(first: 100) {
       totalCount
-      nodes { action actorKind actorId record { kind id } patientId requestId occurredAt }
+      nodes { action actorKind actorId record { kind id } patientId patientIds requestId occurredAt }
     }
   }
 }"#;
@@ -439,18 +439,34 @@ async fn reads_of_identifying_data_are_recorded(app: TestApp) {
         e["requestId"] == listed.as_str()
     })
     .await;
-    let mut read_patients: Vec<String> = entries
+    // One entry for the request, naming both patients.
+    let reads: Vec<&Value> = entries
         .iter()
         .filter(|e| e["action"] == "patient.read" && e["requestId"] == listed.as_str())
-        .map(|e| {
-            assert_eq!(e["actorKind"], "STAFF", "{e}");
-            str_of(&e["patientId"])
-        })
+        .collect();
+    assert_eq!(reads.len(), 1, "one read entry per request: {reads:?}");
+    let read = reads[0];
+    assert_eq!(read["actorKind"], "STAFF", "{read}");
+    assert_eq!(read["patientId"], Value::Null, "{read}");
+    let mut read_patients: Vec<String> = read["patientIds"]
+        .as_array()
+        .expect("patientIds")
+        .iter()
+        .map(str_of)
         .collect();
     read_patients.sort();
     let mut expected = vec![patient.clone(), other.clone()];
     expected.sort();
     assert_eq!(read_patients, expected);
+
+    // Seen through one of them, the entry is about that patient.
+    let (_, through) = audit_log(&app, &owner, json!({ "patientId": other })).await;
+    let seen = through
+        .iter()
+        .find(|e| e["action"] == "patient.read" && e["requestId"] == listed.as_str())
+        .expect("the list's read in the other patient's log");
+    assert_eq!(seen["patientId"], json!(other), "{seen}");
+    assert_eq!(seen["record"]["id"], json!(other), "{seen}");
 }
 
 // --- filters and access -------------------------------------------------------

@@ -3,8 +3,7 @@
 //! `privacy:manage`, and both are on the audit log.
 
 use entity::{
-    ClinicOwned, audit_log, events, feedback, follow_ups, journeys, patients, stage_transitions,
-    touchpoints,
+    ClinicOwned, events, feedback, follow_ups, journeys, patients, stage_transitions, touchpoints,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, IntoActiveModel, QueryFilter, QueryOrder,
@@ -226,14 +225,7 @@ pub async fn export(store: &Store, who: &Principal, id: Uuid) -> DomainResult<se
         follow_ups::Column::DueAt,
     )
     .await?;
-    let access = of_patient::<audit_log::Entity, _>(
-        conn,
-        who,
-        audit_log::Column::PatientId,
-        id,
-        audit_log::Column::OccurredAt,
-    )
-    .await?;
+    let access = super::audit_log::of_patient(conn, who, id).await?;
     let mut write = store.write(who).await?;
     write.audit(AuditEntry::new(
         "patient.exported",

@@ -13,9 +13,9 @@ use std::{
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use entity::{
-    ClinicOwned, audit_log, clinics, consents, events, feedback, follow_up_rules, follow_ups,
-    journeys, pathways, patients, staff, stage_transitions, stages, touchpoints, webhook_attempts,
-    webhook_deliveries, webhook_endpoints,
+    ClinicOwned, audit_log, audit_log_patients, clinics, consents, events, feedback,
+    follow_up_rules, follow_ups, journeys, pathways, patients, staff, stage_transitions, stages,
+    touchpoints, webhook_attempts, webhook_deliveries, webhook_endpoints,
 };
 use sea_orm::{
     ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
@@ -191,6 +191,59 @@ where
     }
 }
 
+/// Pages of each patient's access log: pages of the audit log's patient
+/// index, then the entries they point at, each presented as about that
+/// patient.
+pub struct AccessLogPages {
+    index: PagesByParent<audit_log_patients::Entity>,
+}
+
+impl Loader<(Uuid, PageRequest)> for AccessLogPages {
+    type Value = Page<audit_log::Model>;
+    type Error = DomainError;
+
+    async fn load(
+        &self,
+        keys: &[(Uuid, PageRequest)],
+    ) -> Result<HashMap<(Uuid, PageRequest), Page<audit_log::Model>>, DomainError> {
+        let pages = self.index.load(keys).await?;
+        let ids: Vec<Uuid> = pages
+            .values()
+            .flat_map(|page| page.items.iter().map(|row| row.audit_id))
+            .collect();
+        let entries: HashMap<Uuid, audit_log::Model> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.index
+                .who
+                .select::<audit_log::Entity>()
+                .filter(audit_log::Column::Id.is_in(ids))
+                .all(self.index.store.db.conn())
+                .await?
+                .into_iter()
+                .map(|entry| (entry.id, entry))
+                .collect()
+        };
+        Ok(pages
+            .into_iter()
+            .map(|((patient, request), page)| {
+                let items = page
+                    .items
+                    .iter()
+                    .filter_map(|row| entries.get(&row.audit_id))
+                    .map(|entry| crate::domain::audit_log::about(entry.clone(), patient))
+                    .collect();
+                let page = Page {
+                    items,
+                    has_previous_page: page.has_previous_page,
+                    has_next_page: page.has_next_page,
+                };
+                ((patient, request), page)
+            })
+            .collect())
+    }
+}
+
 /// How many rows of `E` each parent has.
 pub struct CountByParent<E: EntityTrait> {
     store: Store,
@@ -295,10 +348,10 @@ pub struct Loaders {
     pub touchpoint_count_of_patient: Loads<CountByParent<touchpoints::Entity>>,
     pub touchpoint_count_of_journey: Loads<CountByParent<touchpoints::Entity>>,
     pub feedback_count_of_patient: Loads<CountByParent<feedback::Entity>>,
-    pub access_log_count_of_patient: Loads<CountByParent<audit_log::Entity>>,
+    pub access_log_count_of_patient: Loads<CountByParent<audit_log_patients::Entity>>,
     pub timeline_count_of_patient: Loads<TimelineCounts>,
     pub timeline_of_patient: Loads<TimelinePages>,
-    pub access_log_of_patient: Loads<PagesByParent<audit_log::Entity>>,
+    pub access_log_of_patient: Loads<AccessLogPages>,
     pub webhook_endpoint: Loads<ById<webhook_endpoints::Entity>>,
     pub webhook_delivery: Loads<ById<webhook_deliveries::Entity>>,
     pub attempts_of_delivery: Loads<ByParent<webhook_attempts::Entity>>,
@@ -470,15 +523,17 @@ impl Loaders {
                 [AttemptedAt, Id]
             ),
             access_log_of_patient: loader(
-                PagesByParent {
-                    store: store.clone(),
-                    who: who.clone(),
-                    parent: audit_log::Column::PatientId,
-                    parent_of: |a| a.patient_id,
-                    key: SortKey {
-                        at: Some(audit_log::Column::OccurredAt),
-                        id: audit_log::Column::Id,
-                        sort: crate::domain::page::Sort::Descending,
+                AccessLogPages {
+                    index: PagesByParent {
+                        store: store.clone(),
+                        who: who.clone(),
+                        parent: audit_log_patients::Column::PatientId,
+                        parent_of: |row| Some(row.patient_id),
+                        key: SortKey {
+                            at: Some(audit_log_patients::Column::OccurredAt),
+                            id: audit_log_patients::Column::AuditId,
+                            sort: crate::domain::page::Sort::Descending,
+                        },
                     },
                 },
                 queue,
@@ -501,7 +556,7 @@ impl Loaders {
                 CountByParent {
                     store: store.clone(),
                     who: who.clone(),
-                    parent: audit_log::Column::PatientId,
+                    parent: audit_log_patients::Column::PatientId,
                 },
                 queue,
             ),

@@ -122,8 +122,12 @@ impl Operation {
             crate::graphql::execute(schema, request, state, queue).await,
             &request_id,
         );
-        if let Some(principal) = &principal {
-            app.audit.flush_reads(principal, &reads).await;
+        if let Some(principal) = &principal
+            && let Err(failure) = app.audit.record_reads(principal, &reads).await
+        {
+            // What was read is not on record: it does not leave.
+            let refused = crate::domain::DomainError::internal(failure);
+            return Response::from_errors(vec![error::of_domain(&refused, &request_id)]);
         }
         response
     }

@@ -117,11 +117,23 @@ impl AuditEntry {
         AuditRecord { kind, id }
     }
 
-    /// The patient the record belongs to.
+    /// The patient the record belongs to; null for a read of several
+    /// patients (see `patientIds`) unless read through one of them.
     async fn patient_id(&self) -> Option<ID> {
         self.0
             .patient_id
             .map(|id| IdKind::Patient.encode(id).into())
+    }
+
+    /// Every patient the entry is about: one for a change, all the patients
+    /// a request read for a `patient.read` (one entry per request). Read
+    /// through a patient (`Patient.accessLog`, `auditLog(filter:
+    /// {patientId})`), `patientId` and `record` name that patient.
+    async fn patient_ids(&self) -> Vec<ID> {
+        crate::domain::audit_log::patients_of(&self.0)
+            .into_iter()
+            .map(|id| IdKind::Patient.encode(id).into())
+            .collect()
     }
 
     /// The request it happened in (`x-request-id`).
