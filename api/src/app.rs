@@ -65,7 +65,6 @@ impl App {
             Services {
                 store: store.clone(),
                 keys: keys.clone(),
-                budget: budget.clone(),
                 logins: logins.clone(),
                 webhooks: config.webhook_policy(),
             },
@@ -77,7 +76,7 @@ impl App {
         let mut background = vec![audit_task];
         background.push(tokio::spawn(housekeeping(
             store.clone(),
-            budget,
+            budget.clone(),
             logins,
             shutdown.clone(),
         )));
@@ -85,6 +84,7 @@ impl App {
             state: AppState {
                 store,
                 schemas,
+                budget,
                 keys,
                 audit,
                 metrics: Arc::new(Metrics::new()),

@@ -7,6 +7,12 @@
 //! `capacity` units and refills `refill_per_second`. A request whose cost does
 //! not fit is refused before it runs with `RATE_LIMITED` and how long to wait;
 //! every answer reports its cost in `extensions.cost`.
+//!
+//! The cost is the validated document's complexity, read by validating the
+//! document against a schema of its own whose only extension, [`Pricing`],
+//! stops every operation before it runs ([`price`]). The schema that runs
+//! operations has no extension at all: an extension, any extension, puts
+//! async-graphql on its slow path for every field it resolves.
 
 use std::{
     collections::HashMap,
@@ -17,8 +23,8 @@ use std::{
 };
 
 use async_graphql::{
-    Name, Response, ServerError, ValidationResult, Value,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextValidation},
+    Name, Request, Response, ServerError, ValidationResult, Value,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextValidation},
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 use governor::{
@@ -29,7 +35,7 @@ use governor::{
 };
 use uuid::Uuid;
 
-use super::{RequestState, error};
+use super::{JourneymapSchema, error};
 
 /// Whose budget a request spends.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -110,21 +116,102 @@ impl CostBudget {
     }
 }
 
-/// The async-graphql extension that charges each operation's cost.
-pub struct CostLimit(pub Arc<CostBudget>);
+/// The extension of the pricing schema: it notes the complexity validation
+/// found and stops the operation before anything runs.
+pub struct Pricing;
 
-impl ExtensionFactory for CostLimit {
+impl ExtensionFactory for Pricing {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(CostLimitExtension {
-            budget: self.0.clone(),
-            charged: Mutex::new(None),
-        })
+        Arc::new(PricingExtension(Mutex::new(None)))
     }
 }
 
-struct CostLimitExtension {
-    budget: Arc<CostBudget>,
-    charged: Mutex<Option<(usize, u32)>>,
+struct PricingExtension(Mutex<Option<usize>>);
+
+/// The response extension the pricing schema answers with.
+const COMPLEXITY: &str = "complexity";
+
+#[async_trait::async_trait]
+impl Extension for PricingExtension {
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await?;
+        *self.0.lock().expect("pricing lock") = Some(result.complexity);
+        Ok(result)
+    }
+
+    async fn execute(
+        &self,
+        _ctx: &ExtensionContext<'_>,
+        _operation_name: Option<&str>,
+        _next: NextExecute<'_>,
+    ) -> Response {
+        let complexity = self.0.lock().expect("pricing lock").take().unwrap_or(0);
+        Response::new(Value::Null).extension(COMPLEXITY, Value::from(complexity as u64))
+    }
+}
+
+/// The cost of `request` (parsed already): its validated document's
+/// complexity, found by the pricing schema without running anything. `None`
+/// when the document does not validate; running it reports why.
+pub async fn price(pricing: &JourneymapSchema, request: &mut Request) -> Option<usize> {
+    let mut priced = Request::new(request.query.clone()).variables(request.variables.clone());
+    priced.operation_name = request.operation_name.clone();
+    if let Ok(document) = request.parsed_query() {
+        priced.set_parsed_query(document.clone());
+    }
+    let answer = pricing.execute(priced).await;
+    match answer.extensions.get(COMPLEXITY) {
+        Some(Value::Number(n)) if answer.errors.is_empty() => {
+            n.as_u64().map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        }
+        _ => None,
+    }
+}
+
+/// What a request was charged.
+#[derive(Debug, Clone, Copy)]
+pub struct Charge {
+    pub cost: usize,
+    pub remaining: u32,
+}
+
+impl CostBudget {
+    /// Charges `cost` to `key`, or the `RATE_LIMITED` error to answer with.
+    pub fn charge(&self, key: &RateKey, cost: usize) -> Result<Charge, ServerError> {
+        let cost = cost.max(1);
+        match self.spend(key, u32::try_from(cost).unwrap_or(u32::MAX)) {
+            Spend::Allowed { remaining } => Ok(Charge { cost, remaining }),
+            Spend::Refused { retry_after } => {
+                let mut e = rate_limited(
+                    &format!("this request costs {cost} and the budget is spent; retry later"),
+                    retry_after,
+                );
+                if let Some(extensions) = e.extensions.as_mut() {
+                    extensions.set("cost", cost as u64);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `response` with what it cost in `extensions.cost`.
+    pub fn report(&self, response: Response, charge: Charge) -> Response {
+        let cost = if self.refill_per_second > 0 {
+            serde_json::json!({
+                "requested": charge.cost,
+                "remaining": charge.remaining,
+                "capacity": self.capacity,
+                "refillPerSecond": self.refill_per_second,
+            })
+        } else {
+            serde_json::json!({ "requested": charge.cost })
+        };
+        response.extension("cost", Value::from_json(cost).unwrap_or(Value::Null))
+    }
 }
 
 /// A `RATE_LIMITED` error.
@@ -137,65 +224,6 @@ pub fn rate_limited(message: &str, wait: Duration) -> ServerError {
         );
     }
     e
-}
-
-#[async_trait::async_trait]
-impl Extension for CostLimitExtension {
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
-        let Some(key) = ctx
-            .data_opt::<RequestState>()
-            .and_then(RequestState::rate_key)
-        else {
-            return Ok(result);
-        };
-        let cost = result.complexity.max(1);
-        match self
-            .budget
-            .spend(&key, u32::try_from(cost).unwrap_or(u32::MAX))
-        {
-            Spend::Allowed { remaining } => {
-                *self.charged.lock().expect("cost lock") = Some((cost, remaining));
-                Ok(result)
-            }
-            Spend::Refused { retry_after } => {
-                let mut e = rate_limited(
-                    &format!("this request costs {cost} and the budget is spent; retry later"),
-                    retry_after,
-                );
-                if let Some(extensions) = e.extensions.as_mut() {
-                    extensions.set("cost", cost as u64);
-                }
-                Err(vec![e])
-            }
-        }
-    }
-
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let response = next.run(ctx).await;
-        let charged = self.charged.lock().expect("cost lock").take();
-        match charged {
-            Some((cost, remaining)) if self.budget.refill_per_second > 0 => response.extension(
-                "cost",
-                Value::from_json(serde_json::json!({
-                    "requested": cost,
-                    "remaining": remaining,
-                    "capacity": self.budget.capacity,
-                    "refillPerSecond": self.budget.refill_per_second,
-                }))
-                .unwrap_or(Value::Null),
-            ),
-            Some((cost, _)) => response.extension(
-                "cost",
-                Value::from_json(serde_json::json!({ "requested": cost })).unwrap_or(Value::Null),
-            ),
-            None => response,
-        }
-    }
 }
 
 /// How many aliases a document uses, fragments included (a fragment counts

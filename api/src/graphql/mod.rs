@@ -43,18 +43,19 @@ pub struct Limits {
 pub struct Services {
     pub store: Store,
     pub keys: Arc<JwtKeys>,
-    pub budget: Arc<limits::CostBudget>,
     pub logins: Arc<crate::domain::sessions::LoginThrottle>,
     pub webhooks: crate::config::WebhookPolicy,
 }
 
 /// The schema for signed-in callers and the one for everybody else, which
 /// gives no field suggestions in its errors (they would map the schema out
-/// for someone probing it).
+/// for someone probing it), and the one that prices operations without
+/// running them (`limits::price`).
 #[derive(Clone)]
 pub struct Schemas {
     pub authenticated: JourneymapSchema,
     pub anonymous: JourneymapSchema,
+    pub pricing: JourneymapSchema,
 }
 
 fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
@@ -69,7 +70,6 @@ pub fn build_schemas(services: Services, limits: Limits) -> Schemas {
             .data(services.keys.clone())
             .data(services.logins.clone())
             .data(services.webhooks)
-            .extension(limits::CostLimit(services.budget.clone()))
             .limit_depth(limits.max_depth)
             .limit_complexity(limits.max_complexity);
         if anonymous {
@@ -80,6 +80,12 @@ pub fn build_schemas(services: Services, limits: Limits) -> Schemas {
     Schemas {
         authenticated: build(false),
         anonymous: build(true),
+        pricing: builder()
+            .extension(limits::Pricing)
+            .limit_depth(limits.max_depth)
+            .limit_complexity(limits.max_complexity)
+            .disable_suggestions()
+            .finish(),
     }
 }
 

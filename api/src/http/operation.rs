@@ -1,8 +1,9 @@
 //! One pipeline for every GraphQL operation, whatever carried it (HTTP
 //! POST, HTTP GET, a WebSocket `subscribe`): the document is parsed and its
 //! aliases counted, GET is held to queries, the request state (caller,
-//! loaders, read audit) is built, the operation runs, its errors get their
-//! codes, and the patients it read go to the audit log.
+//! loaders, read audit) is built, its cost is charged to the caller's budget,
+//! the operation runs, its errors get their codes, and the patients it read
+//! go to the audit log.
 
 use std::net::IpAddr;
 
@@ -10,7 +11,7 @@ use async_graphql::{
     Request, Response, ServerError,
     parser::types::{DocumentOperations, OperationType},
 };
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 
 use super::AppState;
 use crate::{
@@ -98,13 +99,33 @@ pub fn prepare(
 }
 
 impl Operation {
+    /// Prices the operation and charges the caller's budget: what it was
+    /// charged, nothing when there is no budget to charge or the document
+    /// does not validate (running it says why), or the refusal to answer.
+    async fn charge(&mut self, app: &AppState) -> Result<Option<limits::Charge>, Response> {
+        let Some(key) = self.state.rate_key() else {
+            return Ok(None);
+        };
+        let Some(cost) = limits::price(&app.schemas.pricing, &mut self.request).await else {
+            return Ok(None);
+        };
+        match app.budget.charge(&key, cost) {
+            Ok(charge) => Ok(Some(charge)),
+            Err(refused) => Err(Response::from_errors(vec![refused])),
+        }
+    }
+
     /// The operation's type, if its document names one that will run.
     pub fn kind(&mut self) -> Option<OperationType> {
         operation_type(&mut self.request)
     }
 
     /// Runs a query or mutation to its one response.
-    pub async fn run(self, app: &AppState) -> Response {
+    pub async fn run(mut self, app: &AppState) -> Response {
+        let charge = match self.charge(app).await {
+            Ok(charge) => charge,
+            Err(refused) => return refused,
+        };
         let Operation {
             request,
             state,
@@ -129,12 +150,18 @@ impl Operation {
             let refused = crate::domain::DomainError::internal(failure);
             return Response::from_errors(vec![error::of_domain(&refused, &request_id)]);
         }
-        response
+        match charge {
+            Some(charge) => app.budget.report(response, charge),
+            None => response,
+        }
     }
 
     /// Runs any operation (a subscription too) as a stream of responses; the
     /// reads of each are audited as it is sent.
-    pub fn stream(self, app: &AppState) -> impl Stream<Item = Response> + Send + use<> {
+    pub async fn stream(mut self, app: &AppState) -> futures::stream::BoxStream<'static, Response> {
+        if let Err(refused) = self.charge(app).await {
+            return futures::stream::once(async { refused }).boxed();
+        }
         let Operation {
             request,
             state,
@@ -149,16 +176,19 @@ impl Operation {
             .schemas
             .authenticated
             .execute_stream(request.data(state));
-        queue.run_stream(responses).then(move |response| {
-            let response = error::finalize(response, &request_id);
-            let (audit, reads, principal) = (audit.clone(), reads.clone(), principal.clone());
-            async move {
-                if let Some(principal) = &principal {
-                    audit.flush_reads(principal, &reads).await;
+        queue
+            .run_stream(responses)
+            .then(move |response| {
+                let response = error::finalize(response, &request_id);
+                let (audit, reads, principal) = (audit.clone(), reads.clone(), principal.clone());
+                async move {
+                    if let Some(principal) = &principal {
+                        audit.flush_reads(principal, &reads).await;
+                    }
+                    response
                 }
-                response
-            }
-        })
+            })
+            .boxed()
     }
 }
 

@@ -12,6 +12,8 @@ use crate::{
 pub struct AppState {
     pub store: Store,
     pub schemas: Schemas,
+    /// Every credential's cost budget.
+    pub budget: Arc<crate::graphql::limits::CostBudget>,
     pub keys: Arc<JwtKeys>,
     pub audit: AuditSink,
     pub metrics: Arc<Metrics>,

@@ -316,7 +316,7 @@ async fn operate(
             return;
         }
     };
-    let mut stream = Box::pin(prepared.stream(&state));
+    let mut stream = prepared.stream(&state).await;
     let _open = OpenOperation::new(&state.metrics.subscriptions_open);
     let mut first = true;
     while let Some(response) = stream.next().await {
