@@ -24,6 +24,13 @@ pub struct DatabaseConfig {
         global = true
     )]
     pub db_max_connections: u32,
+
+    /// PostgreSQL: a direct connection to the same database for LISTEN, when
+    /// `--database-url` goes through a pooler in transaction mode
+    /// (PgBouncer), where a LISTEN would not stay on one server connection.
+    /// Unset: LISTEN uses a connection like any other.
+    #[arg(long, env = "JOURNEYMAP_LISTEN_DATABASE_URL", global = true)]
+    pub listen_database_url: Option<String>,
 }
 
 impl DatabaseConfig {
@@ -32,6 +39,7 @@ impl DatabaseConfig {
         Self {
             database_url: database_url.into(),
             db_max_connections: 16,
+            listen_database_url: None,
         }
     }
 }

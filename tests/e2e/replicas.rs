@@ -28,8 +28,10 @@ const SERVER: &str = env!("CARGO_BIN_EXE_journeymap-under-test");
 
 /// Seconds a claimed delivery stays leased in the SIGKILL test: short, so a
 /// killed server's deliveries are taken over within seconds rather than the
-/// production minute, and long enough to tell a takeover from a retry.
-const LEASE_SECS: u64 = 3;
+/// production minute, and long enough to tell a takeover from a retry, and
+/// for a second replica to start on a loaded machine (through a pooler too)
+/// before the first one's leases run out.
+const LEASE_SECS: u64 = 8;
 
 /// A short retry schedule and lease of [`LEASE_SECS`].
 const DELIVERY_ARGS: &[&str] = &[
@@ -37,7 +39,7 @@ const DELIVERY_ARGS: &[&str] = &[
     "--webhook-retry-schedule",
     "0,0.3,0.3,0.3,0.3,0.3,0.3,0.3",
     "--webhook-lease-secs",
-    "3",
+    "8",
     "--sweep-interval-secs",
     "0",
 ];

@@ -8,7 +8,6 @@ use journeymap::{
     domain::clinics,
     seed::{self, SeedOptions},
 };
-use std::time::{Duration, Instant};
 
 use journeymap_tests::{Options, TestApp, WsClient, on_both_backends, warm_up};
 use serde_json::{Value, json};

@@ -85,6 +85,9 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// suite was built to run them, so a missing URL is a failure, not a skip.
 #[track_caller]
 pub fn postgres_url() -> String {
+    if let Some(pooler) = pooler_url() {
+        return pooler;
+    }
     std::env::var("JOURNEYMAP_TEST_DATABASE_URL")
         .ok()
         .filter(|u| !u.trim().is_empty())
@@ -95,6 +98,35 @@ pub fn postgres_url() -> String {
                  JOURNEYMAP_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres"
             )
         })
+}
+
+/// A connection pooler in transaction mode in front of the test server
+/// (`JOURNEYMAP_TEST_POOLER_URL`, PgBouncer in `.ci/run`): when set, the
+/// PostgreSQL tests reach their databases through it, and only LISTEN goes
+/// to the server directly (`JOURNEYMAP_TEST_DATABASE_URL`).
+fn pooler_url() -> Option<String> {
+    std::env::var("JOURNEYMAP_TEST_POOLER_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// The direct connection to test database `database_url` for LISTEN, when
+/// the tests go through a pooler ([`pooler_url`]).
+pub fn listen_url_for(database_url: &str) -> Option<String> {
+    pooler_url()?;
+    let direct = std::env::var("JOURNEYMAP_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())?;
+    if !database_url.starts_with("postgres") {
+        return None;
+    }
+    let name = database_url
+        .split('?')
+        .next()?
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())?;
+    Some(with_database(&direct, name))
 }
 
 /// Creates a fresh database named `name` on the test server; fails loudly
@@ -149,6 +181,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
     };
     let mut database = DatabaseConfig::new(database_url.clone());
     database.db_max_connections = 8;
+    database.listen_database_url = listen_url_for(&database_url);
     let app = App::build(&database, options.config)
         .await
         .expect("build the app");
@@ -889,6 +922,10 @@ impl ServerProcess {
             ])
             .args(extra)
             .env("RUST_LOG", filter)
+            .env(
+                "JOURNEYMAP_LISTEN_DATABASE_URL",
+                listen_url_for(database_url).unwrap_or_default(),
+            )
             .stdout(std::process::Stdio::piped())
             .stderr(if keep_logs {
                 std::process::Stdio::piped()

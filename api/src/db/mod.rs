@@ -63,6 +63,8 @@ pub struct Db {
     write_gate: Option<Arc<Mutex<()>>>,
     statements: Arc<AtomicU64>,
     audit_statements: Arc<AtomicU64>,
+    /// Where LISTEN connects, when not through the pool's own URL.
+    listen_url: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -137,6 +139,11 @@ impl Db {
         let write_gate =
             (conn.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
         Ok(Self {
+            listen_url: config
+                .listen_database_url
+                .as_deref()
+                .filter(|u| !u.trim().is_empty())
+                .map(Arc::from),
             conn,
             write_gate,
             statements,
@@ -145,6 +152,12 @@ impl Db {
     }
 
     /// The underlying connection, for reads.
+    /// The direct connection LISTEN should use, if one is configured
+    /// (`--listen-database-url`).
+    pub fn listen_url(&self) -> Option<&str> {
+        self.listen_url.as_deref()
+    }
+
     pub fn conn(&self) -> &DatabaseConnection {
         &self.conn
     }

@@ -22,7 +22,10 @@ pub async fn relay_notifications(db: Db, bus: EventBus, shutdown: CancellationTo
     let mut backoff = Duration::from_millis(100);
     loop {
         let listening = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
+            let mut listener = match db.listen_url() {
+                Some(url) => PgListener::connect(url).await?,
+                None => PgListener::connect_with(&pool).await?,
+            };
             listener.listen(NOTIFY_CHANNEL).await?;
             Ok::<_, sea_orm::sqlx::Error>(listener)
         };
