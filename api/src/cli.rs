@@ -371,27 +371,31 @@ fn bench(database: &DatabaseConfig, args: &[String]) -> anyhow::Result<()> {
 
 async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<()> {
     let demo = config.demo;
-    let db = connect(&database).await?;
-    let demo_token = if demo {
-        let clinic = match clinics::by_slug(&db, seed::DEMO_SLUG).await? {
-            Some(clinic) => clinic,
-            None => {
-                eprintln!("seeding the demo clinic (first start only)…");
-                seed::demo(&db, &SeedOptions::default()).await?;
-                clinics::by_slug(&db, seed::DEMO_SLUG)
-                    .await?
-                    .context("the demo clinic was not created")?
-            }
-        };
-        let name = format!("demo token ({})", Utc::now().format("%Y-%m-%d %H:%M UTC"));
-        let (_, secret) =
-            clinics::create_token(&db, clinic.id, &name, &Permission::ALL, None).await?;
-        Some(secret)
-    } else {
-        None
+    // Bound first: while this replica waits for another's migrations or
+    // applies its own, /healthz answers and /readyz says 503.
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let starting = tokio_util::sync::CancellationToken::new();
+    let early = {
+        let listener = tokio::net::TcpListener::from_std(listener.try_clone()?)?;
+        let stop = starting.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, crate::http::starting::router())
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        })
     };
+    tracing::info!(addr = %listener.local_addr()?, "listening (starting)");
+    let prepared = prepare(&database, demo).await;
+    starting.cancel();
+    let _ = early.await;
+    let (db, demo_token) = prepared?;
     tracing::info!(database = %db::redact(&database.database_url), "database ready");
-    let server = App::from_db(db, config).await?.start().await?;
+    let server = App::from_db(db, config)
+        .await?
+        .start_on(Some(listener))
+        .await?;
     let url = format!("http://{}", server.addr());
     if let Some(token) = demo_token {
         println!();
@@ -413,4 +417,29 @@ async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<
         println!("Journeymap is serving at {url}/graphql");
     }
     server.run_until_signalled().await
+}
+
+/// Connects, migrates and (with `--demo`) seeds the demo clinic and makes a
+/// token for it.
+async fn prepare(database: &DatabaseConfig, demo: bool) -> anyhow::Result<(Db, Option<String>)> {
+    let db = connect(database).await?;
+    let demo_token = if demo {
+        let clinic = match clinics::by_slug(&db, seed::DEMO_SLUG).await? {
+            Some(clinic) => clinic,
+            None => {
+                eprintln!("seeding the demo clinic (first start only)…");
+                seed::demo(&db, &SeedOptions::default()).await?;
+                clinics::by_slug(&db, seed::DEMO_SLUG)
+                    .await?
+                    .context("the demo clinic was not created")?
+            }
+        };
+        let name = format!("demo token ({})", Utc::now().format("%Y-%m-%d %H:%M UTC"));
+        let (_, secret) =
+            clinics::create_token(&db, clinic.id, &name, &Permission::ALL, None).await?;
+        Some(secret)
+    } else {
+        None
+    };
+    Ok((db, demo_token))
 }

@@ -24,6 +24,30 @@ pub struct DatabaseConfig {
         global = true
     )]
     pub db_max_connections: u32,
+
+    /// How an SQLite file commits: `full` (the default) makes every
+    /// acknowledged write survive a power cut; `normal` is faster and can lose
+    /// the last commits on power loss (never on a crash of the process alone).
+    /// Ignored on PostgreSQL.
+    #[arg(
+        long,
+        env = "JOURNEYMAP_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value_t = SqliteSync::Full,
+        global = true
+    )]
+    pub sqlite_synchronous: SqliteSync,
+}
+
+/// SQLite's `synchronous` setting in WAL mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSync {
+    /// `synchronous=FULL`: the WAL is synced at every commit; durable.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: synced only at checkpoints; commits acknowledged
+    /// since the last one can be lost on power loss or an OS crash.
+    Normal,
 }
 
 impl DatabaseConfig {
@@ -32,6 +56,7 @@ impl DatabaseConfig {
         Self {
             database_url: database_url.into(),
             db_max_connections: 16,
+            sqlite_synchronous: SqliteSync::Full,
         }
     }
 }
