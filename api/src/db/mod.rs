@@ -29,6 +29,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::{DatabaseConfig, SqliteSync};
 
+pub mod backup;
 pub mod tenant;
 pub mod upgrade;
 
