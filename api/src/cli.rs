@@ -384,7 +384,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `journeymap restore`: checks the backup, then the target (empty unless
 /// `force`), then restores.
-async fn restore(database: &DatabaseConfig, from: &std::path::Path, force: bool) -> anyhow::Result<()> {
+async fn restore(
+    database: &DatabaseConfig,
+    from: &std::path::Path,
+    force: bool,
+) -> anyhow::Result<()> {
     use crate::db::backup;
     let url = &database.database_url;
     let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
@@ -400,7 +404,10 @@ async fn restore(database: &DatabaseConfig, from: &std::path::Path, force: bool)
             .await
             .with_context(|| format!("cannot reach PostgreSQL at {}", db::redact(url)))?;
     } else if target.is_none() {
-        anyhow::bail!("restore needs a database file or PostgreSQL, not {}", db::redact(url));
+        anyhow::bail!(
+            "restore needs a database file or PostgreSQL, not {}",
+            db::redact(url)
+        );
     }
     if postgres || target.as_deref().is_some_and(|t| t.exists()) {
         let db = Db::connect(database)

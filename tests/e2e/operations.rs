@@ -271,3 +271,232 @@ on_both_backends!(
     replicas_starting_at_once_migrate_once,
     readyz_is_503_until_migrations_are_done,
 );
+
+// --- backup and restore ------------------------------------------------------
+
+const MAP: &str = r#"query($p: ID!) {
+  journeyMap(pathwayId: $p) {
+    stages { stage { key } activeCount enteredCount exitedCount touchpointCount }
+    flows { from { key } to { key } kind count }
+  }
+}"#;
+
+async fn run(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(BINARY)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run")
+}
+
+/// Every patient id the server at `url` lists.
+async fn patient_ids(url: &str, token: &str) -> std::collections::BTreeSet<String> {
+    let mut ids = std::collections::BTreeSet::new();
+    let mut after = serde_json::Value::Null;
+    loop {
+        let page = journeymap_tests::gql_at(
+            url,
+            token,
+            "query($a: String) { patients(first: 100, after: $a) { edges { node { id } } pageInfo { hasNextPage endCursor } } }",
+            serde_json::json!({ "a": after }),
+        )
+        .await;
+        let patients = &page["data"]["patients"];
+        for edge in patients["edges"].as_array().expect("edges") {
+            ids.insert(edge["node"]["id"].as_str().unwrap().to_string());
+        }
+        if patients["pageInfo"]["hasNextPage"] != true {
+            return ids;
+        }
+        after = patients["pageInfo"]["endCursor"].clone();
+    }
+}
+
+/// A backup taken while two clients keep creating patients holds every
+/// patient acknowledged before it began, is intact, restores into an empty
+/// database, and the restored server serves the same journey map. A second
+/// restore over it is refused without --force and done with it.
+async fn a_backup_under_write_load_restores(backend: Backend) {
+    use serde_json::json;
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    };
+    let (url, _guard) = fresh_database(backend).await;
+    let token = prepare_database(&url).await;
+    let server = ServerProcess::start(BINARY, &url, &["--sweep-interval-secs", "0"]).await;
+    let created = journeymap_tests::gql_at(
+        &server.url,
+        &token,
+        journeymap_tests::CREATE_PATHWAY,
+        json!({ "name": "Injectables" }),
+    )
+    .await;
+    let pathway = created["data"]["createPathway"]["pathway"]["id"]
+        .as_str()
+        .expect("pathway")
+        .to_string();
+    let (server_url, server_token) = (server.url.clone(), token.clone());
+    let create_patient = move |name: String| {
+        let (url, token) = (server_url.clone(), server_token.clone());
+        async move {
+            let created = journeymap_tests::gql_at(
+                &url,
+                &token,
+                "mutation($input: CreatePatientInput!) { createPatient(input: $input) { patient { id } } }",
+                json!({ "input": { "givenName": name, "familyName": "Load", "phone": "+14155550123" } }),
+            )
+            .await;
+            created["data"]["createPatient"]["patient"]["id"]
+                .as_str()
+                .map(str::to_string)
+        }
+    };
+    for n in 0..3 {
+        let patient = create_patient(format!("Mapped{n}")).await.expect("patient");
+        let started = journeymap_tests::gql_at(
+            &server.url,
+            &token,
+            "mutation($input: StartJourneyInput!) { startJourney(input: $input) { journey { id } } }",
+            json!({ "input": { "patientId": patient, "pathwayId": pathway } }),
+        )
+        .await;
+        assert!(started["data"]["startJourney"]["journey"]["id"].is_string());
+    }
+
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+            let create_patient = create_patient.clone();
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    if let Some(id) = create_patient(format!("Writer{w}n{n}")).await {
+                        acknowledged.lock().unwrap().push(id);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before: Vec<String> = acknowledged.lock().unwrap().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("journeymap.backup");
+    let file_arg = file.to_str().unwrap();
+    let output = run(&["backup", "--to", file_arg, "--database-url", &url]).await;
+    assert!(
+        output.status.success(),
+        "backup: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let after = acknowledged.lock().unwrap().len();
+    assert!(
+        !before.is_empty() && after > before.len(),
+        "writes kept being acknowledged while the backup ran ({} then {after})",
+        before.len()
+    );
+    let map = journeymap_tests::gql_at(&server.url, &token, MAP, json!({ "p": pathway })).await;
+    assert!(map["data"]["journeyMap"]["stages"].is_array(), "{map}");
+
+    // A backup never overwrites.
+    let again = run(&["backup", "--to", file_arg, "--database-url", &url]).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let (restored_url, _restored_guard) = fresh_database(backend).await;
+    let output = run(&[
+        "restore",
+        "--from",
+        file_arg,
+        "--database-url",
+        &restored_url,
+    ])
+    .await;
+    assert!(
+        output.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if backend == Backend::Sqlite {
+        let db = open(&restored_url).await;
+        assert_eq!(
+            strings(&db, "PRAGMA integrity_check").await,
+            vec!["ok".to_string()]
+        );
+        db.close().await;
+    }
+    let restored =
+        ServerProcess::start(BINARY, &restored_url, &["--sweep-interval-secs", "0"]).await;
+    let ids = patient_ids(&restored.url, &token).await;
+    let missing: Vec<&String> = before.iter().filter(|id| !ids.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged before the backup are missing from it",
+        missing.len()
+    );
+    let restored_map =
+        journeymap_tests::gql_at(&restored.url, &token, MAP, json!({ "p": pathway })).await;
+    assert_eq!(
+        restored_map["data"], map["data"],
+        "the restored server serves the same journey map"
+    );
+    restored.kill().await;
+    server.kill().await;
+
+    // Over a database with data: refused unless --force.
+    let refused = run(&[
+        "restore",
+        "--from",
+        file_arg,
+        "--database-url",
+        &restored_url,
+    ])
+    .await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let forced = run(&[
+        "restore",
+        "--from",
+        file_arg,
+        "--database-url",
+        &restored_url,
+        "--force",
+    ])
+    .await;
+    assert!(
+        forced.status.success(),
+        "restore --force: {}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+
+    // Something that is not a backup is refused before anything is touched.
+    let junk = dir.path().join("junk.backup");
+    std::fs::write(&junk, b"not a backup at all").unwrap();
+    let refused = run(&[
+        "restore",
+        "--from",
+        junk.to_str().unwrap(),
+        "--database-url",
+        &restored_url,
+        "--force",
+    ])
+    .await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a usable Journeymap backup"));
+}
+
+on_both_backends!(backend: a_backup_under_write_load_restores);

@@ -102,7 +102,9 @@ impl Db {
                 )?;
             }
             _ => {
-                let target = to.to_str().ok_or_else(|| io("the file name is not UTF-8"))?;
+                let target = to
+                    .to_str()
+                    .ok_or_else(|| io("the file name is not UTF-8"))?;
                 self.conn()
                     .execute_unprepared(&format!("VACUUM INTO '{}'", target.replace('\'', "''")))
                     .await
@@ -148,8 +150,11 @@ pub async fn check_backup(backend: DbBackend, path: &Path) -> Result<Option<Stri
         DbBackend::Postgres => {
             // `--list` reads the archive's table of contents; the data of
             // seaql_migrations, printed as SQL, names what it holds.
-            run_tool("pg_restore", Command::new("pg_restore").arg("--list").arg(path))
-                .map_err(|e| invalid(e.to_string()))?;
+            run_tool(
+                "pg_restore",
+                Command::new("pg_restore").arg("--list").arg(path),
+            )
+            .map_err(|e| invalid(e.to_string()))?;
             let sql = run_tool(
                 "pg_restore",
                 Command::new("pg_restore")
@@ -175,7 +180,10 @@ pub async fn check_backup(backend: DbBackend, path: &Path) -> Result<Option<Stri
                 .map_err(|e| invalid(e.to_string()))?
                 .read_only(true)
                 .disable_statement_logging();
-            let mut conn = options.connect().await.map_err(|e| invalid(e.to_string()))?;
+            let mut conn = options
+                .connect()
+                .await
+                .map_err(|e| invalid(e.to_string()))?;
             let checks: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check")
                 .fetch_all(&mut conn)
                 .await
