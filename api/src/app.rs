@@ -100,7 +100,16 @@ impl App {
     }
 
     /// Binds the listen address and serves until [`RunningServer::shutdown`].
-    pub async fn start(mut self) -> anyhow::Result<RunningServer> {
+    pub async fn start(self) -> anyhow::Result<RunningServer> {
+        self.start_on(None).await
+    }
+
+    /// Serves on `listener` (already bound, e.g. while migrating, see
+    /// [`crate::http::starting`]), or binds the listen address when `None`.
+    pub async fn start_on(
+        mut self,
+        listener: Option<std::net::TcpListener>,
+    ) -> anyhow::Result<RunningServer> {
         // Before anything is bound or spawned; on failure the tasks already
         // running (audit, housekeeping) stop too.
         let ready = async {
@@ -109,7 +118,10 @@ impl App {
                 .config
                 .delivery()
                 .map_err(|e| anyhow::anyhow!("--webhook-retry-schedule: {e}"))?;
-            let listener = TcpListener::bind(self.state.config.listen).await?;
+            let listener = match listener {
+                Some(listener) => TcpListener::from_std(listener)?,
+                None => TcpListener::bind(self.state.config.listen).await?,
+            };
             anyhow::Ok((delivery, listener))
         };
         let (delivery, listener) = match ready.await {

@@ -62,6 +62,24 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Write a consistent backup of the database to FILE while servers keep
+    /// running (SQLite: `VACUUM INTO`; PostgreSQL: `pg_dump --format=custom`).
+    Backup {
+        /// The backup file to create (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+    },
+    /// Restore a backup made by `journeymap backup` into the database. Checks
+    /// the backup first; refuses a database holding data unless --force.
+    /// Stop every server using the database first.
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: std::path::PathBuf,
+        /// Replace a database that is not empty.
+        #[arg(long)]
+        force: bool,
+    },
     /// Manage clinics.
     Clinic {
         #[command(subcommand)]
@@ -337,9 +355,82 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Backup { to } => {
+            let url = &cli.database.database_url;
+            if let Some(path) = sqlite_file(url)
+                && !std::path::Path::new(path).exists()
+            {
+                anyhow::bail!("no database at {path} (from {})", db::redact(url));
+            }
+            let db = Db::connect(&cli.database)
+                .await
+                .with_context(|| format!("cannot open the database at {}", db::redact(url)))?;
+            let report = db.backup(url, &to).await;
+            db.close().await;
+            let report = report?;
+            eprintln!(
+                "backup written to {} ({} bytes, schema {})",
+                to.display(),
+                report.bytes,
+                report.migration.as_deref().unwrap_or("-")
+            );
+            Ok(())
+        }
+        Command::Restore { from, force } => restore(&cli.database, &from, force).await,
         Command::Serve(config) => serve(cli.database, config).await,
         Command::Bench { args } => bench(&cli.database, &args),
     }
+}
+
+/// `journeymap restore`: checks the backup, then the target (empty unless
+/// `force`), then restores.
+async fn restore(
+    database: &DatabaseConfig,
+    from: &std::path::Path,
+    force: bool,
+) -> anyhow::Result<()> {
+    use crate::db::backup;
+    let url = &database.database_url;
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let backend = if postgres {
+        sea_orm::DbBackend::Postgres
+    } else {
+        sea_orm::DbBackend::Sqlite
+    };
+    let migration = backup::check_backup(backend, from).await?;
+    let target = sqlite_file(url).map(std::path::PathBuf::from);
+    if postgres {
+        db::ensure_postgres_database(url)
+            .await
+            .with_context(|| format!("cannot reach PostgreSQL at {}", db::redact(url)))?;
+    } else if target.is_none() {
+        anyhow::bail!(
+            "restore needs a database file or PostgreSQL, not {}",
+            db::redact(url)
+        );
+    }
+    if postgres || target.as_deref().is_some_and(|t| t.exists()) {
+        let db = Db::connect(database)
+            .await
+            .with_context(|| format!("cannot open the database at {}", db::redact(url)))?;
+        let clinics = db.clinic_count().await;
+        db.close().await;
+        let clinics = clinics?;
+        if clinics > 0 && !force {
+            return Err(backup::BackupError::NotEmpty { clinics }.into());
+        }
+    }
+    match target {
+        Some(target) if !postgres => backup::sqlite_restore(from, &target).await?,
+        _ => backup::pg_restore(url, from)?,
+    }
+    eprintln!(
+        "restored {} (schema {}) into {}; `journeymap serve` applies any newer migrations",
+        from.display(),
+        migration.as_deref().unwrap_or("-"),
+        db::redact(url)
+    );
+    Ok(())
 }
 
 /// Runs the benchmark program that sits next to this binary, measuring this
@@ -371,27 +462,31 @@ fn bench(database: &DatabaseConfig, args: &[String]) -> anyhow::Result<()> {
 
 async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<()> {
     let demo = config.demo;
-    let db = connect(&database).await?;
-    let demo_token = if demo {
-        let clinic = match clinics::by_slug(&db, seed::DEMO_SLUG).await? {
-            Some(clinic) => clinic,
-            None => {
-                eprintln!("seeding the demo clinic (first start only)…");
-                seed::demo(&db, &SeedOptions::default()).await?;
-                clinics::by_slug(&db, seed::DEMO_SLUG)
-                    .await?
-                    .context("the demo clinic was not created")?
-            }
-        };
-        let name = format!("demo token ({})", Utc::now().format("%Y-%m-%d %H:%M UTC"));
-        let (_, secret) =
-            clinics::create_token(&db, clinic.id, &name, &Permission::ALL, None).await?;
-        Some(secret)
-    } else {
-        None
+    // Bound first: while this replica waits for another's migrations or
+    // applies its own, /healthz answers and /readyz says 503.
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let starting = tokio_util::sync::CancellationToken::new();
+    let early = {
+        let listener = tokio::net::TcpListener::from_std(listener.try_clone()?)?;
+        let stop = starting.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, crate::http::starting::router())
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        })
     };
+    tracing::info!(addr = %listener.local_addr()?, "listening (starting)");
+    let prepared = prepare(&database, demo).await;
+    starting.cancel();
+    let _ = early.await;
+    let (db, demo_token) = prepared?;
     tracing::info!(database = %db::redact(&database.database_url), "database ready");
-    let server = App::from_db(db, config).await?.start().await?;
+    let server = App::from_db(db, config)
+        .await?
+        .start_on(Some(listener))
+        .await?;
     let url = format!("http://{}", server.addr());
     if let Some(token) = demo_token {
         println!();
@@ -413,4 +508,29 @@ async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<
         println!("Journeymap is serving at {url}/graphql");
     }
     server.run_until_signalled().await
+}
+
+/// Connects, migrates and (with `--demo`) seeds the demo clinic and makes a
+/// token for it.
+async fn prepare(database: &DatabaseConfig, demo: bool) -> anyhow::Result<(Db, Option<String>)> {
+    let db = connect(database).await?;
+    let demo_token = if demo {
+        let clinic = match clinics::by_slug(&db, seed::DEMO_SLUG).await? {
+            Some(clinic) => clinic,
+            None => {
+                eprintln!("seeding the demo clinic (first start only)…");
+                seed::demo(&db, &SeedOptions::default()).await?;
+                clinics::by_slug(&db, seed::DEMO_SLUG)
+                    .await?
+                    .context("the demo clinic was not created")?
+            }
+        };
+        let name = format!("demo token ({})", Utc::now().format("%Y-%m-%d %H:%M UTC"));
+        let (_, secret) =
+            clinics::create_token(&db, clinic.id, &name, &Permission::ALL, None).await?;
+        Some(secret)
+    } else {
+        None
+    };
+    Ok((db, demo_token))
 }

@@ -31,6 +31,30 @@ pub struct DatabaseConfig {
     /// Unset: LISTEN uses a connection like any other.
     #[arg(long, env = "JOURNEYMAP_LISTEN_DATABASE_URL", global = true)]
     pub listen_database_url: Option<String>,
+
+    /// How an SQLite file commits: `full` (the default) makes every
+    /// acknowledged write survive a power cut; `normal` is faster and can lose
+    /// the last commits on power loss (never on a crash of the process alone).
+    /// Ignored on PostgreSQL.
+    #[arg(
+        long,
+        env = "JOURNEYMAP_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value_t = SqliteSync::Full,
+        global = true
+    )]
+    pub sqlite_synchronous: SqliteSync,
+}
+
+/// SQLite's `synchronous` setting in WAL mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSync {
+    /// `synchronous=FULL`: the WAL is synced at every commit; durable.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: synced only at checkpoints; commits acknowledged
+    /// since the last one can be lost on power loss or an OS crash.
+    Normal,
 }
 
 impl DatabaseConfig {
@@ -40,6 +64,7 @@ impl DatabaseConfig {
             database_url: database_url.into(),
             db_max_connections: 16,
             listen_database_url: None,
+            sqlite_synchronous: SqliteSync::Full,
         }
     }
 }

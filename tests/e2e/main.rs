@@ -10,6 +10,7 @@ mod follow_ups;
 mod http;
 mod journey_map;
 mod journeys;
+mod operations;
 mod outreach;
 mod replicas;
 mod schema;

@@ -27,9 +27,11 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, SqliteSync};
 
+pub mod backup;
 pub mod tenant;
+pub mod upgrade;
 
 /// The current time at the precision both databases keep (microseconds).
 pub fn now() -> chrono::DateTime<chrono::Utc> {
@@ -61,6 +63,7 @@ pub async fn counted_as_audit<F: std::future::Future>(work: F) -> F::Output {
 pub struct Db {
     conn: DatabaseConnection,
     write_gate: Option<Arc<Mutex<()>>>,
+    sqlite_file: Option<std::path::PathBuf>,
     statements: Arc<AtomicU64>,
     audit_statements: Arc<AtomicU64>,
     /// Where LISTEN connects, when not through the pool's own URL.
@@ -79,6 +82,7 @@ impl Db {
     /// Opens the pool for `config.database_url`.
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
         let url = config.database_url.as_str();
+        let mut sqlite_file = None;
         let mut conn = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)?
                 .log_statements(log::LevelFilter::Trace)
@@ -98,10 +102,16 @@ impl Db {
                 .log_statements(log::LevelFilter::Trace)
                 .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(1));
             if !in_memory {
+                sqlite_file = Some(options.get_filename().to_path_buf());
                 options = options
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal);
+                    .synchronous(match config.sqlite_synchronous {
+                        // In WAL mode FULL syncs the WAL at each commit: a
+                        // power cut after the answer loses nothing.
+                        SqliteSync::Full => SqliteSynchronous::Full,
+                        SqliteSync::Normal => SqliteSynchronous::Normal,
+                    });
             }
             // An in-memory database lives only as long as its one connection.
             let pool = if in_memory {
@@ -146,6 +156,7 @@ impl Db {
                 .map(Arc::from),
             conn,
             write_gate,
+            sqlite_file,
             statements,
             audit_statements,
         })
@@ -178,6 +189,11 @@ impl Db {
         self.audit_statements.load(Ordering::Relaxed)
     }
 
+    /// The database file, on SQLite (not in memory).
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.sqlite_file.as_deref()
+    }
+
     /// Connections in the pool: (open, idle).
     pub fn pool_state(&self) -> (u32, u32) {
         match self.backend() {
@@ -191,12 +207,6 @@ impl Db {
             }
             _ => (0, 0),
         }
-    }
-
-    /// Applies pending migrations.
-    pub async fn migrate(&self) -> Result<(), DbErr> {
-        let _gate = self.lock_writes().await;
-        Migrator::up(&self.conn, None).await
     }
 
     /// True when the database answers and every migration is applied.

@@ -8,6 +8,7 @@ pub mod error;
 mod graphql;
 mod journey_map;
 pub mod operation;
+pub mod starting;
 mod state;
 pub mod ws;
 
