@@ -386,14 +386,20 @@ async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<
         let name = format!("demo token ({})", Utc::now().format("%Y-%m-%d %H:%M UTC"));
         let (_, secret) =
             clinics::create_token(&db, clinic.id, &name, &Permission::ALL, None).await?;
-        Some(secret)
+        let password = crate::domain::staff::reset_password_from_cli(
+            &crate::domain::Store::new(db.clone()),
+            clinic.id,
+            seed::DEMO_LOGIN_EMAIL,
+        )
+        .await?;
+        Some((secret, password))
     } else {
         None
     };
     tracing::info!(database = %db::redact(&database.database_url), "database ready");
     let server = App::from_db(db, config).await?.start().await?;
     let url = format!("http://{}", server.addr());
-    if let Some(token) = demo_token {
+    if let Some((token, password)) = demo_token {
         println!();
         println!(
             "Journeymap is serving the demo clinic \"{}\" ({}).",
@@ -401,6 +407,12 @@ async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<
             seed::DEMO_SLUG
         );
         println!();
+        println!("  Dashboard {url}/dashboard");
+        println!(
+            "            sign in: clinic {}  email {}  password {password}",
+            seed::DEMO_SLUG,
+            seed::DEMO_LOGIN_EMAIL
+        );
         println!("  GraphiQL  {url}/graphql   (add the header  Authorization: Bearer {token})");
         println!("  Token     {token}");
         println!();
