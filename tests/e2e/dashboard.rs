@@ -218,11 +218,16 @@ fn screenshot_dir() -> PathBuf {
 }
 
 async fn screenshot(page: &Page, name: &str) {
+    screenshot_with(page, name, true).await
+}
+
+/// A screenshot of the whole page, or of the screen only.
+async fn screenshot_with(page: &Page, name: &str, full_page: bool) {
     let path = screenshot_dir().join(name);
     page.save_screenshot(
         ScreenshotParams::builder()
             .format(CaptureScreenshotFormat::Png)
-            .full_page(true)
+            .full_page(full_page)
             .build(),
         &path,
     )
@@ -308,11 +313,6 @@ async fn the_owner_sees_the_live_map(app: TestApp) {
             "stage {name:?} missing from the map picture"
         );
     }
-    screenshot(
-        &page,
-        &format!("desktop-{:?}.png", app.backend).to_lowercase(),
-    )
-    .await;
 
     // Switching pathways shows the other pathway's stages.
     let other = pathways.iter().find(|p| p["id"] != shown).unwrap();
@@ -406,6 +406,12 @@ async fn the_owner_sees_the_live_map(app: TestApp) {
         "the move took {took:?} to show"
     );
     eprintln!("a stage move showed on the page after {took:?}");
+    tokio::time::sleep(Duration::from_millis(1600)).await; // the highlight fades
+    screenshot(
+        &page,
+        &format!("desktop-{:?}.png", app.backend).to_lowercase(),
+    )
+    .await;
 
     // The phone layout: one column, nothing wider than the screen but the map.
     page.execute(SetDeviceMetricsOverrideParams::new(390, 844, 2.0, true))
@@ -422,6 +428,12 @@ async fn the_owner_sees_the_live_map(app: TestApp) {
         Value::Bool(true),
         "the phone layout scrolls sideways"
     );
+    screenshot_with(
+        &page,
+        &format!("phone-screen-{:?}.png", app.backend).to_lowercase(),
+        false,
+    )
+    .await;
     screenshot(
         &page,
         &format!("phone-{:?}.png", app.backend).to_lowercase(),

@@ -5,6 +5,7 @@
 
 (() => {
   const SESSION_KEY = "journeymap.session";
+  const WORK_PAGE = 6;
   const $ = (id) => document.getElementById(id);
 
   const state = {
@@ -18,6 +19,7 @@
     reconnectTimer: null,
     mapTimer: null,
     liveSeen: new Set(),
+    workExpanded: false,
   };
 
   // ---------- small helpers ----------
@@ -415,9 +417,12 @@
       return;
     }
     const act = can("journeys:write");
+    const shown = state.workExpanded ? items : items.slice(0, WORK_PAGE);
+    const rest = items.length - shown.length;
     box.replaceChildren(
+      el("p", { class: "work-count", text: `${items.length} to do, most urgent first` }),
       el("ul", { class: "work" },
-        items.map((f) => {
+        shown.map((f) => {
           const reach = !contact ? null : (f.channel === "EMAIL" ? f.patient.email : f.patient.phone) || f.patient.email || f.patient.phone;
           return el("li", { "data-follow-up": f.id },
             el("div", { class: "top" },
@@ -436,6 +441,9 @@
                   el("button", { type: "button", class: "small", onclick: (e) => settle(f, "skip", e.currentTarget), text: "Skip", "aria-label": `Skip: ${fullName(f.patient)}` }))
               : null);
         })),
+      rest > 0
+        ? el("button", { type: "button", class: "more", onclick: () => { state.workExpanded = true; renderWork(items, contact); }, text: `Show ${rest} more` })
+        : null,
     );
   }
 
