@@ -409,7 +409,7 @@ async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<
         println!();
         println!("  Dashboard {url}/dashboard");
         println!(
-            "            sign in: clinic {}  email {}  password {password}",
+            "  Sign in   clinic {}, email {}, password {password}",
             seed::DEMO_SLUG,
             seed::DEMO_LOGIN_EMAIL
         );

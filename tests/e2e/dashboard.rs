@@ -440,6 +440,58 @@ async fn the_owner_sees_the_live_map(app: TestApp) {
     )
     .await;
 
+    // The session is renewed before the access token expires: pretend it is
+    // about to, and the page trades its refresh token for a new pair.
+    let stored = |page: &Page| {
+        let page = page.clone();
+        async move {
+            let raw = eval(&page, "sessionStorage.getItem('journeymap.session')").await;
+            serde_json::from_str::<Value>(raw.as_str().expect("a stored session")).unwrap()
+        }
+    };
+    let before = stored(&page).await;
+    eval(
+        &page,
+        "(() => { const s = JSON.parse(sessionStorage.getItem('journeymap.session')); s.accessTokenExpiresAt = new Date(Date.now() + 30000).toISOString(); sessionStorage.setItem('journeymap.session', JSON.stringify(s)); return true; })()",
+    )
+    .await;
+    page.reload().await.expect("reload");
+    wait_for(
+        &page,
+        &format!(
+            "(() => {{ const s = JSON.parse(sessionStorage.getItem('journeymap.session') || 'null'); return !!s && s.refreshToken !== {} && document.getElementById('live-status').textContent === 'Live'; }})()",
+            before["refreshToken"]
+        ),
+        "the renewed session",
+    )
+    .await;
+
+    // A session ended elsewhere (here through the API) sends the page back to
+    // the sign-in form, with a message.
+    let session = stored(&page).await;
+    let ended = gql_at(
+        &app.url,
+        session["accessToken"].as_str().unwrap(),
+        "mutation($input: LogoutInput) { logout(input: $input) { ended } }",
+        json!({ "input": { "refreshToken": session["refreshToken"] } }),
+    )
+    .await;
+    assert_eq!(ended["data"]["logout"]["ended"], json!(true), "{ended}");
+    page.reload().await.expect("reload");
+    wait_for(
+        &page,
+        "!document.getElementById('signin').hidden && document.getElementById('signin-message').textContent === 'Your session has ended. Please sign in again.'",
+        "the sign-in form after the session ended",
+    )
+    .await;
+    sign_in(&page, &app, "glow", seed::DEMO_LOGIN_EMAIL, &password).await;
+    wait_for(
+        &page,
+        "!document.getElementById('app').hidden",
+        "signed in again",
+    )
+    .await;
+
     // Sign out ends the session and goes back to the form.
     page.find_element("#signout")
         .await
@@ -500,7 +552,16 @@ async fn a_viewer_sees_no_contact_details_or_comments(app: TestApp) {
         !everything.contains("in patients' words") && !everything.contains('“'),
         "a patient's comment on a viewer's page:\n{everything}"
     );
-    let actions = eval(&page, "document.querySelectorAll('#work button').length").await;
+    let items = eval(&page, "document.querySelectorAll('#work li .name').length").await;
+    assert!(
+        items.as_u64().unwrap() > 0,
+        "a viewer sees the work list, by name"
+    );
+    let actions = eval(
+        &page,
+        "[...document.querySelectorAll('#work button')].filter(b => ['Done', 'Skip'].includes(b.textContent)).length",
+    )
+    .await;
     assert_eq!(actions, json!(0), "a viewer cannot act on follow-ups");
 
     // The same pathway for the owner does show what the viewer may not see.
