@@ -440,6 +440,39 @@ async fn the_owner_sees_the_live_map(app: TestApp) {
     )
     .await;
 
+    // "Done" on the most urgent follow-up completes it: it leaves the list.
+    let first = eval(
+        &page,
+        "document.querySelector('#work li[data-follow-up]').dataset.followUp",
+    )
+    .await;
+    let first = first
+        .as_str()
+        .expect("a follow-up in the work list")
+        .to_string();
+    page.find_element(format!("#work li[data-follow-up=\"{first}\"] button.done"))
+        .await
+        .expect("its Done button")
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &page,
+        &format!(
+            "!document.querySelector('#work li[data-follow-up=\"{first}\"]') && document.getElementById('banner').textContent.startsWith('Done: ')"
+        ),
+        "the completed follow-up to leave the list",
+    )
+    .await;
+    let done = gql_at(
+        &app.url,
+        &token,
+        "query($id: ID!) { node(id: $id) { ... on FollowUp { status } } }",
+        json!({ "id": first }),
+    )
+    .await;
+    assert_eq!(done["data"]["node"]["status"], json!("DONE"), "{done}");
+
     // The session is renewed before the access token expires: pretend it is
     // about to, and the page trades its refresh token for a new pair.
     let stored = |page: &Page| {
