@@ -16,6 +16,8 @@ On a fresh clone of this checkout, with nothing but its files:
   README.md, against a real signed delivery from a running server (started
   with ``--allow-private-webhook-targets``, so that it may deliver to a
   receiver on this machine), and against a tampered one;
+- the dashboard address and staff sign-in ``serve --demo`` prints, and the
+  Dashboard section's ``curl -sI`` of the page's headers;
 - the PostgreSQL section's ``cargo run --release -- serve --demo``.
 
 Prints one line per check and ends with ``readme: N passed, 0 failed``;
@@ -230,6 +232,31 @@ def run(clone, env, release, work):
     if demo.url() != DEMO_URL or not token.startswith("jm_"):
         fail(f"serve --demo printed {demo.url()!r} and token {token!r}")
     passed("cargo run --release -- serve --demo serves the demo clinic and prints a token")
+
+    # The dashboard it prints, with the staff sign-in it prints (the README's
+    # Dashboard section: `curl -sI …/dashboard`, then the printed login).
+    if demo.printed("Dashboard") != f"{DEMO_URL}/dashboard":
+        fail(f"serve --demo printed the dashboard at {demo.printed('Dashboard')!r}")
+    sign_in = re.fullmatch(r"clinic (\S+), email (\S+), password (\S+)", demo.printed("Sign in"))
+    if not sign_in:
+        fail(f"serve --demo printed the sign-in {demo.printed('Sign in')!r}")
+    head = sh(one(readme_commands("curl -sI"), "/dashboard", "the dashboard headers"), clone, env, "the dashboard headers").lower()
+    for needed in ["200 ok", "content-security-policy: default-src 'none'; script-src 'self'", "x-frame-options: deny", "frame-ancestors 'none'"]:
+        if needed not in head:
+            fail(f"GET /dashboard lacks {needed!r}:\n{head}")
+    request = urllib.request.Request(
+        f"{DEMO_URL}/graphql",
+        data=json.dumps({
+            "query": "mutation($input: LoginInput!) { login(input: $input) { staff { name role } } }",
+            "variables": {"input": dict(zip(["clinic", "email", "password"], sign_in.groups()))},
+        }).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        staff = json.loads(response.read()).get("data", {}) or {}
+    if (staff.get("login") or {}).get("staff", {}).get("role") != "OWNER":
+        fail(f"the printed dashboard sign-in does not work: {staff}")
+    passed("serve --demo prints the dashboard and an owner's sign-in that works; /dashboard has its strict policy")
 
     # The "Try it" line it printed.
     after = demo.lines[demo.lines.index("  Try it:") + 1 :]

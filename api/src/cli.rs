@@ -488,7 +488,7 @@ async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<
         .start_on(Some(listener))
         .await?;
     let url = format!("http://{}", server.addr());
-    if let Some(token) = demo_token {
+    if let Some((token, password)) = demo_token {
         println!();
         println!(
             "Journeymap is serving the demo clinic \"{}\" ({}).",
@@ -496,6 +496,12 @@ async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<
             seed::DEMO_SLUG
         );
         println!();
+        println!("  Dashboard {url}/dashboard");
+        println!(
+            "  Sign in   clinic {}, email {}, password {password}",
+            seed::DEMO_SLUG,
+            seed::DEMO_LOGIN_EMAIL
+        );
         println!("  GraphiQL  {url}/graphql   (add the header  Authorization: Bearer {token})");
         println!("  Token     {token}");
         println!();
@@ -511,8 +517,11 @@ async fn serve(database: DatabaseConfig, config: ServeConfig) -> anyhow::Result<
 }
 
 /// Connects, migrates and (with `--demo`) seeds the demo clinic and makes a
-/// token for it.
-async fn prepare(database: &DatabaseConfig, demo: bool) -> anyhow::Result<(Db, Option<String>)> {
+/// token for it and a fresh password for its owner's sign-in.
+async fn prepare(
+    database: &DatabaseConfig,
+    demo: bool,
+) -> anyhow::Result<(Db, Option<(String, String)>)> {
     let db = connect(database).await?;
     let demo_token = if demo {
         let clinic = match clinics::by_slug(&db, seed::DEMO_SLUG).await? {
@@ -528,7 +537,13 @@ async fn prepare(database: &DatabaseConfig, demo: bool) -> anyhow::Result<(Db, O
         let name = format!("demo token ({})", Utc::now().format("%Y-%m-%d %H:%M UTC"));
         let (_, secret) =
             clinics::create_token(&db, clinic.id, &name, &Permission::ALL, None).await?;
-        Some(secret)
+        let password = crate::domain::staff::reset_password_from_cli(
+            &crate::domain::Store::new(db.clone()),
+            clinic.id,
+            seed::DEMO_LOGIN_EMAIL,
+        )
+        .await?;
+        Some((secret, password))
     } else {
         None
     };

@@ -186,6 +186,36 @@ fn printed_token(printed: &[String]) -> String {
 
 // --- serve --demo ---------------------------------------------------------------
 
+/// The clinic, email and password `serve --demo` printed on its `Sign in` line.
+fn printed_sign_in(printed: &[String]) -> Value {
+    let line = printed
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Sign in"))
+        .unwrap_or_else(|| panic!("no Sign in line in {printed:#?}"));
+    let parts: Vec<&str> = line
+        .split(',')
+        .map(|p| p.split_whitespace().nth(1).expect("a value"))
+        .collect();
+    json!({ "clinic": parts[0], "email": parts[1], "password": parts[2] })
+}
+
+/// Signs in at `url` with `input`: the staff member's role, or null.
+async fn sign_in_role(url: &str, input: &Value) -> Value {
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{url}/graphql"))
+        .json(&json!({
+            "query": "mutation($input: LoginInput!) { login(input: $input) { staff { role } } }",
+            "variables": { "input": input },
+        }))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON");
+    answer["data"]["login"]["staff"]["role"].clone()
+}
+
 /// In an empty directory, `serve --demo` creates `journeymap.db`, seeds the
 /// demo clinic, prints a token and GraphiQL's address, and the token answers
 /// a query. Started again, it seeds nothing more and prints a new token.
@@ -212,6 +242,17 @@ async fn serve_demo_in_an_empty_directory_seeds_and_prints_a_working_token() {
         "{banner}"
     );
 
+    // The dashboard's address and the owner's sign-in, which works.
+    assert!(
+        banner.contains(&format!("Dashboard {}/dashboard", server.url)),
+        "{banner}"
+    );
+    let first_sign_in = printed_sign_in(&server.printed);
+    assert_eq!(
+        sign_in_role(&server.url, &first_sign_in).await,
+        json!("OWNER")
+    );
+
     const OVERVIEW: &str = "{ viewer { clinic { name slug } } pathways { name stages { key } } patients { totalCount } }";
     let answer = gql_at(&server.url, &token, OVERVIEW, json!({})).await;
     assert!(answer.get("errors").is_none(), "{answer}");
@@ -232,6 +273,14 @@ async fn serve_demo_in_an_empty_directory_seeds_and_prints_a_working_token() {
         let answer = gql_at(&again.url, token, OVERVIEW, json!({})).await;
         assert_eq!(answer["data"]["patients"]["totalCount"], 600, "{answer}");
     }
+    // A new password at every start: the old one stops working.
+    let second_sign_in = printed_sign_in(&again.printed);
+    assert_ne!(second_sign_in, first_sign_in);
+    assert_eq!(
+        sign_in_role(&again.url, &second_sign_in).await,
+        json!("OWNER")
+    );
+    assert_eq!(sign_in_role(&again.url, &first_sign_in).await, Value::Null);
     let clinics = gql_at(&again.url, &second, "{ pathways { id } }", json!({})).await;
     assert_eq!(clinics["data"]["pathways"].as_array().unwrap().len(), 3);
     again.stop().await;

@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod cli;
+mod dashboard;
 mod events;
 mod filters;
 mod follow_ups;

@@ -188,11 +188,20 @@ pub async fn journey_map(
         stages: &stages,
         now,
     };
-    let current = query.figures(window).await?;
-    let previous = match compare_to {
+    let mut current = query.figures(window).await?;
+    let mut previous = match compare_to {
         Some(window) => Some(query.figures(window).await?),
         None => None,
     };
+    // Patients' words are free text: a caller who may not read them (a
+    // viewer) gets the figures without the quotes, in the picture too.
+    if access::free_text(who).is_err() {
+        for figures in std::iter::once(&mut current).chain(previous.as_mut()) {
+            for stage in &mut figures.stages {
+                stage.pain_points.clear();
+            }
+        }
+    }
     Ok(JourneyMap {
         pathway,
         generated_at: now,

@@ -172,15 +172,7 @@ pub async fn get(
             .map(|(_, v)| v.clone())
     };
     if param("query").is_none() && wants_html(&headers) {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql/ws")
-                .title("Journeymap GraphiQL")
-                .header("Authorization", "Bearer <paste your jm_ token here>")
-                .finish(),
-        )
-        .into_response();
+        return Html(graphiql_page()).into_response();
     }
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
@@ -615,5 +607,36 @@ impl Answer {
         let body =
             body.unwrap_or_else(|_| br#"{"errors":[{"message":"internal error"}]}"#.to_vec());
         respond(status, media, body, wait)
+    }
+}
+
+/// GraphiQL's page. Its scripts come from a CDN (no maintained crate serves
+/// them from the binary), so the page says so while they load, and points to
+/// the dashboard, which works offline. React's production builds, not the
+/// development builds the page names by default.
+fn graphiql_page() -> String {
+    GraphiQLSource::build()
+        .endpoint("/graphql")
+        .subscription_endpoint("/graphql/ws")
+        .title("Journeymap GraphiQL")
+        .header("Authorization", "Bearer <paste your jm_ token here>")
+        .finish()
+        .replace("umd/react.development.js", "umd/react.production.min.js")
+        .replace("umd/react-dom.development.js", "umd/react-dom.production.min.js")
+        .replace(
+            r#"<div id="graphiql">Loading...</div>"#,
+            r#"<div id="graphiql"><p style="font: 16px/1.5 system-ui, sans-serif; margin: 2rem; max-width: 40rem">Loading GraphiQL&hellip; GraphiQL needs internet: its scripts come from unpkg.com. Without internet, use the clinic dashboard at <a href="/dashboard">/dashboard</a>, which Journeymap serves itself.</p></div>"#,
+        )
+}
+
+#[cfg(test)]
+mod graphiql_tests {
+    #[test]
+    fn graphiql_says_it_needs_internet_and_uses_production_builds() {
+        let page = super::graphiql_page();
+        assert!(page.contains("GraphiQL needs internet"));
+        assert!(page.contains(r#"href="/dashboard""#));
+        assert!(!page.contains("development.js"), "{page}");
+        assert!(page.contains("react.production.min.js"));
     }
 }

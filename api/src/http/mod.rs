@@ -4,6 +4,7 @@
 //! appears on every log line of the request and in masked error messages.
 
 pub mod caller;
+mod dashboard;
 pub mod error;
 mod graphql;
 mod journey_map;
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .merge(dashboard::routes())
         .fallback(not_found)
         .with_state(state);
 

@@ -37,6 +37,9 @@ pub const DEMO_SLUG: &str = "glow";
 /// The demo clinic's name.
 pub const DEMO_NAME: &str = "Glow Aesthetics & Wellness";
 /// Patients in the demo clinic unless told otherwise.
+/// The demo clinic's owner: the staff sign-in `serve --demo` prints.
+pub const DEMO_LOGIN_EMAIL: &str = "maya@glow.example";
+
 pub const DEFAULT_PATIENTS: u32 = 600;
 /// Patients written per transaction.
 const BATCH: usize = 1000;
