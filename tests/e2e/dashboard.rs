@@ -27,7 +27,7 @@ use journeymap_tests::{TestApp, gql_at, on_both_backends};
 use serde_json::{Value, json};
 
 on_both_backends!(
-    the_owner_sees_the_live_map,
+    browser: the_owner_sees_the_live_map,
     a_viewer_sees_no_contact_details_or_comments,
     a_wrong_password_shows_a_clear_message,
     the_page_is_served_with_a_strict_policy,

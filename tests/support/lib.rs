@@ -623,6 +623,31 @@ macro_rules! on_both_backends {
             }
         }
     )*};
+    // Scenarios driving a real browser: they need Chromium, so where it is
+    // not installed (and this is not CI) they are reported as ignored.
+    (browser: $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(journeymap_browser_tests),
+                ignore = "needs Chromium: apt-get install chromium (.ci/run installs it)"
+            )]
+            async fn sqlite() {
+                let app = $crate::spawn_with($crate::Backend::Sqlite, $crate::Options::default()).await;
+                super::$name(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                any(not(journeymap_postgres_tests), not(journeymap_browser_tests)),
+                ignore = "needs Chromium and JOURNEYMAP_TEST_DATABASE_URL"
+            )]
+            async fn postgres() {
+                let app = $crate::spawn_with($crate::Backend::Postgres, $crate::Options::default()).await;
+                super::$name(app).await;
+            }
+        }
+    )*};
     ($($name:ident $(=> $options:ident)?),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
