@@ -8,6 +8,7 @@ mod events;
 mod filters;
 mod follow_ups;
 mod http;
+mod imports;
 mod journey_map;
 mod journeys;
 mod outreach;

@@ -522,11 +522,18 @@ fn parse_row(header: &Header, pathways: &Pathways, values: &[String]) -> Result<
         .map_err(row_error)?;
     let birth_date = get("birth_date")
         .map(|v| {
-            NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| RowError {
+            let error = |reason: String| RowError {
                 line: 0,
                 column: Some("birth_date".into()),
-                reason: format!("{v:?} is not a date such as 1990-04-21"),
-            })
+                reason,
+            };
+            let date = NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .map_err(|_| error(format!("{v:?} is not a date such as 1990-04-21")))?;
+            let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).expect("valid date");
+            if date < earliest || date > crate::db::now().date_naive() {
+                return Err(error("must be between 1900-01-01 and today".into()));
+            }
+            Ok(date)
         })
         .transpose()?;
     let channel = get("preferred_channel")
@@ -708,6 +715,7 @@ pub async fn patients(
         progress(at);
     }
     reader.await.map_err(DomainError::internal)?;
+    report.errors.sort_by_key(|e| e.line);
     Ok(report)
 }
 
