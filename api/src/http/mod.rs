@@ -5,6 +5,7 @@
 
 pub mod caller;
 pub mod error;
+mod fhir;
 mod graphql;
 mod imports;
 mod journey_map;
@@ -58,6 +59,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/fhir/metadata", get(fhir::metadata))
+        .route("/fhir/Patient/{id}", get(fhir::read_patient))
+        .route("/fhir/Patient/{id}/$everything", get(fhir::everything))
         .fallback(not_found)
         .with_state(state.clone())
         .layer(TimeoutLayer::with_status_code(
