@@ -5,6 +5,7 @@ mod access;
 mod audit;
 mod cli;
 mod events;
+mod fhir;
 mod filters;
 mod follow_ups;
 mod http;
