@@ -33,7 +33,7 @@ async fn import_as(
         .post(format!("{}/imports/patients{query}", app.url))
         .bearer_auth(token)
         .header("content-type", content_type)
-        .timeout(Duration::from_secs(300))
+        .timeout(Duration::from_secs(900))
         .body(body)
         .send()
         .await
