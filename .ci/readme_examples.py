@@ -317,6 +317,20 @@ def run(clone, env, release, work):
         fail(f"recordConsent: {states}")
     passed("README curl: record a consent")
 
+    # Interoperability: a CSV dry run, the FHIR metadata and Ana's $everything.
+    dry = json.loads(sh(one(curls, "imports/patients?dryRun=true", "the CSV dry run"), clone, env, "the CSV dry run"))
+    if (dry["created"], dry["failed"], dry["errors"][0]["line"], dry["errors"][0]["column"]) != (1, 1, 3, "email"):
+        fail(f"the CSV dry run: {dry}")
+    passed("README curl: a CSV import dry run")
+    metadata = json.loads(sh(one(curls, "fhir/metadata", "the FHIR metadata"), clone, env, "the FHIR metadata"))
+    if metadata["resourceType"] != "CapabilityStatement":
+        fail(f"the FHIR metadata: {metadata}")
+    everything = one(curls, "$everything", "the FHIR $everything").replace("pat-…", patient["id"].replace("_", "-", 1))
+    bundle = json.loads(sh(everything, clone, env, "the FHIR $everything"))
+    if bundle["resourceType"] != "Bundle" or bundle["entry"][0]["resource"]["name"][0]["given"] != ["Ana"]:
+        fail(f"the FHIR $everything: {bundle}")
+    passed("README curl: FHIR metadata and a patient's $everything")
+
     # 3. PASSWORD=$(cargo run --release -q -- staff create …), then sign in.
     create_staff = one(readme_commands("PASSWORD=$("), "staff create", "the staff create line")
     password = sh(f'{create_staff}\nprintf %s "$PASSWORD"', clone, env, "PASSWORD=$(… staff create …)")

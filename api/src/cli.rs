@@ -95,6 +95,31 @@ enum Command {
         #[command(subcommand)]
         command: StaffCommand,
     },
+    /// Import records from files.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// Import patients from a CSV file (UTF-8, header line first): the
+    /// report on stdout, a progress bar on stderr. See the README's
+    /// "Interoperability" section for the columns.
+    Patients {
+        /// The clinic's slug.
+        #[arg(long)]
+        clinic: String,
+        /// Validate every row and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The CSV file.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,6 +402,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore { from, force } => restore(&cli.database, &from, force).await,
+        Command::Import {
+            command:
+                ImportCommand::Patients {
+                    clinic,
+                    dry_run,
+                    json,
+                    file,
+                },
+        } => import_patients(&cli.database, &clinic, dry_run, json, &file).await,
         Command::Serve(config) => serve(cli.database, config).await,
         Command::Bench { args } => bench(&cli.database, &args),
     }
@@ -430,6 +464,84 @@ async fn restore(
         migration.as_deref().unwrap_or("-"),
         db::redact(url)
     );
+    Ok(())
+}
+
+/// `journeymap import patients`: the import of `file` into `clinic`.
+async fn import_patients(
+    database: &DatabaseConfig,
+    clinic: &str,
+    dry_run: bool,
+    json: bool,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    use crate::domain::imports;
+    let opened =
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let size = opened.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > imports::MAX_IMPORT_BYTES {
+        anyhow::bail!(
+            "{}: is over the import limit of {} MiB; split it into smaller files",
+            file.display(),
+            imports::MAX_IMPORT_BYTES / (1024 * 1024)
+        );
+    }
+    let db = connect_existing(database).await?;
+    let clinic = clinics::by_slug(&db, clinic)
+        .await
+        .map_err(user_error)?
+        .with_context(|| format!("no clinic with slug {clinic:?}"))?;
+    let store = crate::domain::Store::new(db);
+    let who = crate::auth::Principal::system(clinic.id);
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+        )
+        .expect("progress template"),
+    );
+    let progress = {
+        let bar = bar.clone();
+        move |at: imports::Progress| {
+            bar.set_position(at.bytes);
+            bar.set_message(format!("{} rows", at.rows));
+        }
+    };
+    let report = imports::patients(
+        &store,
+        &who,
+        Box::new(std::io::BufReader::new(opened)),
+        imports::ImportOptions { dry_run },
+        &progress,
+    )
+    .await;
+    bar.finish_and_clear();
+    let report = report.map_err(|error| match error {
+        DomainError::Invalid { message, .. } => {
+            anyhow::anyhow!("{} refused: {message}", file.display())
+        }
+        other => anyhow::Error::new(other),
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+        if !report.unrecognized_columns.is_empty() {
+            println!(
+                "ignored columns: {}",
+                report.unrecognized_columns.join(", ")
+            );
+        }
+        for error in &report.errors {
+            match &error.column {
+                Some(column) => println!("line {}: {column}: {}", error.line, error.reason),
+                None => println!("line {}: {}", error.line, error.reason),
+            }
+        }
+        if report.errors_truncated {
+            println!("(more rows failed than listed)");
+        }
+    }
     Ok(())
 }
 

@@ -273,9 +273,21 @@ pub async fn start(
     input: StartJourney,
 ) -> DomainResult<JourneyChange> {
     require_write(who)?;
-    let note = validate::long_text("note", input.note.as_deref())?;
     let mut write = store.write(who).await?;
-    let at = change_time(&write, input.occurred_at, None)?;
+    let change = start_in(&mut write, input).await?;
+    write.commit().await?;
+    Ok(change)
+}
+
+/// Starts `input.patient_id` on a pathway as part of `write` (the caller
+/// checked `journeys:write` and commits).
+pub(crate) async fn start_in(
+    write: &mut Write<'_>,
+    input: StartJourney,
+) -> DomainResult<JourneyChange> {
+    let who = write.who;
+    let note = validate::long_text("note", input.note.as_deref())?;
+    let at = change_time(write, input.occurred_at, None)?;
     let patient = records::living_patient(&*write.txn, who, input.patient_id, "patientId").await?;
     let pathway = who
         .get::<pathways::Entity, _>(&*write.txn, input.pathway_id, "pathway")
@@ -355,7 +367,7 @@ pub async fn start(
         .exec_without_returning(&*write.txn)
         .await?;
     let transition = insert_transition(
-        &write,
+        write,
         &journey,
         TransitionKind::Started,
         None,
@@ -373,8 +385,7 @@ pub async fn start(
         version: journey.version,
         started_at: at,
     }));
-    follow_ups::schedule_for_stage(&mut write, &journey, stage.id, at).await?;
-    write.commit().await?;
+    follow_ups::schedule_for_stage(write, &journey, stage.id, at).await?;
     Ok(JourneyChange {
         journey,
         transition,

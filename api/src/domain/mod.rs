@@ -16,6 +16,8 @@ pub mod event_log;
 pub mod feedback;
 pub mod follow_ups;
 pub mod idempotency;
+pub mod imports;
+pub mod interop;
 pub mod journeys;
 pub mod outreach;
 pub mod page;

@@ -361,6 +361,37 @@ fn blank(who: &Principal, now: chrono::DateTime<chrono::Utc>) -> patients::Model
     }
 }
 
+/// A new patient of `who`'s clinic from `fields`, validated, not yet
+/// stored (for bulk writers such as the CSV import, which insert many rows
+/// at once). Consent is left to the caller.
+pub(crate) fn prepare_new(
+    who: &Principal,
+    now: chrono::DateTime<chrono::Utc>,
+    mut fields: PatientFields,
+) -> DomainResult<patients::Model> {
+    if fields.given_name.is_none() {
+        return Err(DomainError::invalid("givenName", "is required"));
+    }
+    if fields.family_name.is_none() {
+        return Err(DomainError::invalid("familyName", "is required"));
+    }
+    fields.consent = None;
+    let mut patient = blank(who, now);
+    apply(&mut patient, fields)?;
+    Ok(patient)
+}
+
+/// The names of the fields that `fields` would change on `current`
+/// (consent aside), after validation; nothing is written.
+pub(crate) fn changes(
+    current: &patients::Model,
+    mut fields: PatientFields,
+) -> DomainResult<Vec<&'static str>> {
+    fields.consent = None;
+    let mut patient = current.clone();
+    apply(&mut patient, fields)
+}
+
 /// Registers a new patient.
 pub async fn create(
     store: &Store,
@@ -396,11 +427,22 @@ async fn insert(
     Ok(patient)
 }
 
-fn emit_created(write: &mut super::Write<'_>, patient: &patients::Model) {
+/// Emits `patient.created` for `patient`, marked with the import that
+/// created it, if any.
+pub(crate) fn emit_created_by(
+    write: &mut super::Write<'_>,
+    patient: &patients::Model,
+    import_id: Option<&str>,
+) {
     write.emit(Event::PatientCreated(PatientCreated {
         patient_id: PatientId(patient.id),
         external_id: patient.external_id.clone(),
+        import_id: import_id.map(str::to_string),
     }));
+}
+
+fn emit_created(write: &mut super::Write<'_>, patient: &patients::Model) {
+    emit_created_by(write, patient, None);
 }
 
 /// Changes some of a patient's fields.
@@ -416,15 +458,19 @@ pub async fn update(
         .get::<patients::Entity, _>(&*write.txn, id, "patient")
         .await
         .map_err(|e| e.referenced_by("patientId"))?;
-    let (patient, _) = update_in(&mut write, current, fields).await?;
+    let (patient, _) = update_in(&mut write, current, fields, None).await?;
     write.commit().await?;
     Ok(patient)
 }
 
-async fn update_in(
+/// Applies `fields` to `current` in `write` and emits `patient.updated`
+/// (marked with `import_id`, if any) when anything changed. Returns the
+/// patient as stored and whether it changed.
+pub(crate) async fn update_in(
     write: &mut super::Write<'_>,
     current: patients::Model,
     fields: PatientFields,
+    import_id: Option<&str>,
 ) -> DomainResult<(patients::Model, bool)> {
     if current.erased_at.is_some() {
         return Err(DomainError::conflict(
@@ -437,7 +483,7 @@ async fn update_in(
     if changed.is_empty() {
         let (patient, consent_changed) = record_legacy_consent(write, current, consent).await?;
         if consent_changed {
-            emit_updated(write, &patient, vec!["consent"]);
+            emit_updated(write, &patient, vec!["consent"], import_id);
         }
         return Ok((patient, consent_changed));
     }
@@ -458,15 +504,21 @@ async fn update_in(
     if consent_changed {
         changed.push("consent");
     }
-    emit_updated(write, &patient, changed);
+    emit_updated(write, &patient, changed, import_id);
     Ok((patient, true))
 }
 
-fn emit_updated(write: &mut super::Write<'_>, patient: &patients::Model, changed: Vec<&str>) {
+fn emit_updated(
+    write: &mut super::Write<'_>,
+    patient: &patients::Model,
+    changed: Vec<&str>,
+    import_id: Option<&str>,
+) {
     write.emit(Event::PatientUpdated(PatientUpdated {
         patient_id: PatientId(patient.id),
         external_id: patient.external_id.clone(),
         changed_fields: changed.iter().map(|f| f.to_string()).collect(),
+        import_id: import_id.map(str::to_string),
     }));
 }
 
@@ -533,7 +585,7 @@ pub async fn upsert_by_external_id(
         .one(&*write.txn)
         .await?;
     let (patient, created) = match existing {
-        Some(current) => (update_in(&mut write, current, fields).await?.0, false),
+        Some(current) => (update_in(&mut write, current, fields, None).await?.0, false),
         None => {
             if fields.given_name.is_none() {
                 return Err(DomainError::invalid(

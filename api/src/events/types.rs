@@ -157,6 +157,9 @@ pub struct PatientCreated {
     pub patient_id: PatientId,
     /// The CRM's id; cleared when the patient is erased.
     pub external_id: Option<String>,
+    /// The CSV import that made the change, absent for live changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_id: Option<String>,
 }
 
 /// `patient.updated`.
@@ -168,6 +171,9 @@ pub struct PatientUpdated {
     pub external_id: Option<String>,
     /// The GraphQL names of the fields that changed.
     pub changed_fields: Vec<String>,
+    /// The CSV import that made the change, absent for live changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_id: Option<String>,
 }
 
 /// `patient.erased`.
@@ -621,6 +627,7 @@ mod tests {
         let mut created = Event::PatientCreated(PatientCreated {
             patient_id: PatientId(new_id()),
             external_id: Some("crm-1".into()),
+            import_id: None,
         });
         assert!(created.forget_identity());
         assert!(!created.forget_identity());

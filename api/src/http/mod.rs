@@ -6,7 +6,9 @@
 pub mod caller;
 mod dashboard;
 pub mod error;
+mod fhir;
 mod graphql;
+mod imports;
 mod journey_map;
 pub mod operation;
 pub mod starting;
@@ -60,8 +62,22 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(dashboard::routes())
+        .route("/fhir/metadata", get(fhir::metadata))
+        .route("/fhir/Patient/{id}", get(fhir::read_patient))
+        .route("/fhir/Patient/{id}/$everything", get(fhir::everything))
         .fallback(not_found)
-        .with_state(state);
+        .with_state(state.clone())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout(),
+        ));
+    // Long transfers (a 100,000-row import) are not cut by the request
+    // timeout; they stream.
+    let routes = routes.merge(
+        Router::new()
+            .route("/imports/patients", axum::routing::post(imports::patients))
+            .with_state(state),
+    );
 
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request<Body>| {
@@ -113,10 +129,6 @@ pub fn router(state: AppState) -> Router {
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(trace)
             .option_layer(cors)
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                config.request_timeout(),
-            ))
             .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes)),
     )
 }
