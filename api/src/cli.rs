@@ -390,7 +390,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = Db::connect(&cli.database)
                 .await
                 .with_context(|| format!("cannot open the database at {}", db::redact(url)))?;
-            let report = db.backup(url, &to).await;
+            // pg_dump sets session state (search_path) that a
+            // transaction-mode pooler would leak: it talks to the server directly.
+            let report = db.backup(direct_url(&cli.database), &to).await;
             db.close().await;
             let report = report?;
             eprintln!(
@@ -414,6 +416,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(config) => serve(cli.database, config).await,
         Command::Bench { args } => bench(&cli.database, &args),
     }
+}
+
+/// The server itself, for tools that need a session of their own (pg_dump,
+/// pg_restore): `--listen-database-url` when set, else `--database-url`.
+fn direct_url(database: &DatabaseConfig) -> &str {
+    database
+        .listen_database_url
+        .as_deref()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or(&database.database_url)
 }
 
 /// `journeymap restore`: checks the backup, then the target (empty unless
@@ -456,7 +468,7 @@ async fn restore(
     }
     match target {
         Some(target) if !postgres => backup::sqlite_restore(from, &target).await?,
-        _ => backup::pg_restore(url, from)?,
+        _ => backup::pg_restore(direct_url(database), from)?,
     }
     eprintln!(
         "restored {} (schema {}) into {}; `journeymap serve` applies any newer migrations",

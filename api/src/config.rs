@@ -28,6 +28,7 @@ pub struct DatabaseConfig {
     /// PostgreSQL: a direct connection to the same database for LISTEN, when
     /// `--database-url` goes through a pooler in transaction mode
     /// (PgBouncer), where a LISTEN would not stay on one server connection.
+    /// `backup` and `restore` run pg_dump and pg_restore against it too.
     /// Unset: LISTEN uses a connection like any other.
     #[arg(long, env = "JOURNEYMAP_LISTEN_DATABASE_URL", global = true)]
     pub listen_database_url: Option<String>,

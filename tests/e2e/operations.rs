@@ -196,8 +196,14 @@ async fn readyz_is_503_until_migrations_are_done(backend: Backend) {
     let held: Box<dyn std::any::Any + Send> = match backend {
         Backend::Postgres => {
             use journeymap::sea_orm::sqlx::{Connection, PgConnection};
+            // Held the way the server holds it: by an open transaction, which
+            // stays on one server connection behind a pooler too.
             let mut conn = PgConnection::connect(&url).await.expect("connect");
-            journeymap::sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+            journeymap::sea_orm::sqlx::raw_sql("BEGIN")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            journeymap::sea_orm::sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(MIGRATION_LOCK)
                 .execute(&mut conn)
                 .await
@@ -282,9 +288,19 @@ const MAP: &str = r#"query($p: ID!) {
 }"#;
 
 async fn run(args: &[&str]) -> std::process::Output {
+    let database = args
+        .iter()
+        .position(|a| *a == "--database-url")
+        .and_then(|i| args.get(i + 1));
     tokio::process::Command::new(BINARY)
         .args(args)
         .env("RUST_LOG", "warn")
+        .env(
+            "JOURNEYMAP_LISTEN_DATABASE_URL",
+            database
+                .and_then(|url| journeymap_tests::listen_url_for(url))
+                .unwrap_or_default(),
+        )
         .kill_on_drop(true)
         .output()
         .await

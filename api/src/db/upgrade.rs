@@ -6,8 +6,8 @@
 //!   does not know means a newer Journeymap migrated this database; starting
 //!   anyway would write rows its schema does not expect, so
 //!   [`MigrateError::NewerDatabase`] names both versions instead.
-//! - On PostgreSQL the check and the migrations run under a session advisory
-//!   lock ([`MIGRATION_LOCK`]): replicas starting at once queue on it and
+//! - On PostgreSQL the check and the migrations run under a transaction
+//!   advisory lock ([`MIGRATION_LOCK`], held by a transaction left open): replicas starting at once queue on it and
 //!   each migration is applied exactly once (sea-orm-migration has no guard
 //!   of its own: two replicas would both try the same DDL). On SQLite, whose
 //!   migrations run outside transactions, processes take turns on a lock
@@ -56,23 +56,20 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), MigrateError> {
         let _gate = self.lock_writes().await;
         if self.backend() == DbBackend::Postgres {
+            // A transaction-scoped lock held by an open transaction: a
+            // transaction stays on one server connection even behind a
+            // transaction-mode pooler (PgBouncer), where a session lock
+            // would not. Ending the transaction, or losing its connection,
+            // releases it.
             let pool = self.conn().get_postgres_connection_pool();
-            let mut lock = pool.acquire().await.map_err(sqlx_error)?;
-            sqlx::query("SELECT pg_advisory_lock($1)")
+            let mut lock = pool.begin().await.map_err(sqlx_error)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(MIGRATION_LOCK)
                 .execute(&mut *lock)
                 .await
                 .map_err(sqlx_error)?;
             let result = self.migrate_locked().await;
-            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(MIGRATION_LOCK)
-                .execute(&mut *lock)
-                .await;
-            if unlocked.is_err() {
-                // The lock is the session's: a connection that cannot say so
-                // is closed rather than returned to the pool holding it.
-                lock.detach();
-            }
+            let _ = lock.commit().await;
             result
         } else if let Some(file) = self.sqlite_file() {
             // SQLite runs migrations outside transactions: two processes
