@@ -298,6 +298,9 @@ pub async fn plan_time_based_as_of(
     Ok(planned)
 }
 
+/// Ids per statement when marking follow-ups announced.
+const ID_CHUNK: usize = 10_000;
+
 /// Announces follow-ups whose send time has come: marks up to `limit` and
 /// emits `follow_up.due` for each, exactly once even when several replicas
 /// sweep at the same time (the conditional update lets one win). Returns how
@@ -325,14 +328,20 @@ pub async fn announce_due(store: &Store, limit: u64) -> DomainResult<usize> {
     for (clinic, ids) in by_clinic {
         let system = Principal::system(clinic);
         let mut write = store.write(&system).await?;
-        let marked = system
-            .update_rows::<follow_ups::Entity>()
-            .col_expr(follow_ups::Column::DueNotifiedAt, Expr::value(write.now))
-            .filter(follow_ups::Column::Id.is_in(ids))
-            .filter(follow_ups::Column::DueNotifiedAt.is_null())
-            .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
-            .exec_with_returning(&*write.txn)
-            .await?;
+        let mut marked = Vec::with_capacity(ids.len());
+        // SQLite binds at most 32,766 values in one statement.
+        for chunk in ids.chunks(ID_CHUNK) {
+            marked.extend(
+                system
+                    .update_rows::<follow_ups::Entity>()
+                    .col_expr(follow_ups::Column::DueNotifiedAt, Expr::value(write.now))
+                    .filter(follow_ups::Column::Id.is_in(chunk.iter().copied()))
+                    .filter(follow_ups::Column::DueNotifiedAt.is_null())
+                    .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
+                    .exec_with_returning(&*write.txn)
+                    .await?,
+            );
+        }
         for follow_up in &marked {
             write.emit(Event::FollowUpDue(notice(follow_up)));
         }
