@@ -229,9 +229,10 @@ async fn connect(database: &DatabaseConfig) -> anyhow::Result<Db> {
 /// and then finding no clinic in it.
 async fn connect_existing(database: &DatabaseConfig) -> anyhow::Result<Db> {
     let url = &database.database_url;
-    if let Some(path) = sqlite_file(url)
-        && !std::path::Path::new(path).exists()
+    if let Some(path) = db::sqlite_file_of(url)
+        && !path.exists()
     {
+        let path = path.display();
         anyhow::bail!(
             "no database at {path} (from {}); create one with `journeymap serve --demo`, \
              `journeymap migrate` or `journeymap clinic create`, or pass --database-url",
@@ -243,15 +244,6 @@ async fn connect_existing(database: &DatabaseConfig) -> anyhow::Result<Db> {
         .with_context(|| format!("cannot open the database at {}", db::redact(url)))?;
     db.migrate().await.context("cannot apply migrations")?;
     Ok(db)
-}
-
-/// The file of an `sqlite:` URL (`sqlite://journeymap.db?mode=rwc` →
-/// `journeymap.db`); `None` for other URLs and in-memory databases.
-fn sqlite_file(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("sqlite:")?;
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty() && !path.contains(":memory:") && !url.contains("mode=memory")).then_some(path)
 }
 
 /// How a refused command reads: bad input names the flag at fault; other
@@ -382,9 +374,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Backup { to } => {
             let url = &cli.database.database_url;
-            if let Some(path) = sqlite_file(url)
-                && !std::path::Path::new(path).exists()
+            if let Some(path) = db::sqlite_file_of(url)
+                && !path.exists()
             {
+                let path = path.display();
                 anyhow::bail!("no database at {path} (from {})", db::redact(url));
             }
             let db = Db::connect(&cli.database)
@@ -444,7 +437,7 @@ async fn restore(
         sea_orm::DbBackend::Sqlite
     };
     let migration = backup::check_backup(backend, from).await?;
-    let target = sqlite_file(url).map(std::path::PathBuf::from);
+    let target = db::sqlite_file_of(url);
     if postgres {
         db::ensure_postgres_database(url)
             .await

@@ -95,7 +95,7 @@ impl Db {
                 .await?;
             SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
         } else if url.starts_with("sqlite:") {
-            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let in_memory = sqlite_file_of(url).is_none();
             let mut options = SqliteConnectOptions::from_str(url)?
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
@@ -326,6 +326,44 @@ pub async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
         .await?;
     }
     Ok(())
+}
+
+/// Inserts `rows` in statements small enough for every backend's parameter
+/// limit (SQLite takes at most 32,766 values a statement), sized by the
+/// table's column count.
+pub async fn insert_all<M, C>(conn: &C, rows: Vec<M>) -> Result<(), DbErr>
+where
+    M: sea_orm::IntoActiveModel<
+            <<M as sea_orm::ModelTrait>::Entity as sea_orm::EntityTrait>::ActiveModel,
+        > + sea_orm::ModelTrait,
+    C: sea_orm::ConnectionTrait,
+{
+    use sea_orm::{EntityTrait, Iterable};
+    let columns = <<M as sea_orm::ModelTrait>::Entity as EntityTrait>::Column::iter().count();
+    let rows_per_statement = (30_000 / columns.max(1)).clamp(1, 1500);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows
+            .by_ref()
+            .take(rows_per_statement)
+            .map(sea_orm::IntoActiveModel::into_active_model)
+            .collect();
+        <M as sea_orm::ModelTrait>::Entity::insert_many(chunk)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The file of an `sqlite:` URL (`sqlite://journeymap.db?mode=rwc` →
+/// `journeymap.db`), as the driver reads it; `None` for other URLs and
+/// in-memory databases.
+pub fn sqlite_file_of(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
 }
 
 #[cfg(test)]

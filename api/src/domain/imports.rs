@@ -22,7 +22,7 @@ use std::{
 
 use chrono::NaiveDate;
 use entity::{consents, journeys, pathways, patients, stages};
-use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use sea_orm::{ColumnTrait, QueryFilter};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -923,26 +923,8 @@ async fn write_batch(
             new_rows.push(patient.as_ref().clone());
         }
     }
-    for chunk in new_rows.chunks(BATCH_ROWS) {
-        patients::Entity::insert_many(
-            chunk
-                .iter()
-                .cloned()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .exec_without_returning(&*write.txn)
-        .await?;
-    }
-    for chunk in consent_rows.chunks(BATCH_ROWS) {
-        consents::Entity::insert_many(
-            chunk
-                .iter()
-                .cloned()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .exec_without_returning(&*write.txn)
-        .await?;
-    }
+    crate::db::insert_all(&*write.txn, new_rows).await?;
+    crate::db::insert_all(&*write.txn, consent_rows).await?;
     for (row, plan) in planned {
         let patient_id = match plan {
             Plan::Create(patient, _) => {

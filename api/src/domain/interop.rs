@@ -11,7 +11,7 @@ use entity::{
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use super::{DomainResult, Store, access};
+use super::{DomainResult, Store, access, records::rows_of_patient};
 use crate::{
     audit::AuditEntry,
     auth::{Permission, Principal},
@@ -60,12 +60,14 @@ pub async fn patient_record(
     access::require(who, Permission::JourneysRead, "reading journeys")?;
     let conn = store.db.conn();
     let patient = who.get::<patients::Entity, _>(conn, id, "patient").await?;
-    let journeys = who
-        .select::<journeys::Entity>()
-        .filter(journeys::Column::PatientId.eq(id))
-        .order_by_asc(journeys::Column::StartedAt)
-        .all(conn)
-        .await?;
+    let journeys = rows_of_patient::<journeys::Entity, _>(
+        conn,
+        who,
+        journeys::Column::PatientId,
+        id,
+        journeys::Column::StartedAt,
+    )
+    .await?;
     let journey_ids: Vec<Uuid> = journeys.iter().map(|j| j.id).collect();
     let pathway_ids: Vec<Uuid> = journeys.iter().map(|j| j.pathway_id).collect();
     let transitions = who
@@ -85,30 +87,38 @@ pub async fn patient_record(
         .filter(stages::Column::PathwayId.is_in(pathway_ids))
         .all(conn)
         .await?;
-    let touchpoints = who
-        .select::<touchpoints::Entity>()
-        .filter(touchpoints::Column::PatientId.eq(id))
-        .order_by_asc(touchpoints::Column::OccurredAt)
-        .all(conn)
-        .await?;
-    let feedback = who
-        .select::<feedback::Entity>()
-        .filter(feedback::Column::PatientId.eq(id))
-        .order_by_asc(feedback::Column::SubmittedAt)
-        .all(conn)
-        .await?;
-    let follow_ups = who
-        .select::<follow_ups::Entity>()
-        .filter(follow_ups::Column::PatientId.eq(id))
-        .order_by_asc(follow_ups::Column::DueAt)
-        .all(conn)
-        .await?;
-    let consents = who
-        .select::<consents::Entity>()
-        .filter(consents::Column::PatientId.eq(id))
-        .order_by_asc(consents::Column::OccurredAt)
-        .all(conn)
-        .await?;
+    let touchpoints = rows_of_patient::<touchpoints::Entity, _>(
+        conn,
+        who,
+        touchpoints::Column::PatientId,
+        id,
+        touchpoints::Column::OccurredAt,
+    )
+    .await?;
+    let feedback = rows_of_patient::<feedback::Entity, _>(
+        conn,
+        who,
+        feedback::Column::PatientId,
+        id,
+        feedback::Column::SubmittedAt,
+    )
+    .await?;
+    let follow_ups = rows_of_patient::<follow_ups::Entity, _>(
+        conn,
+        who,
+        follow_ups::Column::PatientId,
+        id,
+        follow_ups::Column::DueAt,
+    )
+    .await?;
+    let consents = rows_of_patient::<consents::Entity, _>(
+        conn,
+        who,
+        consents::Column::PatientId,
+        id,
+        consents::Column::OccurredAt,
+    )
+    .await?;
     audit(store, who, "fhir.patient.everything", id).await?;
     Ok(PatientRecord {
         patient,

@@ -2,12 +2,10 @@
 //! everything held about one (a data-access request). Both need
 //! `privacy:manage`, and both are on the audit log.
 
-use entity::{
-    ClinicOwned, events, feedback, follow_ups, journeys, patients, stage_transitions, touchpoints,
-};
+use entity::{events, feedback, follow_ups, journeys, patients, stage_transitions, touchpoints};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, sea_query::Expr,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -19,22 +17,6 @@ use crate::{
     events::{Event, PatientErased, stamp},
     ids::{IdKind, PatientId},
 };
-
-/// The rows of `E` whose `column` names patient `id`, ordered by `order`.
-async fn of_patient<E: ClinicOwned, C: ConnectionTrait>(
-    conn: &C,
-    who: &Principal,
-    column: E::Column,
-    id: Uuid,
-    order: E::Column,
-) -> DomainResult<Vec<E::Model>> {
-    Ok(who
-        .select::<E>()
-        .filter(column.eq(id))
-        .order_by_asc(order)
-        .all(conn)
-        .await?)
-}
 
 /// Erases a patient's identity, contact details and everything written about
 /// them (touchpoint summaries, feedback comments, notes), keeping the
@@ -186,7 +168,7 @@ pub async fn export(store: &Store, who: &Principal, id: Uuid) -> DomainResult<se
         .get::<patients::Entity, _>(conn, id, "patient")
         .await
         .map_err(|e| e.referenced_by("patientId"))?;
-    let journeys = of_patient::<journeys::Entity, _>(
+    let journeys = super::records::rows_of_patient::<journeys::Entity, _>(
         conn,
         who,
         journeys::Column::PatientId,
@@ -201,7 +183,7 @@ pub async fn export(store: &Store, who: &Principal, id: Uuid) -> DomainResult<se
         .order_by_asc(stage_transitions::Column::OccurredAt)
         .all(conn)
         .await?;
-    let touchpoints = of_patient::<touchpoints::Entity, _>(
+    let touchpoints = super::records::rows_of_patient::<touchpoints::Entity, _>(
         conn,
         who,
         touchpoints::Column::PatientId,
@@ -209,7 +191,7 @@ pub async fn export(store: &Store, who: &Principal, id: Uuid) -> DomainResult<se
         touchpoints::Column::OccurredAt,
     )
     .await?;
-    let feedback = of_patient::<feedback::Entity, _>(
+    let feedback = super::records::rows_of_patient::<feedback::Entity, _>(
         conn,
         who,
         feedback::Column::PatientId,
@@ -217,7 +199,7 @@ pub async fn export(store: &Store, who: &Principal, id: Uuid) -> DomainResult<se
         feedback::Column::SubmittedAt,
     )
     .await?;
-    let follow_ups = of_patient::<follow_ups::Entity, _>(
+    let follow_ups = super::records::rows_of_patient::<follow_ups::Entity, _>(
         conn,
         who,
         follow_ups::Column::PatientId,

@@ -3,7 +3,7 @@
 //! erased cannot gain new records.
 
 use entity::{ClinicOwned, patients};
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use super::{DomainError, DomainResult};
@@ -102,4 +102,20 @@ where
         ));
     }
     Ok(record)
+}
+
+/// The rows of `E` whose `column` names patient `id`, ordered by `order`.
+pub(super) async fn rows_of_patient<E: ClinicOwned, C: ConnectionTrait>(
+    conn: &C,
+    who: &Principal,
+    column: E::Column,
+    id: Uuid,
+    order: E::Column,
+) -> DomainResult<Vec<E::Model>> {
+    Ok(who
+        .select::<E>()
+        .filter(column.eq(id))
+        .order_by_asc(order)
+        .all(conn)
+        .await?)
 }

@@ -17,8 +17,7 @@ use entity::{
 };
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
-    sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, IntoActiveModel, QueryFilter, sea_query::Expr,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -160,7 +159,7 @@ pub async fn demo(db: &Db, options: &SeedOptions) -> DomainResult<SeedReport> {
 
     let txn = db.begin_write().await?;
     crate::domain::clinics::insert(&*txn, &clinic).await?;
-    insert_all(&*txn, staff_rows.clone()).await?;
+    crate::db::insert_all(&*txn, staff_rows.clone()).await?;
     for pathway in &pathways {
         pathway
             .row
@@ -168,12 +167,12 @@ pub async fn demo(db: &Db, options: &SeedOptions) -> DomainResult<SeedReport> {
             .into_active_model()
             .insert(&*txn)
             .await?;
-        insert_all(
+        crate::db::insert_all(
             &*txn,
             pathway.stages.iter().map(|s| s.row.clone()).collect(),
         )
         .await?;
-        insert_all(
+        crate::db::insert_all(
             &*txn,
             pathway
                 .stages
@@ -218,13 +217,13 @@ pub async fn demo(db: &Db, options: &SeedOptions) -> DomainResult<SeedReport> {
         report.feedback += batch.feedback.len();
         report.follow_ups += batch.follow_ups.len();
         let txn = db.begin_write().await?;
-        insert_all(&*txn, batch.patients).await?;
-        insert_all(&*txn, batch.consents).await?;
-        insert_all(&*txn, batch.journeys).await?;
-        insert_all(&*txn, batch.transitions).await?;
-        insert_all(&*txn, batch.touchpoints).await?;
-        insert_all(&*txn, batch.feedback).await?;
-        insert_all(&*txn, batch.follow_ups).await?;
+        crate::db::insert_all(&*txn, batch.patients).await?;
+        crate::db::insert_all(&*txn, batch.consents).await?;
+        crate::db::insert_all(&*txn, batch.journeys).await?;
+        crate::db::insert_all(&*txn, batch.transitions).await?;
+        crate::db::insert_all(&*txn, batch.touchpoints).await?;
+        crate::db::insert_all(&*txn, batch.feedback).await?;
+        crate::db::insert_all(&*txn, batch.follow_ups).await?;
         txn.commit().await?;
         made += size;
         if total >= 20_000 && made % 20_000 == 0 {
@@ -271,31 +270,6 @@ pub async fn demo(db: &Db, options: &SeedOptions) -> DomainResult<SeedReport> {
     // Fresh statistics, so the query planner knows the tables' new sizes.
     db.conn().execute_unprepared("ANALYZE").await?;
     Ok(report)
-}
-
-/// Inserts rows in statements small enough for every backend's parameter limit.
-async fn insert_all<M, C>(conn: &C, rows: Vec<M>) -> DomainResult<()>
-where
-    M: IntoActiveModel<<<M as sea_orm::ModelTrait>::Entity as EntityTrait>::ActiveModel>
-        + sea_orm::ModelTrait,
-    C: ConnectionTrait,
-{
-    use sea_orm::Iterable;
-    // SQLite takes at most 32,766 parameters a statement.
-    let columns = <<M as sea_orm::ModelTrait>::Entity as EntityTrait>::Column::iter().count();
-    let rows_per_statement = (30_000 / columns.max(1)).clamp(1, 1500);
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<_> = rows
-            .by_ref()
-            .take(rows_per_statement)
-            .map(IntoActiveModel::into_active_model)
-            .collect();
-        <M as sea_orm::ModelTrait>::Entity::insert_many(chunk)
-            .exec_without_returning(conn)
-            .await?;
-    }
-    Ok(())
 }
 
 fn build_pathways(rng: &mut StdRng, clinic_id: Uuid, founded: DateTime<Utc>) -> Vec<SeededPathway> {
