@@ -13,7 +13,7 @@ const CARD_WIDTH: f64 = 176.0;
 const GAP: f64 = 64.0;
 const MARGIN: f64 = 40.0;
 const CARD_TOP: f64 = 118.0;
-const CARD_HEIGHT: f64 = 234.0;
+const CARD_HEIGHT: f64 = 250.0;
 const MAX_BAND: f64 = 36.0;
 const CURVE_TOP: f64 = 490.0;
 const CURVE_HEIGHT: f64 = 130.0;
@@ -387,15 +387,20 @@ fn render_outreach(svg: &mut String, x: f64, stats: &StageStats) {
         );
         return;
     }
+    // On a line of its own: beside "made" it runs into the strip's label.
     let blocked_note = if blocked > 0 {
-        format!(r##" · <tspan fill="{DROPPED}">{blocked} blocked</tspan>"##)
+        format!(
+            r##"<text x="{bx:.1}" y="{y:.1}" font-size="10" fill="{DROPPED}">{blocked} blocked</text>"##,
+            bx = x + 12.0,
+            y = top + 53.0,
+        )
     } else {
         String::new()
     };
     let share = |n: u64| inner * n as f64 / planned as f64;
     let _ = write!(
         svg,
-        r##"<g><title>{planned} planned, {sent} made, {answered} answered within 72 h, {advanced} moved on within 14 days, {blocked} blocked</title><text x="{rx:.1}" y="{ly:.1}" font-size="10" text-anchor="end" fill="#374151">{sent}/{planned} made{blocked_note}</text><rect x="{bx:.1}" y="{by:.1}" width="{inner:.1}" height="7" rx="3.5" fill="#e5e7eb"/><rect x="{bx:.1}" y="{by:.1}" width="{ws:.1}" height="7" rx="3.5" fill="{FORWARD}" fill-opacity="0.6"/><rect x="{bx:.1}" y="{by:.1}" width="{wa:.1}" height="7" rx="3.5" fill="{DONE}"/><text x="{bx:.1}" y="{ty:.1}" font-size="11" fill="#374151">{answer} answered · {advance} moved on</text></g>"##,
+        r##"<g><title>{planned} planned, {sent} made, {answered} answered within 72 h, {advanced} moved on within 14 days, {blocked} blocked</title><text x="{rx:.1}" y="{ly:.1}" font-size="10" text-anchor="end" fill="#374151">{sent}/{planned} made</text><rect x="{bx:.1}" y="{by:.1}" width="{inner:.1}" height="7" rx="3.5" fill="#e5e7eb"/><rect x="{bx:.1}" y="{by:.1}" width="{ws:.1}" height="7" rx="3.5" fill="{FORWARD}" fill-opacity="0.6"/><rect x="{bx:.1}" y="{by:.1}" width="{wa:.1}" height="7" rx="3.5" fill="{DONE}"/><text x="{bx:.1}" y="{ty:.1}" font-size="11" fill="#374151">{answer} answered · {advance} moved on</text>{blocked_note}</g>"##,
         rx = x + CARD_WIDTH - 12.0,
         ly = top + 13.0,
         bx = x + 12.0,
