@@ -449,7 +449,7 @@ print(str(verify(open(sys.argv[1]).read(), json.load(open(sys.argv[2])), open(sy
 
 def postgres_section(clone, env, work):
     """The README's PostgreSQL lines, as written."""
-    blocks = [b for b in fenced("sh") if "JOURNEYMAP_DATABASE_URL=postgres://" in b]
+    blocks = [b for b in fenced("sh") if "JOURNEYMAP_DATABASE_URL=postgres://" in b and "serve --demo" in b]
     if len(blocks) != 1:
         fail("expected the README's PostgreSQL block")
     lines = logical_lines(blocks[0])
