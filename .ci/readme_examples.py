@@ -360,6 +360,25 @@ def run(clone, env, release, work):
     demo.stop()
     passed("serve --demo stops cleanly on Ctrl-C")
 
+    # 4b. Backups and restore: the README's SQLite lines, in the clone, where
+    # the demo's journeymap.db is the default database.
+    backup = one(readme_commands("journeymap backup"), "--to journeymap-", "the SQLite backup")
+    restore = one(readme_commands("journeymap restore"), "--from", "the restore")
+    sh(backup, clone, path_env, backup)
+    sh(restore, clone, path_env, restore)
+    import sqlite3
+
+    restored = sqlite3.connect(clone / "restored.db")
+    checked = restored.execute("PRAGMA integrity_check").fetchall()
+    patients = restored.execute("SELECT COUNT(*) FROM patients").fetchone()[0]
+    restored.close()
+    if checked != [("ok",)] or patients != 601:
+        fail(f"the restored database: integrity {checked}, {patients} patients (601 expected)")
+    again = subprocess.run(["bash", "-c", restore], cwd=clone, env=path_env, capture_output=True, text=True)
+    if again.returncode == 0 or "--force" not in again.stderr:
+        fail(f"a second restore over the restored database: exit {again.returncode}, {again.stderr}")
+    passed("README: journeymap backup and restore (SQLite): intact, every patient, a second restore refused")
+
     # 5. Webhooks: the README's endpoint example against a server that may
     # deliver to this machine, then its verification snippets on a delivery.
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
@@ -471,6 +490,14 @@ def postgres_section(clone, env, work):
             fail(f"the PostgreSQL demo: {answer}")
         server.stop()
         passed("README: JOURNEYMAP_DATABASE_URL=postgres://… cargo run --release -- serve --demo")
+        # The README's PostgreSQL backup line, on the database just served.
+        backup = one(readme_commands("journeymap backup"), "postgres://", "the PostgreSQL backup")
+        path_env = dict(env, PATH=f"{Path(env['CARGO_TARGET_DIR']) / 'release'}:{env['PATH']}")
+        sh(backup, work, path_env, backup)
+        listed = sh("pg_restore --list jm.dump", work, path_env, "pg_restore --list jm.dump")
+        if "TABLE DATA public patients" not in listed:
+            fail(f"jm.dump lacks the patients: {listed[:2000]}")
+        passed("README: journeymap backup --database-url postgres://… (pg_dump archive with the patients)")
     finally:
         subprocess.run(psql + [f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'], capture_output=True)
 

@@ -21,8 +21,12 @@ use crate::{
 /// A configured, migrated Journeymap, ready to start serving.
 pub struct App {
     state: AppState,
+    /// Stops serving: the listener, the webhook worker, the sweeper.
     shutdown: CancellationToken,
+    /// Stops, after the last request and socket: the audit writer, the relay.
+    finish: CancellationToken,
     background: Vec<JoinHandle<()>>,
+    last: Vec<JoinHandle<()>>,
 }
 
 impl App {
@@ -55,7 +59,8 @@ impl App {
         );
         let store = Store::new(db.clone());
         let shutdown = CancellationToken::new();
-        let (audit, audit_task) = AuditSink::start(db, shutdown.clone());
+        let finish = CancellationToken::new();
+        let (audit, audit_task) = AuditSink::start(db, finish.clone());
         let budget = Arc::new(CostBudget::new(
             config.rate_limit_capacity,
             config.rate_limit_refill_per_second,
@@ -73,13 +78,12 @@ impl App {
                 max_complexity: config.max_query_complexity,
             },
         );
-        let mut background = vec![audit_task];
-        background.push(tokio::spawn(housekeeping(
+        let background = vec![tokio::spawn(housekeeping(
             store.clone(),
             budget.clone(),
             logins,
             shutdown.clone(),
-        )));
+        ))];
         Ok(Self {
             state: AppState {
                 store,
@@ -89,9 +93,12 @@ impl App {
                 audit,
                 metrics: Arc::new(Metrics::new()),
                 config: Arc::new(config),
+                lifecycle: http::Lifecycle::default(),
             },
             shutdown,
+            finish,
             background,
+            last: vec![audit_task],
         })
     }
 
@@ -128,6 +135,7 @@ impl App {
             Ok(ready) => ready,
             Err(error) => {
                 self.shutdown.cancel();
+                self.finish.cancel();
                 return Err(error);
             }
         };
@@ -145,11 +153,11 @@ impl App {
         });
         let store = &self.state.store;
         if store.db.backend() == sea_orm::DbBackend::Postgres {
-            self.background.push(tokio::spawn(db::uncounted(
+            self.last.push(tokio::spawn(db::uncounted(
                 crate::events::relay::relay_notifications(
                     store.db.clone(),
                     store.bus.clone(),
-                    self.shutdown.clone(),
+                    self.finish.clone(),
                 ),
             )));
         }
@@ -175,8 +183,10 @@ impl App {
         Ok(RunningServer {
             addr,
             shutdown: self.shutdown,
+            finish: self.finish,
             task,
             background: self.background,
+            last: self.last,
             state: self.state,
         })
     }
@@ -186,8 +196,10 @@ impl App {
 pub struct RunningServer {
     addr: SocketAddr,
     shutdown: CancellationToken,
+    finish: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
     background: Vec<JoinHandle<()>>,
+    last: Vec<JoinHandle<()>>,
     state: AppState,
 }
 
@@ -201,27 +213,64 @@ impl RunningServer {
         &self.state.store
     }
 
-    /// Stops accepting connections, lets in-flight requests finish for up to
-    /// `grace`, writes pending audit entries, then closes the database pool.
+    /// Shuts down at once: see [`RunningServer::shutdown_after`].
     pub async fn shutdown(self, grace: Duration) {
+        self.shutdown_after(Duration::ZERO, grace).await
+    }
+
+    /// Turns readiness to 503 and keeps serving for `delay`; then stops
+    /// accepting connections, closes WebSocket connections with 1001, lets
+    /// in-flight requests and webhook sends finish within `grace` (sends
+    /// that do not give their lease back), writes pending audit entries,
+    /// and closes the database pool.
+    pub async fn shutdown_after(self, delay: Duration, grace: Duration) {
+        let lifecycle = self.state.lifecycle.clone();
+        lifecycle.drain();
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_secs = delay.as_secs_f64(),
+                "not ready; serving on until the listener closes"
+            );
+            tokio::time::sleep(delay).await;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
         self.shutdown.cancel();
+        lifecycle.going_away().cancel();
+        lifecycle.sockets().close();
         let mut task = self.task;
-        if tokio::time::timeout(grace, &mut task).await.is_err() {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
             tracing::warn!("requests still running after the grace period; closing anyway");
             task.abort();
         }
+        if tokio::time::timeout_at(deadline, lifecycle.sockets().wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("WebSocket connections still open after the grace period");
+        }
         for job in self.background {
-            let _ = tokio::time::timeout(grace, job).await;
+            let _ = tokio::time::timeout_at(deadline, job).await;
+        }
+        // The audit writer flushes what the last requests and sockets wrote.
+        self.finish.cancel();
+        for job in self.last {
+            let _ = tokio::time::timeout(grace.max(Duration::from_secs(1)), job).await;
         }
         self.state.store.db.close().await;
     }
 
-    /// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.
+    /// Serves until Ctrl-C or SIGTERM, then shuts down gracefully; after
+    /// SIGTERM (what an orchestrator sends) readiness is 503 for
+    /// `--shutdown-delay-secs` first.
     pub async fn run_until_signalled(self) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
-        shutdown_signal().await;
+        let delay = match shutdown_signal().await {
+            Signal::Terminate => Duration::from_secs(self.state.config.shutdown_delay_secs),
+            Signal::Interrupt => Duration::ZERO,
+        };
         tracing::info!("shutting down");
-        self.shutdown(grace).await;
+        self.shutdown_after(delay, grace).await;
+        tracing::info!("stopped");
         Ok(())
     }
 }
@@ -298,7 +347,15 @@ async fn sweep_follow_ups(store: Store, interval: Duration, shutdown: Cancellati
     }
 }
 
-async fn shutdown_signal() {
+/// The signal that stops the server.
+enum Signal {
+    /// Ctrl-C (SIGINT): a person at a terminal.
+    Interrupt,
+    /// SIGTERM: an orchestrator or service manager.
+    Terminate,
+}
+
+async fn shutdown_signal() -> Signal {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -314,7 +371,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+        _ = ctrl_c => Signal::Interrupt,
+        _ = terminate => Signal::Terminate,
     }
 }

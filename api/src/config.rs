@@ -203,6 +203,12 @@ pub struct ServeConfig {
     /// Seconds to let in-flight requests finish after Ctrl-C or SIGTERM.
     #[arg(long, env = "JOURNEYMAP_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// Seconds between SIGTERM and no longer accepting requests: `/readyz`
+    /// answers 503 at once, so a load balancer stops sending new requests
+    /// before the listener closes (Ctrl-C skips the wait).
+    #[arg(long, env = "JOURNEYMAP_SHUTDOWN_DELAY_SECS", default_value_t = 2)]
+    pub shutdown_delay_secs: u64,
 }
 
 impl ServeConfig {
@@ -233,6 +239,7 @@ impl ServeConfig {
             sweep_interval_secs: 30,
             idempotency_key_ttl_secs: 24 * 3600,
             shutdown_grace_secs: 10,
+            shutdown_delay_secs: 2,
         }
     }
 
@@ -248,6 +255,12 @@ impl ServeConfig {
             schedule: parse_schedule(&self.webhook_retry_schedule)?,
             lease: Duration::from_secs(self.webhook_lease_secs.max(1)),
             concurrency: self.webhook_concurrency,
+            // Sends still running this long after shutdown began give their
+            // lease back, so another replica takes them at once; within the
+            // grace period, leaving a second to write the releases.
+            drain: Duration::from_secs(self.webhook_timeout_secs.max(1)).min(Duration::from_secs(
+                self.shutdown_grace_secs.saturating_sub(1),
+            )),
             poll: Duration::from_millis(500),
             allow_private: self.allow_private_webhook_targets,
         })
@@ -281,6 +294,9 @@ pub struct DeliveryConfig {
     pub lease: Duration,
     /// Deliveries in flight at once, per process.
     pub concurrency: usize,
+    /// How long sends in flight at shutdown may take before their deliveries
+    /// are released.
+    pub drain: Duration,
     /// How often workers look for due deliveries when nothing wakes them.
     pub poll: Duration,
     /// Allow loopback, private and link-local targets (for tests and labs).

@@ -16,6 +16,7 @@ mod journeys;
 mod operations;
 mod outreach;
 mod replicas;
+mod restarts;
 mod schema;
 mod server;
 mod statements;

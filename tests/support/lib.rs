@@ -747,6 +747,40 @@ impl WsClient {
         }
     }
 
+    /// Connects to `addr` and completes `connection_init`, or `None` when the
+    /// server is not there (down, or shutting down).
+    pub async fn try_connect_to_with_token(addr: SocketAddr, token: &str) -> Option<Self> {
+        let (socket, _) = tokio_tungstenite::connect_async(
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("ws://{addr}/graphql/ws"),
+            )
+            .map(|mut request| {
+                request.headers_mut().insert(
+                    "sec-websocket-protocol",
+                    "graphql-transport-ws".parse().unwrap(),
+                );
+                request
+            })
+            .ok()?,
+        )
+        .await
+        .ok()?;
+        let mut client = Self { socket };
+        use futures::SinkExt;
+        let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } });
+        client
+            .socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                init.to_string().into(),
+            ))
+            .await
+            .ok()?;
+        match client.next_within(Duration::from_secs(10)).await {
+            Some(WsEvent::Message(m)) if m["type"] == "connection_ack" => Some(client),
+            _ => None,
+        }
+    }
+
     pub async fn send(&mut self, message: Value) {
         use futures::SinkExt;
         self.socket
@@ -992,6 +1026,25 @@ impl ServerProcess {
             addr,
             logs,
         }
+    }
+
+    /// Sends SIGTERM, as an orchestrator does before a restart.
+    pub fn terminate(&self) {
+        use nix::{
+            sys::signal::{Signal, kill},
+            unistd::Pid,
+        };
+        let pid = self.child.id().expect("the server process is running");
+        kill(Pid::from_raw(pid as i32), Signal::SIGTERM).expect("SIGTERM");
+    }
+
+    /// How the process exited, once it has within `wait` (`None` if it is
+    /// still running then).
+    pub async fn exited_within(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(wait, self.child.wait())
+            .await
+            .ok()
+            .map(|status| status.expect("wait for the server process"))
     }
 
     /// Kills the process at once (SIGKILL): no graceful shutdown.

@@ -34,7 +34,7 @@ use tower_http::{
 };
 use tracing::{Span, field::Empty};
 
-pub use state::AppState;
+pub use state::{AppState, Lifecycle};
 
 use crate::metrics::HttpLabels;
 
@@ -173,9 +173,15 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: the database answers and every migration is applied.
+/// Readiness: the database answers, every migration is applied, and the
+/// server is not shutting down.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.store.db.is_ready().await {
+    if state.lifecycle.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down\n",
+        )
+    } else if state.store.db.is_ready().await {
         (StatusCode::OK, "ready\n")
     } else {
         (

@@ -4,6 +4,7 @@
 //!
 //! | code | when |
 //! | --- | --- |
+//! | 1001 | the server is shutting down: reconnect (to another replica) and resume from the cursor |
 //! | 4400 | an invalid message |
 //! | 4401 | `subscribe` before `connection_ack` |
 //! | 4403 | missing, invalid, revoked or expired credentials (checked at `connection_init` and every `--ws-recheck-secs`, a minute by default, after) |
@@ -62,7 +63,10 @@ pub async fn upgrade(
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE);
     let spoken = ws.selected_protocol().is_some();
+    // Shutdown waits for open sockets to send their close frame.
+    let open = state.lifecycle.sockets().token();
     ws.on_upgrade(move |socket| async move {
+        let _open = open;
         if spoken {
             Connection::new(state, peer).run(socket).await;
         } else {
@@ -139,8 +143,12 @@ impl Connection {
             self.state.config.ws_recheck_secs.max(1),
         ));
         recheck.tick().await;
+        let going_away = self.state.lifecycle.going_away().clone();
         let closing: Option<Closing> = loop {
             tokio::select! {
+                _ = going_away.cancelled() => {
+                    break Some(Closing(1001, "Server shutting down".into()));
+                }
                 _ = &mut init_deadline, if !self.initialised => {
                     break Some(Closing(4408, "Connection initialisation timeout".into()));
                 }

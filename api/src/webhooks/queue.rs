@@ -200,6 +200,30 @@ pub async fn postpone(
     txn.commit().await
 }
 
+/// Gives back the leases of claimed deliveries whose send was cut short (at
+/// shutdown), so another worker takes them at once rather than when the lease
+/// runs out. The receiver may have seen the cut-short attempt: the next one
+/// carries the same `webhook-id`, by which receivers deduplicate.
+pub async fn release(db: &Db, deliveries: &[webhook_deliveries::Model]) -> Result<(), DbErr> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let txn = db.begin_write().await?;
+    for delivery in deliveries {
+        Principal::system(delivery.clinic_id)
+            .update_rows::<webhook_deliveries::Entity>()
+            .col_expr(
+                webhook_deliveries::Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(webhook_deliveries::Column::Id.eq(delivery.id))
+            .filter(webhook_deliveries::Column::Status.eq(status::PENDING))
+            .exec(&*txn)
+            .await?;
+    }
+    txn.commit().await
+}
+
 /// The body of a delivery: the event's envelope (test messages carry their
 /// own), with names, contact details and comments only for endpoints that
 /// opted in. `None` when the event no longer exists.

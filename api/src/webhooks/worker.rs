@@ -2,14 +2,18 @@
 //! signs them per Standard Webhooks ([`super::signing`]), sends them to
 //! targets that pass [`super::targets`], and settles each attempt.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use chrono::Utc;
 use entity::{webhook_deliveries, webhook_endpoints};
 use reqwest::{StatusCode, header::HeaderMap};
 use sea_orm::DbErr;
-use tokio::sync::Semaphore;
+use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::{
     queue::{self, Outcome, Settled},
@@ -22,7 +26,9 @@ use crate::{
     metrics::Metrics,
 };
 
-/// Runs the delivery workers until `shutdown`, then lets in-flight sends finish.
+/// Runs the delivery workers until `shutdown`, then lets in-flight sends
+/// finish for up to `config.drain` and releases the leases of those that did
+/// not, so another replica sends them at once.
 pub async fn run(
     db: Db,
     bus: EventBus,
@@ -50,7 +56,11 @@ pub async fn run(
     let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let lease = chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::seconds(60));
+    let mut sending = JoinSet::new();
+    // Claimed and not settled yet, by id.
+    let unsettled: Arc<Mutex<HashMap<Uuid, webhook_deliveries::Model>>> = Arc::default();
     loop {
+        while sending.try_join_next().is_some() {}
         if shutdown.is_cancelled() {
             break;
         }
@@ -81,34 +91,66 @@ pub async fn run(
             }
             continue;
         }
+        {
+            let mut unsettled = unsettled.lock().expect("unsettled deliveries");
+            for delivery in &claimed {
+                unsettled.insert(delivery.id, delivery.clone());
+            }
+        }
         for delivery in claimed {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let (db, bus, client, config, metrics) = (
+            let (db, bus, client, config, metrics, unsettled) = (
                 db.clone(),
                 bus.clone(),
                 client.clone(),
                 config.clone(),
                 metrics.clone(),
+                unsettled.clone(),
             );
-            tokio::spawn(db::uncounted(async move {
+            sending.spawn(db::uncounted(async move {
                 match deliver(&db, &bus, &client, &config, &delivery).await {
                     Ok(settled) => metrics.webhook_delivered(settled_label(settled)),
                     Err(error) => {
                         tracing::warn!(?error, delivery = %delivery.id, "a webhook delivery could not be settled; it will be retried")
                     }
                 }
+                unsettled
+                    .lock()
+                    .expect("unsettled deliveries")
+                    .remove(&delivery.id);
                 drop(permit);
             }));
         }
     }
-    // Let in-flight deliveries settle (each is bounded by the timeout).
-    let _ = tokio::time::timeout(
-        config.timeout + Duration::from_secs(1),
-        slots.acquire_many(config.concurrency.max(1) as u32),
-    )
+    let drained = tokio::time::timeout(config.drain, async {
+        while sending.join_next().await.is_some() {}
+    })
     .await;
+    if drained.is_err() {
+        // A send cut off here settles nothing (its transaction rolls back).
+        sending.abort_all();
+        while sending.join_next().await.is_some() {}
+    }
+    let cut_short: Vec<_> = unsettled
+        .lock()
+        .expect("unsettled deliveries")
+        .drain()
+        .map(|(_, delivery)| delivery)
+        .collect();
+    if !cut_short.is_empty() {
+        match queue::release(&db, &cut_short).await {
+            Ok(()) => tracing::info!(
+                deliveries = cut_short.len(),
+                "released the leases of webhook sends cut short by shutdown"
+            ),
+            Err(error) => tracing::warn!(
+                ?error,
+                "could not release webhook leases; they are taken over when they run out"
+            ),
+        }
+    }
 }
 
 fn settled_label(settled: Option<Settled>) -> &'static str {
