@@ -328,6 +328,11 @@ pub async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ids bound in one `IN (…)` list at most: SQLite takes at most 32,766 values
+/// a statement, and a clinic of 100,000 patients has more rows than that to
+/// mark or look up at once.
+pub const ID_CHUNK: usize = 10_000;
+
 /// Inserts `rows` in statements small enough for every backend's parameter
 /// limit (SQLite takes at most 32,766 values a statement), sized by the
 /// table's column count.

@@ -31,16 +31,23 @@ impl Principal {
             .await
     }
 
-    /// The rows of `E` with the given ids (those of other clinics are skipped).
+    /// The rows of `E` with the given ids (those of other clinics are
+    /// skipped), read [`super::ID_CHUNK`] ids a statement.
     pub async fn by_ids<E: ClinicOwned, C: ConnectionTrait>(
         &self,
         conn: &C,
         ids: &[Uuid],
     ) -> Result<Vec<<E as EntityTrait>::Model>, DbErr> {
-        self.select::<E>()
-            .filter(E::id_column().is_in(ids.iter().copied()))
-            .all(conn)
-            .await
+        let mut rows = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::ID_CHUNK) {
+            rows.extend(
+                self.select::<E>()
+                    .filter(E::id_column().is_in(chunk.iter().copied()))
+                    .all(conn)
+                    .await?,
+            );
+        }
+        Ok(rows)
     }
 
     /// An update of `E` rows limited to the caller's clinic.

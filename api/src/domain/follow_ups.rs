@@ -698,17 +698,22 @@ pub async fn sweep_overdue(store: &Store, limit: u64) -> DomainResult<usize> {
     for (clinic, ids) in by_clinic {
         let system = Principal::system(clinic);
         let mut write = store.write(&system).await?;
-        let marked = system
-            .update_rows::<follow_ups::Entity>()
-            .col_expr(
-                follow_ups::Column::OverdueNotifiedAt,
-                Expr::value(write.now),
-            )
-            .filter(follow_ups::Column::Id.is_in(ids))
-            .filter(follow_ups::Column::OverdueNotifiedAt.is_null())
-            .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
-            .exec_with_returning(&*write.txn)
-            .await?;
+        let mut marked = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(crate::db::ID_CHUNK) {
+            marked.extend(
+                system
+                    .update_rows::<follow_ups::Entity>()
+                    .col_expr(
+                        follow_ups::Column::OverdueNotifiedAt,
+                        Expr::value(write.now),
+                    )
+                    .filter(follow_ups::Column::Id.is_in(chunk.iter().copied()))
+                    .filter(follow_ups::Column::OverdueNotifiedAt.is_null())
+                    .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
+                    .exec_with_returning(&*write.txn)
+                    .await?,
+            );
+        }
         for follow_up in &marked {
             write.emit(Event::FollowUpOverdue(outreach::notice(follow_up)));
         }

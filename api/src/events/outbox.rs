@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use entity::{event_sequences, events};
 use sea_orm::{
-    ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, Statement,
+    ConnectionTrait, DbBackend, DbErr, Statement,
     sea_query::{Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
@@ -85,8 +85,13 @@ pub async fn append<C: ConnectionTrait>(
     let mut rows: Vec<events::Model> = prepared.into_iter().map(|p| p.row).collect();
     match txn.get_database_backend() {
         DbBackend::Postgres => {
-            let last = append_on_postgres(txn, &rows, replica).await?;
-            number(&mut rows, last);
+            // Statements of at most 4 × 10,000 values (PostgreSQL binds up
+            // to 65,535): one unless a sweep plans thousands at once; the
+            // counter stays locked from the first, so the numbers run on.
+            for chunk in rows.chunks_mut(10_000) {
+                let last = append_on_postgres(txn, chunk, replica).await?;
+                number(chunk, last);
+            }
         }
         _ => append_elsewhere(txn, &mut rows).await?,
     }
@@ -128,10 +133,7 @@ async fn append_elsewhere<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("clinic {clinic_id}")))?;
     number(rows, row.try_get("", "last_sequence")?);
-    events::Entity::insert_many(rows.iter().cloned().map(IntoActiveModel::into_active_model))
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    crate::db::insert_all(txn, rows.to_vec()).await
 }
 
 /// Numbers events that end at sequence `last`.

@@ -349,22 +349,24 @@ pub async fn replan_patient(
         return Ok(0);
     }
     // The old plans give up their keys to their replacements.
-    write
-        .who
-        .update_rows::<follow_ups::Entity>()
-        .col_expr(
-            follow_ups::Column::Status,
-            Expr::value(FollowUpStatus::Cancelled.as_str()),
-        )
-        .col_expr(follow_ups::Column::CancelledAt, Expr::value(write.now))
-        .col_expr(follow_ups::Column::CancelReason, Expr::value(why))
-        .col_expr(
-            follow_ups::Column::PlanKey,
-            Expr::value(Option::<String>::None),
-        )
-        .filter(follow_ups::Column::Id.is_in(replaced.iter().map(|f| f.id)))
-        .exec(&*write.txn)
-        .await?;
+    for chunk in replaced.chunks(crate::db::ID_CHUNK) {
+        write
+            .who
+            .update_rows::<follow_ups::Entity>()
+            .col_expr(
+                follow_ups::Column::Status,
+                Expr::value(FollowUpStatus::Cancelled.as_str()),
+            )
+            .col_expr(follow_ups::Column::CancelledAt, Expr::value(write.now))
+            .col_expr(follow_ups::Column::CancelReason, Expr::value(why))
+            .col_expr(
+                follow_ups::Column::PlanKey,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(follow_ups::Column::Id.is_in(chunk.iter().map(|f| f.id)))
+            .exec(&*write.txn)
+            .await?;
+    }
     let written = insert(write, replacements).await?;
     let by_old: HashMap<Uuid, Uuid> = replaced
         .iter()

@@ -298,9 +298,6 @@ pub async fn plan_time_based_as_of(
     Ok(planned)
 }
 
-/// Ids per statement when marking follow-ups announced.
-const ID_CHUNK: usize = 10_000;
-
 /// Announces follow-ups whose send time has come: marks up to `limit` and
 /// emits `follow_up.due` for each, exactly once even when several replicas
 /// sweep at the same time (the conditional update lets one win). Returns how
@@ -329,8 +326,7 @@ pub async fn announce_due(store: &Store, limit: u64) -> DomainResult<usize> {
         let system = Principal::system(clinic);
         let mut write = store.write(&system).await?;
         let mut marked = Vec::with_capacity(ids.len());
-        // SQLite binds at most 32,766 values in one statement.
-        for chunk in ids.chunks(ID_CHUNK) {
+        for chunk in ids.chunks(crate::db::ID_CHUNK) {
             marked.extend(
                 system
                     .update_rows::<follow_ups::Entity>()
