@@ -8,6 +8,10 @@
 //! items), follow-up → `Task`, consent → `Consent`. A FHIR id is the API id
 //! with `-` for `_` (`pat_0193…` ↔ `pat-0193…`, 36 characters), and the API
 //! id is also carried as an `identifier`.
+//!
+//! The Bulk Data `$export` is [`export`]'s.
+
+pub mod export;
 
 use axum::{
     extract::{Path, State},
@@ -67,6 +71,7 @@ impl<E: Into<HttpError>> From<E> for FhirError {
 
 impl IntoResponse for FhirError {
     fn into_response(self) -> Response {
+        let mut retry_after_secs = None;
         let (status, code, message) = match &self.0 {
             HttpError::Request {
                 status, message, ..
@@ -80,6 +85,10 @@ impl IntoResponse for FhirError {
                 )
             }
             HttpError::Domain(domain) => {
+                if let DomainError::RateLimited { retry_after, .. } = domain {
+                    retry_after_secs =
+                        Some(crate::domain::error::retry_after_seconds(*retry_after));
+                }
                 let status = status_of(domain);
                 let code = match status {
                     StatusCode::UNAUTHORIZED => "login",
@@ -104,6 +113,11 @@ impl IntoResponse for FhirError {
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer error=\"invalid_token\""),
             );
+        }
+        if let Some(seconds) = retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
         response
     }
@@ -358,22 +372,29 @@ pub async fn metadata() -> Response {
             "publisher": "Journeymap",
             "kind": "instance",
             "software": { "name": "Journeymap", "version": env!("CARGO_PKG_VERSION") },
-            "implementation": { "description": "Journeymap patient-journey API, FHIR R4 read" },
+            "implementation": { "description": "Journeymap patient-journey API, FHIR R4 read and Bulk Data export" },
+            "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
             "fhirVersion": "4.0.1",
             "format": ["application/fhir+json"],
             "rest": [{
                 "mode": "server",
-                "security": { "description": "Authorization: Bearer <staff JWT or jm_ API token>, the same credentials and scopes as the GraphQL API (patients:read; $everything also journeys:read)" },
+                "security": { "description": "Authorization: Bearer <staff JWT or jm_ API token>, the same credentials and scopes as the GraphQL API (patients:read; $everything, and $export of other types than Patient and Consent, also journeys:read)" },
                 "resource": [
                     { "type": "Patient", "interaction": [{ "code": "read" }],
-                      "operation": [{ "name": "everything",
-                        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }] },
+                      "operation": [
+                        { "name": "everything",
+                          "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" },
+                        { "name": "export",
+                          "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export" }
+                      ] },
                     { "type": "EpisodeOfCare" },
                     { "type": "Communication" },
                     { "type": "QuestionnaireResponse" },
                     { "type": "Task" },
                     { "type": "Consent" }
                 ],
+                "operation": [{ "name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export" }],
             }],
         }),
     )
