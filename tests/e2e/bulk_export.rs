@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use journeymap::{
-    auth::Permission,
+    auth::{Permission, Role},
     domain::clinics,
     sea_orm::{ConnectionTrait, Statement},
     seed::{self, SeedOptions},
@@ -519,6 +519,10 @@ async fn kick_offs_that_are_refused(app: TestApp) {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // A viewer sees journeys, not patients.
+    let viewer = app.staff_token(Role::Viewer).await;
+    let (status, _, body) = call(&app, Method::GET, Some(&viewer), "/fhir/$export", true).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(
         scalar(&app, "SELECT COUNT(*) FROM bulk_exports").await,
         0,
@@ -611,9 +615,10 @@ async fn kick_offs_that_are_refused(app: TestApp) {
     validate_with_fhir_resources(&[missing_prefer, forbidden, busy, failed]);
 }
 
-/// An export is its requester's: another clinic, and another credential of
-/// the same clinic, are told it is not there; a credential without the
-/// right is refused. `DELETE` cancels: files gone, the status URL 404.
+/// An export is its requester's (an API token, or a staff member's
+/// session): another clinic, and another credential of the same clinic, are
+/// told it is not there; a credential without the right is refused.
+/// `DELETE` cancels: files gone, the status URL 404.
 async fn exports_are_private_and_cancellable(app: TestApp) {
     app.patient("Ada").await;
     let location = kick_off(&app, &app.token, "/fhir/$export").await;
@@ -661,6 +666,20 @@ async fn exports_are_private_and_cancellable(app: TestApp) {
     }
     let (status, _, _) = call(&app, Method::DELETE, Some(&app.token), &location, false).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "cancelled twice");
+    // A staff member's export, polled and downloaded with their session.
+    let coordinator = app.staff_token(Role::Coordinator).await;
+    let theirs = kick_off(&app, &coordinator, "/fhir/$export?_type=Patient").await;
+    let manifest = wait_for_manifest(&app, &coordinator, &theirs).await;
+    let (_, file_of_theirs, _) = outputs(&manifest).into_iter().next().expect("a file");
+    assert_eq!(download(&app, &coordinator, &file_of_theirs).await.len(), 1);
+    let (status, _, _) = call(&app, Method::GET, Some(&app.token), &theirs, false).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the token does not see the staff member's"
+    );
+    let (status, _, _) = call(&app, Method::DELETE, Some(&coordinator), &theirs, false).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(
         scalar(&app, "SELECT COUNT(*) FROM bulk_export_parts").await,
         0,

@@ -50,7 +50,9 @@ pub const MAX_ATTEMPTS: i32 = 3;
 /// One batch of rows of one resource type, with what their mapping needs.
 #[derive(Debug, Clone, Copy)]
 pub enum Batch<'a> {
+    /// `Patient`s.
     Patients(&'a [patients::Model]),
+    /// `EpisodeOfCare`s.
     Journeys {
         journeys: &'a [journeys::Model],
         /// The stage history of these journeys, oldest first.
@@ -59,9 +61,13 @@ pub enum Batch<'a> {
         pathways: &'a [pathways::Model],
         stages: &'a [stages::Model],
     },
+    /// `Communication`s.
     Touchpoints(&'a [touchpoints::Model]),
+    /// `QuestionnaireResponse`s.
     Feedback(&'a [feedback::Model]),
+    /// `Task`s.
     FollowUps(&'a [follow_ups::Model]),
+    /// `Consent`s.
     Consents(&'a [consents::Model]),
 }
 
