@@ -9,7 +9,7 @@ On a fresh clone of this checkout, with nothing but its files:
 - every ``curl`` example of README.md, taken from README.md itself (so the two
   cannot drift), with only its placeholders filled in: ``$TOKEN`` (exported,
   as the README says), the pathway id ``pwy_…`` from the first query's
-  answer, ``$PASSWORD`` from the README's own ``PASSWORD=$(cargo run … staff
+  answer, the bulk export's ``exp_…`` from its kick-off's ``content-location``, ``$PASSWORD`` from the README's own ``PASSWORD=$(cargo run … staff
   create …)`` line, and for the webhook example the receiver's URL;
 - ``TOKEN=$(journeymap token create --clinic glow --name "HubSpot sync")``;
 - the Node.js and Python webhook verification snippets, also taken from
@@ -330,6 +330,7 @@ def run(clone, env, release, work):
     if bundle["resourceType"] != "Bundle" or bundle["entry"][0]["resource"]["name"][0]["given"] != ["Ana"]:
         fail(f"the FHIR $everything: {bundle}")
     passed("README curl: FHIR metadata and a patient's $everything")
+    bulk_export(curls, clone, env)
 
     # 3. PASSWORD=$(cargo run --release -q -- staff create …), then sign in.
     create_staff = one(readme_commands("PASSWORD=$("), "staff create", "the staff create line")
@@ -421,6 +422,55 @@ def run(clone, env, release, work):
 
     # 6. The PostgreSQL section.
     postgres_section(clone, env, work)
+
+
+def bulk_export(curls, clone, env):
+    """The README's Bulk Data export: kick-off, poll until 200, one file; then
+    every line of the files it lists checked by fhir.resources."""
+    head = sh(one(curls, "fhir/$export", "the bulk export kick-off"), clone, env, "the bulk export kick-off")
+    if not head.startswith("HTTP/1.1 202"):
+        fail(f"the bulk export kick-off: {head}")
+    location = re.search(r"^content-location: (\S+)", head, re.M | re.I)
+    if not location or "/fhir/bulk-status/exp_" not in location.group(1):
+        fail(f"the bulk export kick-off named no status URL: {head}")
+    export = location.group(1).rsplit("/", 1)[1]
+    poll = one(curls, "fhir/bulk-status/exp_…", "the bulk export poll").replace("exp_…", export)
+    deadline = time.time() + 120
+    while True:
+        answer = sh(poll, clone, env, "the bulk export poll")
+        status = answer.splitlines()[0] if answer else ""
+        if status.startswith("HTTP/1.1 200"):
+            break
+        if not status.startswith("HTTP/1.1 202") or "x-progress:" not in answer.lower():
+            fail(f"the bulk export poll: {answer}")
+        if time.time() > deadline:
+            fail("the bulk export never finished")
+        time.sleep(0.5)
+    manifest = json.loads(re.split(r"\r?\n\r?\n", answer, maxsplit=1)[1])
+    types = [o["type"] for o in manifest["output"]]
+    if types != ["Patient", "EpisodeOfCare"] or manifest["error"] != [] or not manifest["requiresAccessToken"]:
+        fail(f"the bulk export manifest: {manifest}")
+    download = one(curls, "fhir/bulk-files/exp_…", "the bulk export file").replace("exp_…", export)
+    lines = sh(download, clone, env, "the bulk export file").splitlines()
+    if len(lines) != 2 or any(json.loads(l)["resourceType"] != "Patient" for l in lines):
+        fail(f"the bulk export file: {lines}")
+    everything = []
+    for output in manifest["output"]:
+        request = urllib.request.Request(output["url"], headers={"Authorization": f"Bearer {env['TOKEN']}"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = response.read().decode()
+        if body.count("\n") != output["count"]:
+            fail(f"{output['url']}: {body.count(chr(10))} lines, the manifest says {output['count']}")
+        everything.append(body)
+    checked = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "fhir" / "validate.py")],
+        input="".join(everything),
+        capture_output=True,
+        text=True,
+    )
+    if checked.returncode != 0:
+        fail(f"fhir.resources refused lines of the bulk export:\n{checked.stdout[-3000:]}{checked.stderr[-3000:]}")
+    passed(f"README curl: a Bulk Data export, polled to its manifest, a file downloaded ({checked.stdout.strip().removeprefix('ok ')} resources valid for fhir.resources)")
 
 
 def verify_snippets(work, secret, headers, body):

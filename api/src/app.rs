@@ -171,6 +171,22 @@ impl App {
                     self.shutdown.clone(),
                 ))));
         }
+        {
+            let config = &self.state.config;
+            let mut export =
+                crate::domain::bulk_export::worker::WorkerConfig::new(chrono::Duration::seconds(
+                    config.fhir_export_ttl_secs.clamp(1, 7 * 24 * 3600) as i64,
+                ));
+            export.batch = config.fhir_export_batch.clamp(1, 100_000);
+            self.background.push(tokio::spawn(db::uncounted(
+                crate::domain::bulk_export::worker::run(
+                    store.clone(),
+                    http::fhir_export_render(),
+                    export,
+                    self.shutdown.clone(),
+                ),
+            )));
+        }
         if self.state.config.sweep_interval_secs > 0 {
             self.background
                 .push(tokio::spawn(crate::db::uncounted(sweep_follow_ups(

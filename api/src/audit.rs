@@ -170,10 +170,23 @@ impl AuditSink {
 /// when there is one, naming them all in `patient_ids` when there are more.
 fn reads_entry(
     who: &Principal,
+    patients: Vec<Uuid>,
+    at: DateTime<Utc>,
+) -> Option<audit_log::Model> {
+    reads_row(who, "patient.read", patients, at)
+}
+
+/// One entry `action` about every patient of `patients` read together (a
+/// request's reads, a batch of a bulk export), if any: about the patient
+/// when there is one, naming them all in `patient_ids` when there are more.
+pub fn reads_row(
+    who: &Principal,
+    action: &str,
     mut patients: Vec<Uuid>,
     at: DateTime<Utc>,
 ) -> Option<audit_log::Model> {
     patients.sort_unstable();
+    patients.dedup();
     let (record, list) = match patients.as_slice() {
         [] => return None,
         [one] => (Some(*one), None),
@@ -191,7 +204,7 @@ fn reads_entry(
         ),
     };
     let mut row = AuditEntry {
-        action: "patient.read".into(),
+        action: action.into(),
         record_kind: IdKind::Patient.type_name(),
         record_id: record,
         patient_id: record,

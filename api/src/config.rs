@@ -209,6 +209,21 @@ pub struct ServeConfig {
     /// before the listener closes (Ctrl-C skips the wait).
     #[arg(long, env = "JOURNEYMAP_SHUTDOWN_DELAY_SECS", default_value_t = 2)]
     pub shutdown_delay_secs: u64,
+
+    /// The address clients reach this server at (`https://api.clinic.example`),
+    /// for the absolute URLs of FHIR bulk exports; unset, they are built from
+    /// each request's `Host` header, as `http://HOST`.
+    #[arg(long, env = "JOURNEYMAP_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Seconds a finished FHIR bulk export's files can be downloaded; then
+    /// they are deleted.
+    #[arg(long, env = "JOURNEYMAP_FHIR_EXPORT_TTL_SECS", default_value_t = 3600)]
+    pub fhir_export_ttl_secs: u64,
+
+    /// Resources a FHIR bulk export reads and stores at a time.
+    #[arg(long, env = "JOURNEYMAP_FHIR_EXPORT_BATCH", default_value_t = 1000)]
+    pub fhir_export_batch: u64,
 }
 
 impl ServeConfig {
@@ -240,6 +255,9 @@ impl ServeConfig {
             idempotency_key_ttl_secs: 24 * 3600,
             shutdown_grace_secs: 10,
             shutdown_delay_secs: 2,
+            public_url: None,
+            fhir_export_ttl_secs: 3600,
+            fhir_export_batch: 1000,
         }
     }
 

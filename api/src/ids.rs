@@ -22,10 +22,11 @@ pub enum IdKind {
     Event,
     WebhookEndpoint,
     WebhookDelivery,
+    BulkExport,
 }
 
 impl IdKind {
-    const ALL: [IdKind; 15] = [
+    const ALL: [IdKind; 16] = [
         IdKind::Clinic,
         IdKind::Staff,
         IdKind::ApiToken,
@@ -41,6 +42,7 @@ impl IdKind {
         IdKind::Event,
         IdKind::WebhookEndpoint,
         IdKind::WebhookDelivery,
+        IdKind::BulkExport,
     ];
 
     /// The short prefix of the id string.
@@ -61,6 +63,7 @@ impl IdKind {
             IdKind::Event => "evt",
             IdKind::WebhookEndpoint => "whe",
             IdKind::WebhookDelivery => "whd",
+            IdKind::BulkExport => "exp",
         }
     }
 
@@ -82,6 +85,7 @@ impl IdKind {
             IdKind::Event => "JourneyEvent",
             IdKind::WebhookEndpoint => "WebhookEndpoint",
             IdKind::WebhookDelivery => "WebhookDelivery",
+            IdKind::BulkExport => "BulkExport",
         }
     }
 

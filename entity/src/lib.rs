@@ -8,6 +8,8 @@
 pub mod api_tokens;
 pub mod audit_log;
 pub mod audit_log_patients;
+pub mod bulk_export_parts;
+pub mod bulk_exports;
 pub mod clinics;
 pub mod consents;
 pub mod event_sequences;
@@ -75,6 +77,8 @@ impl ClinicOwned for audit_log_patients::Entity {
 clinic_owned!(
     api_tokens,
     audit_log,
+    bulk_export_parts,
+    bulk_exports,
     consents,
     events,
     feedback,

@@ -13,6 +13,7 @@ mod m20261126_000004_access;
 mod m20261126_000005_webhooks;
 mod m20261127_000006_event_sequences;
 mod m20261201_000007_outreach;
+mod m20261201_000008_interop;
 mod m20261201_000009_operations;
 mod m20261201_000011_audit_reads;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_webhooks::Migration),
             Box::new(m20261127_000006_event_sequences::Migration),
             Box::new(m20261201_000007_outreach::Migration),
+            Box::new(m20261201_000008_interop::Migration),
             Box::new(m20261201_000009_operations::Migration),
             Box::new(m20261201_000011_audit_reads::Migration),
         ]

@@ -27,12 +27,12 @@ async fn get(app: &TestApp, token: Option<&str>, path: &str) -> (u16, String, Va
     (status, media, body)
 }
 
-fn fhir_id(api_id: &str) -> String {
+pub(crate) fn fhir_id(api_id: &str) -> String {
     api_id.replacen('_', "-", 1)
 }
 
 /// Runs the independent validator over `documents`; panics on any error.
-fn validate_with_fhir_resources(documents: &[Value]) {
+pub(crate) fn validate_with_fhir_resources(documents: &[Value]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fhir/validate.py");
     let mut child = std::process::Command::new("python3")
         .arg(script)

@@ -3,6 +3,7 @@
 
 mod access;
 mod audit;
+mod bulk_export;
 mod cli;
 mod dashboard;
 mod events;

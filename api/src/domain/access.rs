@@ -72,7 +72,7 @@ pub fn read_record(who: &Principal, kind: IdKind) -> Option<DomainResult<()>> {
         IdKind::Pathway | IdKind::Stage | IdKind::FollowUpRule | IdKind::Staff => {
             return Some(Ok(()));
         }
-        IdKind::Clinic | IdKind::ApiToken => return None,
+        IdKind::Clinic | IdKind::ApiToken | IdKind::BulkExport => return None,
     };
     Some(require(
         who,

@@ -10,6 +10,7 @@
 pub mod access;
 pub mod api_tokens;
 pub mod audit_log;
+pub mod bulk_export;
 pub mod clinics;
 pub mod error;
 pub mod event_log;

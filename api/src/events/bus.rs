@@ -33,6 +33,9 @@ pub struct EventBus {
     pub replica: Uuid,
     /// Woken when webhook deliveries were queued, so a worker starts at once.
     pub deliveries: Arc<tokio::sync::Notify>,
+    /// Woken when a bulk export was asked for, so this process's export
+    /// worker starts it at once (other replicas find it when they next look).
+    pub exports: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -62,6 +65,7 @@ impl EventBus {
             clinics: Arc::default(),
             replica: Uuid::new_v4(),
             deliveries: Arc::default(),
+            exports: Arc::default(),
         }
     }
 

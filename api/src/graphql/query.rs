@@ -103,7 +103,7 @@ impl Query {
                 .load_one(uuid)
                 .await?
                 .map(|m| Node::WebhookDelivery(WebhookDelivery(m))),
-            IdKind::Clinic | IdKind::ApiToken => None,
+            IdKind::Clinic | IdKind::ApiToken | IdKind::BulkExport => None,
         };
         node.map(Some).ok_or_else(|| not_found().into())
     }

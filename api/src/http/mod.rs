@@ -65,17 +65,24 @@ pub fn router(state: AppState) -> Router {
         .route("/fhir/metadata", get(fhir::metadata))
         .route("/fhir/Patient/{id}", get(fhir::read_patient))
         .route("/fhir/Patient/{id}/$everything", get(fhir::everything))
+        .route("/fhir/$export", get(fhir::export::kick_off))
+        .route("/fhir/Patient/$export", get(fhir::export::kick_off))
+        .route(
+            "/fhir/bulk-status/{id}",
+            get(fhir::export::status).delete(fhir::export::cancel),
+        )
         .fallback(not_found)
         .with_state(state.clone())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             config.request_timeout(),
         ));
-    // Long transfers (a 100,000-row import) are not cut by the request
-    // timeout; they stream.
+    // Long transfers (a 100,000-row import, a bulk export's file) are not cut
+    // by the request timeout; they stream.
     let routes = routes.merge(
         Router::new()
             .route("/imports/patients", axum::routing::post(imports::patients))
+            .route("/fhir/bulk-files/{id}/{file}", get(fhir::export::file))
             .with_state(state),
     );
 
@@ -133,6 +140,11 @@ pub fn router(state: AppState) -> Router {
     )
 }
 
+/// The FHIR mapping the bulk export worker writes with.
+pub fn fhir_export_render() -> crate::domain::bulk_export::worker::Render {
+    fhir::export::render
+}
+
 /// CORS for browser front ends on other origins; off when no origin is configured.
 fn cors(origins: &[String]) -> Option<CorsLayer> {
     let origins: Vec<&str> = origins
@@ -151,18 +163,21 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow_origin)
-            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 header::ACCEPT,
                 REQUEST_ID,
                 HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("prefer"),
             ])
             .expose_headers([
                 REQUEST_ID,
                 HeaderName::from_static("idempotent-replayed"),
                 header::RETRY_AFTER,
+                header::CONTENT_LOCATION,
+                HeaderName::from_static("x-progress"),
             ])
             .max_age(Duration::from_secs(600)),
     )
