@@ -613,7 +613,7 @@ async fn keep_writing(
             continue;
         };
         n += 1;
-        let write = if mine.is_empty() || n % 4 == 0 {
+        let write = if mine.is_empty() || n.is_multiple_of(4) {
             let Some(created) = try_gql(
                 &url,
                 &token,
