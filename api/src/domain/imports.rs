@@ -22,7 +22,7 @@ use std::{
 
 use chrono::NaiveDate;
 use entity::{consents, journeys, pathways, patients, stages};
-use sea_orm::{ColumnTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, QueryFilter, TransactionTrait};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -730,7 +730,17 @@ async fn write_batch(
     if rows.is_empty() {
         return Ok(());
     }
-    let conn = store.db.conn();
+    // The lookups below are prepared statements. On PostgreSQL a generic
+    // plan made while the clinic had few patients (a sequential scan) would
+    // otherwise stay for the whole import, each batch scanning every row the
+    // ones before it wrote: 88 of 117 s of a 100,000-row import.
+    let lookup = store.db.conn().begin().await?;
+    if lookup.get_database_backend() == DbBackend::Postgres {
+        lookup
+            .execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
+            .await?;
+    }
+    let conn = &lookup;
     let external_ids: Vec<&str> = rows
         .iter()
         .filter_map(|r| r.external_id.as_deref())
@@ -785,6 +795,7 @@ async fn write_batch(
             active.insert((journey.patient_id, journey.pathway_id));
         }
     }
+    lookup.commit().await?;
 
     let now = crate::db::now();
     let mut planned: Vec<(Row, Plan)> = Vec::with_capacity(rows.len());

@@ -60,47 +60,77 @@ pub fn status_of(error: &DomainError) -> StatusCode {
     }
 }
 
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        let (status, code, message, field, retry_after) = match &self {
+/// What an error answers: its status, code, message, field and, when the
+/// caller should wait, the seconds to wait.
+struct Answer {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+    retry_after: Option<u64>,
+}
+
+impl HttpError {
+    fn answer(&self) -> Answer {
+        match self {
             HttpError::Request {
                 status,
                 code,
                 message,
-            } => (*status, *code, message.clone(), None, None),
+            } => Answer {
+                status: *status,
+                code,
+                message: message.clone(),
+                field: None,
+                retry_after: None,
+            },
             HttpError::Domain(DomainError::Internal(inner)) => {
                 // Logged with the request's span (and its request id).
                 tracing::error!(error = ?inner, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    code::INTERNAL,
-                    "internal error; quote this response's x-request-id to support".to_string(),
-                    None,
-                    None,
-                )
+                Answer {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: code::INTERNAL,
+                    message: "internal error; quote this response's x-request-id to support"
+                        .to_string(),
+                    field: None,
+                    retry_after: None,
+                }
             }
-            HttpError::Domain(domain) => (
-                status_of(domain),
-                domain.code(),
-                domain.public_message(),
-                domain.field().map(str::to_string),
-                match domain {
+            HttpError::Domain(domain) => Answer {
+                status: status_of(domain),
+                code: domain.code(),
+                message: domain.public_message(),
+                field: domain.field().map(str::to_string),
+                retry_after: match domain {
                     DomainError::RateLimited { retry_after, .. } => {
                         Some(crate::domain::error::retry_after_seconds(*retry_after))
                     }
                     _ => None,
                 },
-            ),
-        };
-        let mut extensions = json!({ "code": code });
-        if let Some(field) = field {
+            },
+        }
+    }
+
+    /// The error body, `{"errors": [{"message", "extensions": {"code", "field"}}]}`
+    /// (also a line of a streamed answer that failed after it began).
+    pub fn body(&self) -> serde_json::Value {
+        Self::body_of(&self.answer())
+    }
+
+    fn body_of(answer: &Answer) -> serde_json::Value {
+        let mut extensions = json!({ "code": answer.code });
+        if let Some(field) = &answer.field {
             extensions["field"] = json!(field);
         }
-        let mut response = (
-            status,
-            Json(json!({ "errors": [{ "message": message, "extensions": extensions }] })),
-        )
-            .into_response();
+        json!({ "errors": [{ "message": answer.message, "extensions": extensions }] })
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let answer = self.answer();
+        let status = answer.status;
+        let mut response = (status, Json(Self::body_of(&answer))).into_response();
         let headers = response.headers_mut();
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
@@ -108,7 +138,7 @@ impl IntoResponse for HttpError {
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
             );
         }
-        if let Some(seconds) = retry_after {
+        if let Some(seconds) = answer.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response

@@ -1,7 +1,9 @@
 //! `POST /imports/patients`: the CSV import over HTTP (`text/csv`,
 //! `?dryRun=true`), with a credential holding `patients:write`. The body is
 //! streamed into the import, never held whole; the answer is the import's
-//! report as JSON once the last row is written.
+//! report as JSON once the last row is written, or, with `Accept:
+//! application/x-ndjson`, a line of progress after every batch of 500 rows
+//! and the report as the last line.
 
 use axum::{
     Json,
@@ -12,6 +14,7 @@ use axum::{
 };
 use futures::TryStreamExt;
 use serde::Deserialize;
+use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{
@@ -96,7 +99,89 @@ pub async fn patients(
     }
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = SyncIoBridge::new(StreamReader::new(stream));
-    let report =
-        imports::patients(&state.store, &principal, Box::new(reader), options, &|_| {}).await?;
-    Ok((StatusCode::OK, Json(report)).into_response())
+    if !wants_progress(&headers) {
+        let report =
+            imports::patients(&state.store, &principal, Box::new(reader), options, &|_| {}).await?;
+        return Ok((StatusCode::OK, Json(report)).into_response());
+    }
+    // Progress after every batch, the report last. The import runs on its
+    // own task; the answer waits for its first word, so a file refused
+    // whole still gets its status.
+    let (updates, mut received) = mpsc::unbounded_channel::<Update>();
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        let progress = updates.clone();
+        let result = imports::patients(&store, &principal, Box::new(reader), options, &move |at| {
+            let _ = progress.send(Update::Progress(at));
+        })
+        .await;
+        let _ = updates.send(Update::Done(result));
+    });
+    let first = match received.recv().await {
+        Some(Update::Done(Err(error))) => return Err(error.into()),
+        Some(update) => update,
+        None => {
+            return Err(DomainError::internal(anyhow::anyhow!(
+                "the import task ended without a word"
+            ))
+            .into());
+        }
+    };
+    // Until the line that ends the answer (the report, or an error).
+    let lines = futures::stream::unfold(
+        (Some(first), received, false),
+        |(next, mut received, ended)| async move {
+            if ended {
+                return None;
+            }
+            let update = match next {
+                Some(update) => update,
+                None => received.recv().await?,
+            };
+            let (line, done) = update.line();
+            Some((
+                Ok::<_, std::convert::Infallible>(format!("{line}\n")),
+                (None, received, done),
+            ))
+        },
+    );
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, NDJSON)],
+        Body::from_stream(lines),
+    )
+        .into_response())
+}
+
+/// The media type of the answer with progress.
+const NDJSON: &str = "application/x-ndjson";
+
+/// Whether the client asked for progress lines (`Accept: application/x-ndjson`).
+fn wants_progress(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.split(';').next().map(str::trim) == Some(NDJSON))
+}
+
+/// What the import task tells the answer.
+enum Update {
+    Progress(imports::Progress),
+    Done(Result<imports::ImportReport, DomainError>),
+}
+
+impl Update {
+    /// The answer's line for this update, and whether it is the last.
+    fn line(self) -> (serde_json::Value, bool) {
+        match self {
+            Update::Progress(at) => (
+                serde_json::json!({ "progress": { "rows": at.rows, "bytes": at.bytes } }),
+                false,
+            ),
+            Update::Done(Ok(report)) => (serde_json::json!({ "report": report }), true),
+            Update::Done(Err(error)) => (HttpError::from(error).body(), true),
+        }
+    }
 }
