@@ -450,6 +450,23 @@ async fn reports_progress_as_it_imports(app: TestApp) {
         "three progress lines, then the report: {text}"
     );
 
+    // A file of whole batches: one line per batch still, none twice.
+    let mut whole = String::from("given_name,family_name,external_id\n");
+    for i in 0..1_000 {
+        whole.push_str(&format!("Whole{i},Batch{i},whole-{i}\n"));
+    }
+    let text = post(whole)
+        .await
+        .expect("import request")
+        .text()
+        .await
+        .unwrap();
+    let progress: Vec<u64> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).unwrap()["progress"]["rows"].as_u64())
+        .collect();
+    assert_eq!(progress, vec![500, 1_000], "{text}");
+
     let refused = post("name\nAda\n".into()).await.expect("import request");
     assert_eq!(refused.status(), 400);
     let body: Value = refused.json().await.unwrap();

@@ -111,8 +111,12 @@ pub async fn patients(
     let store = state.store.clone();
     tokio::spawn(async move {
         let progress = updates.clone();
+        let reported = std::sync::atomic::AtomicU64::new(0);
         let result = imports::patients(&store, &principal, Box::new(reader), options, &move |at| {
-            let _ = progress.send(Update::Progress(at));
+            // One line per batch: the end of the file reports again.
+            if reported.swap(at.rows, std::sync::atomic::Ordering::Relaxed) != at.rows {
+                let _ = progress.send(Update::Progress(at));
+            }
         })
         .await;
         let _ = updates.send(Update::Done(result));

@@ -27,6 +27,7 @@ use axum::{
 };
 use tower::ServiceBuilder;
 use tower_http::{
+    classify::ServerErrorsFailureClass,
     cors::{AllowOrigin, Any, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
@@ -104,6 +105,19 @@ pub fn router(state: AppState) -> Router {
                     latency_ms = latency.as_millis() as u64,
                     "response"
                 );
+            },
+        )
+        .on_failure(
+            |class: ServerErrorsFailureClass, latency: Duration, _span: &Span| match class {
+                // Not ready (starting, migrating, shutting down) or timed out:
+                // expected, and in the response line already; a probe
+                // polling readiness must not fill the log with errors.
+                ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {}
+                other => tracing::error!(
+                    classification = %other,
+                    latency_ms = latency.as_millis() as u64,
+                    "response failed"
+                ),
             },
         );
 
