@@ -125,9 +125,22 @@ impl Db {
                     .max_connections(config.db_max_connections.max(2))
                     .min_connections(1)
             }
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
+            .acquire_timeout(Duration::from_secs(10));
+            // Processes opening a new file at once race to switch it to WAL;
+            // that switch answers "database is locked" at once instead of
+            // waiting out the busy timeout, so the loser tries again.
+            let mut attempt = 0;
+            let pool = loop {
+                match pool.clone().connect_with(options.clone()).await {
+                    Err(sqlx::Error::Database(error))
+                        if error.code().as_deref() == Some("5") && attempt < 50 =>
+                    {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    connected => break connected?,
+                }
+            };
             SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
         } else {
             anyhow::bail!(
