@@ -93,7 +93,7 @@ impl App {
                 audit,
                 metrics: Arc::new(Metrics::new()),
                 config: Arc::new(config),
-                lifecycle: http::Lifecycle::default(),
+                lifecycle: http::Lifecycle::new(shutdown.clone()),
             },
             shutdown,
             finish,
@@ -251,7 +251,6 @@ impl RunningServer {
         }
         let deadline = tokio::time::Instant::now() + grace;
         self.shutdown.cancel();
-        lifecycle.going_away().cancel();
         lifecycle.sockets().close();
         let mut task = self.task;
         if tokio::time::timeout_at(deadline, &mut task).await.is_err() {

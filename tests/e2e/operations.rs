@@ -14,27 +14,12 @@ use journeymap::{
     sea_orm::{ConnectionTrait, Statement},
 };
 use journeymap_tests::{
-    Backend, ServerProcess, fresh_database, on_both_backends, prepare_database,
+    Backend, ServerProcess, fresh_database, on_both_backends, open_database, prepare_database,
+    scalar_i64,
 };
 use reqwest::StatusCode;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_journeymap-under-test");
-
-async fn open(url: &str) -> Db {
-    Db::connect(&DatabaseConfig::new(url.to_string()))
-        .await
-        .expect("connect")
-}
-
-async fn scalar_i64(db: &Db, sql: &str) -> i64 {
-    let row = db
-        .conn()
-        .query_one_raw(Statement::from_string(db.backend(), sql))
-        .await
-        .expect("query")
-        .expect("a row");
-    row.try_get_by_index::<i64>(0).expect("an integer")
-}
 
 async fn strings(db: &Db, sql: &str) -> Vec<String> {
     db.conn()
@@ -68,7 +53,7 @@ fn free_port() -> u16 {
 #[tokio::test]
 async fn sqlite_commits_are_durable_by_default() {
     let (url, _guard) = fresh_database(Backend::Sqlite).await;
-    let db = open(&url).await;
+    let db = open_database(&url).await;
     assert_eq!(
         strings(&db, "PRAGMA journal_mode").await,
         vec!["wal".to_string()]
@@ -92,7 +77,7 @@ async fn sqlite_commits_are_durable_by_default() {
 async fn an_older_binary_refuses_a_newer_database(backend: Backend) {
     let (url, _guard) = fresh_database(backend).await;
     prepare_database(&url).await;
-    let db = open(&url).await;
+    let db = open_database(&url).await;
     let future = "m20991231_000001_from_the_future";
     db.conn()
         .execute_raw(journeymap::db::statement(
@@ -163,7 +148,7 @@ async fn replicas_starting_at_once_migrate_once(backend: Backend) {
             .unwrap();
         assert_eq!(ready.status(), StatusCode::OK);
     }
-    let db = open(&url).await;
+    let db = open_database(&url).await;
     let known = upgrade::known_migrations();
     assert_eq!(
         strings(&db, "SELECT version FROM seaql_migrations ORDER BY version").await,
@@ -250,7 +235,7 @@ async fn readyz_is_503_until_migrations_are_done(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let db = open(&url).await;
+    let db = open_database(&url).await;
     let migrated = match backend {
         Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE name = 'seaql_migrations'",
         Backend::Postgres => {
@@ -444,7 +429,7 @@ async fn a_backup_under_write_load_restores(backend: Backend) {
         String::from_utf8_lossy(&output.stderr)
     );
     if backend == Backend::Sqlite {
-        let db = open(&restored_url).await;
+        let db = open_database(&restored_url).await;
         assert_eq!(
             strings(&db, "PRAGMA integrity_check").await,
             vec!["ok".to_string()]

@@ -17,8 +17,8 @@ use journeymap::{
     sea_orm::{ConnectionTrait, Statement},
 };
 use journeymap_tests::{
-    Backend, CREATE_PATHWAY, QUIET, ServerProcess, WsClient, fresh_database, gql_at,
-    on_both_backends, prepare_database,
+    Backend, PathwayIds, QUIET, ServerProcess, WsClient, fresh_database, gql_at, journey_at,
+    on_both_backends, pathway_at, prepare_database,
     receiver::{Received, Receiver},
     warm_up,
 };
@@ -46,56 +46,9 @@ const DELIVERY_ARGS: &[&str] = &[
 
 const MOVE: &str = "mutation($input: MoveJourneyToStageInput!) { moveJourneyToStage(input: $input) { journey { version } } }";
 
-/// A pathway's id and its stage ids by key.
-struct Pathway {
-    id: String,
-    stages: BTreeMap<String, String>,
-}
-
-async fn create_pathway(url: &str, token: &str) -> Pathway {
-    let created = gql_at(url, token, CREATE_PATHWAY, json!({ "name": "Injectables" })).await;
-    let pathway = &created["data"]["createPathway"]["pathway"];
-    assert!(pathway.is_object(), "{created}");
-    Pathway {
-        id: pathway["id"].as_str().unwrap().to_string(),
-        stages: pathway["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["key"].as_str().unwrap().to_string(),
-                    s["id"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect(),
-    }
-}
-
 /// Creates a patient and starts their journey; returns the journey id.
-async fn start_journey(url: &str, token: &str, pathway: &Pathway, name: &str) -> String {
-    let patient = gql_at(
-        url,
-        token,
-        "mutation($input: CreatePatientInput!) { createPatient(input: $input) { patient { id } } }",
-        json!({ "input": { "givenName": name, "familyName": "Replica" } }),
-    )
-    .await;
-    let patient = patient["data"]["createPatient"]["patient"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{patient}"))
-        .to_string();
-    let journey = gql_at(
-        url,
-        token,
-        "mutation($input: StartJourneyInput!) { startJourney(input: $input) { journey { id } } }",
-        json!({ "input": { "patientId": patient, "pathwayId": pathway.id } }),
-    )
-    .await;
-    journey["data"]["startJourney"]["journey"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{journey}"))
-        .to_string()
+async fn start_journey(url: &str, token: &str, pathway: &PathwayIds, name: &str) -> String {
+    journey_at(url, token, &pathway.id, name, "Replica").await.1
 }
 
 async fn move_to(url: &str, token: &str, journey: &str, stage: &str) {
@@ -143,7 +96,7 @@ async fn two_replicas_share_subscriptions() {
     let a = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
     let b = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
 
-    let pathway = create_pathway(&b.url, &token).await;
+    let pathway = pathway_at(&b.url, &token, "Injectables").await;
     let journey = start_journey(&b.url, &token, &pathway, "Noor").await;
     let warm = start_journey(&b.url, &token, &pathway, "Warm").await;
 
@@ -163,7 +116,7 @@ async fn two_replicas_share_subscriptions() {
         &mut [&mut client],
         "moves",
         &warm,
-        [&pathway.stages["consultation"], &pathway.stages["inquiry"]],
+        [&pathway.consultation, &pathway.inquiry],
     )
     .await;
     let route = [
@@ -174,7 +127,7 @@ async fn two_replicas_share_subscriptions() {
         "discharged",
     ];
     for key in route {
-        move_to(&b.url, &token, &journey, &pathway.stages[key]).await;
+        move_to(&b.url, &token, &journey, pathway.stage(key)).await;
     }
     let mut heard = Vec::new();
     let mut last_sequence = 0;
@@ -275,7 +228,7 @@ async fn nothing_is_lost_when_a_server_is_killed(backend: Backend) {
         .unwrap()
         .to_string();
 
-    let pathway = create_pathway(&doomed.url, &token).await;
+    let pathway = pathway_at(&doomed.url, &token, "Injectables").await;
     let route = ["consultation", "treatment", "consultation", "treatment"];
     let mut journeys = Vec::new();
     for n in 0..12 {
@@ -283,7 +236,7 @@ async fn nothing_is_lost_when_a_server_is_killed(backend: Backend) {
     }
     for key in route {
         for journey in &journeys {
-            move_to(&doomed.url, &token, journey, &pathway.stages[key]).await;
+            move_to(&doomed.url, &token, journey, pathway.stage(key)).await;
         }
     }
     let before_kill = journeys.len() * route.len();
@@ -343,13 +296,7 @@ async fn nothing_is_lost_when_a_server_is_killed(backend: Backend) {
 
     // The survivor serves and delivers new work meanwhile.
     for journey in &journeys {
-        move_to(
-            &survivor.url,
-            &token,
-            journey,
-            &pathway.stages["discharged"],
-        )
-        .await;
+        move_to(&survivor.url, &token, journey, &pathway.discharged).await;
     }
     let expected = before_kill + journeys.len();
     let events = event_ids(&survivor.url, &token, "journey.stage_changed").await;
@@ -456,7 +403,7 @@ async fn two_replicas_announce_each_overdue_follow_up_once_postgres() {
     let token = prepare_database(&database_url).await;
     // The history is laid out while nothing sweeps.
     let setup = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
-    let pathway = create_pathway(&setup.url, &token).await;
+    let pathway = pathway_at(&setup.url, &token, "Injectables").await;
     let mut overdue_journeys = BTreeSet::new();
     for name in ["Una", "Vic", "Wes", "Xio"] {
         let patient = gql_at(

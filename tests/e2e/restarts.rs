@@ -14,13 +14,12 @@ use std::{
 
 use axum::http::StatusCode;
 use journeymap::{
-    config::DatabaseConfig,
     db::Db,
     sea_orm::{ConnectionTrait, Statement},
 };
 use journeymap_tests::{
-    Backend, CREATE_PATHWAY, ServerProcess, WsClient, WsEvent, fresh_database, gql_at,
-    on_both_backends, prepare_database, receiver::Receiver,
+    Backend, PathwayIds, ServerProcess, WsClient, WsEvent, fresh_database, gql_at, journey_at,
+    on_both_backends, open_database, pathway_at, prepare_database, receiver::Receiver, scalar_i64,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,79 +51,10 @@ async fn try_gql(url: &str, token: &str, query: &str, variables: Value) -> Optio
     }
 }
 
-/// A pathway's id and its stage ids by key.
-struct Pathway {
-    id: String,
-    stages: BTreeMap<String, String>,
-}
-
-async fn create_pathway(url: &str, token: &str) -> Pathway {
-    let created = gql_at(url, token, CREATE_PATHWAY, json!({ "name": "Injectables" })).await;
-    let pathway = &created["data"]["createPathway"]["pathway"];
-    assert!(pathway.is_object(), "{created}");
-    Pathway {
-        id: pathway["id"].as_str().unwrap().to_string(),
-        stages: pathway["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["key"].as_str().unwrap().to_string(),
-                    s["id"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect(),
-    }
-}
-
 const CREATE_PATIENT: &str =
     "mutation($input: CreatePatientInput!) { createPatient(input: $input) { patient { id } } }";
 const START_JOURNEY: &str =
     "mutation($input: StartJourneyInput!) { startJourney(input: $input) { journey { id } } }";
-
-/// Creates a patient and starts their journey: (patient, journey).
-async fn start_journey(url: &str, token: &str, pathway: &str, name: &str) -> (String, String) {
-    let patient = gql_at(
-        url,
-        token,
-        CREATE_PATIENT,
-        json!({ "input": { "givenName": name, "familyName": "Restart" } }),
-    )
-    .await;
-    let patient = patient["data"]["createPatient"]["patient"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{patient}"))
-        .to_string();
-    let journey = gql_at(
-        url,
-        token,
-        START_JOURNEY,
-        json!({ "input": { "patientId": patient, "pathwayId": pathway } }),
-    )
-    .await;
-    let journey = journey["data"]["startJourney"]["journey"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{journey}"))
-        .to_string();
-    (patient, journey)
-}
-
-async fn open(url: &str) -> Db {
-    Db::connect(&DatabaseConfig::new(url.to_string()))
-        .await
-        .expect("connect")
-}
-
-async fn count(db: &Db, sql: &str) -> i64 {
-    db.conn()
-        .query_one_raw(Statement::from_string(db.backend(), sql))
-        .await
-        .expect("query")
-        .expect("a row")
-        .try_get_by_index::<i64>(0)
-        .expect("a count")
-}
 
 // --- SIGTERM ------------------------------------------------------------------
 
@@ -169,14 +99,21 @@ async fn sigterm_drains_then_stops(backend: Backend) {
         endpoint["data"]["createWebhookEndpoint"]["endpoint"]["id"].is_string(),
         "{endpoint}"
     );
-    let pathway = create_pathway(&server.url, &token).await;
+    let pathway = pathway_at(&server.url, &token, "Injectables").await;
     for n in 0..3 {
-        let (_, journey) = start_journey(&server.url, &token, &pathway.id, &format!("T{n}")).await;
+        let (_, journey) = journey_at(
+            &server.url,
+            &token,
+            &pathway.id,
+            &format!("T{n}"),
+            "Restart",
+        )
+        .await;
         let moved = gql_at(
             &server.url,
             &token,
             MOVE,
-            json!({ "input": { "journeyId": journey, "stageId": pathway.stages["consultation"] } }),
+            json!({ "input": { "journeyId": journey, "stageId": pathway.consultation } }),
         )
         .await;
         assert!(moved["errors"].is_null(), "{moved}");
@@ -276,8 +213,8 @@ async fn sigterm_drains_then_stops(backend: Backend) {
         .expect("the server exits within its delay and grace");
     assert!(status.success(), "exit status {status}");
     let stopped = terminated.elapsed();
-    let db = open(&database_url).await;
-    let leased = count(
+    let db = open_database(&database_url).await;
+    let leased = scalar_i64(
         &db,
         "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'PENDING' AND locked_until IS NOT NULL",
     )
@@ -374,13 +311,19 @@ async fn a_subscriber_keeps_receiving_across_a_rolling_restart(backend: Backend)
         rotation.add(&server);
         servers.push(server);
     }
-    let pathway = create_pathway(&servers[0].url, &token).await;
+    let pathway = pathway_at(&servers[0].url, &token, "Injectables").await;
     let mut journeys = Vec::new();
     for n in 0..4 {
         journeys.push(
-            start_journey(&servers[0].url, &token, &pathway.id, &format!("R{n}"))
-                .await
-                .1,
+            journey_at(
+                &servers[0].url,
+                &token,
+                &pathway.id,
+                &format!("R{n}"),
+                "Restart",
+            )
+            .await
+            .1,
         );
     }
 
@@ -393,10 +336,7 @@ async fn a_subscriber_keeps_receiving_across_a_rolling_restart(backend: Backend)
             acknowledged.clone(),
             token.clone(),
         );
-        let stages = [
-            pathway.stages["consultation"].clone(),
-            pathway.stages["treatment"].clone(),
-        ];
+        let stages = [pathway.consultation.clone(), pathway.treatment.clone()];
         let journeys = journeys.clone();
         tokio::spawn(async move {
             let mut n = 0usize;
@@ -602,7 +542,7 @@ async fn keep_writing(
     client: usize,
     current: Arc<Mutex<Option<String>>>,
     token: String,
-    pathway: Arc<Pathway>,
+    pathway: Arc<PathwayIds>,
     acknowledged: Arc<Mutex<Vec<Write>>>,
     stop: Arc<AtomicBool>,
 ) {
@@ -658,7 +598,7 @@ async fn keep_writing(
                         &url,
                         &token,
                         MOVE,
-                        json!({ "input": { "journeyId": journey, "stageId": pathway.stages[stage] } }),
+                        json!({ "input": { "journeyId": journey, "stageId": pathway.stage(stage) } }),
                     )
                     .await
                     .map(|moved| {
@@ -802,7 +742,7 @@ async fn check_nothing_lost(
         missing.is_empty(),
         "acknowledged writes without their event: {missing:?}"
     );
-    let db = open(database_url).await;
+    let db = open_database(database_url).await;
     let tables = [
         ("patients", Vec::new()),
         ("journeys", Vec::new()),
@@ -830,14 +770,14 @@ async fn check_nothing_lost(
         let lost = ids.iter().filter(|id| !present.contains(id)).count();
         assert_eq!(lost, 0, "{lost} acknowledged {table} rows lost");
     }
-    let undelivered = count(
+    let undelivered = scalar_i64(
         &db,
         "SELECT COUNT(*) FROM events e WHERE NOT EXISTS \
          (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)",
     )
     .await;
     assert_eq!(undelivered, 0, "every event has its webhook delivery");
-    let neither = count(
+    let neither = scalar_i64(
         &db,
         "SELECT COUNT(*) FROM webhook_deliveries WHERE status NOT IN ('PENDING', 'DELIVERED')",
     )
@@ -875,7 +815,7 @@ async fn a_crash_loop_loses_nothing(backend: Backend) {
         endpoint["data"]["createWebhookEndpoint"]["endpoint"]["id"].is_string(),
         "{endpoint}"
     );
-    let pathway = Arc::new(create_pathway(&server.url, &token).await);
+    let pathway = Arc::new(pathway_at(&server.url, &token, "Injectables").await);
     let current = Arc::new(Mutex::new(Some(server.url.clone())));
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));

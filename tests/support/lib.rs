@@ -513,13 +513,11 @@ mutation($name: String!) {
   }) { pathway { id stages { id key } } }
 }"#;
 
-impl TestApp {
-    /// Creates the standard test pathway in the token's clinic.
-    pub async fn pathway_as(&self, token: &str, name: &str) -> PathwayIds {
-        let created = self
-            .gql_as(Some(token), CREATE_PATHWAY, json!({ "name": name }))
-            .await;
-        let pathway = &created.data()["createPathway"]["pathway"];
+impl PathwayIds {
+    /// The ids in a `createPathway` answer's `data` of [`CREATE_PATHWAY`].
+    fn of(data: &Value) -> Self {
+        let pathway = &data["createPathway"]["pathway"];
+        assert!(pathway.is_object(), "createPathway: {data}");
         let stage = |key: &str| {
             pathway["stages"]
                 .as_array()
@@ -538,6 +536,67 @@ impl TestApp {
             treatment: stage("treatment"),
             discharged: stage("discharged"),
         }
+    }
+
+    /// The id of the stage with `key`.
+    pub fn stage(&self, key: &str) -> &str {
+        match key {
+            "inquiry" => &self.inquiry,
+            "consultation" => &self.consultation,
+            "treatment" => &self.treatment,
+            "discharged" => &self.discharged,
+            other => panic!("the test pathway has no stage {other:?}"),
+        }
+    }
+}
+
+/// Creates the standard test pathway on the server at `url` (a
+/// [`ServerProcess`]'s).
+pub async fn pathway_at(url: &str, token: &str, name: &str) -> PathwayIds {
+    PathwayIds::of(&gql_at(url, token, CREATE_PATHWAY, json!({ "name": name })).await["data"])
+}
+
+/// Creates a patient on the server at `url` and starts their journey on
+/// `pathway`: (patient, journey).
+pub async fn journey_at(
+    url: &str,
+    token: &str,
+    pathway: &str,
+    given_name: &str,
+    family_name: &str,
+) -> (String, String) {
+    let created = gql_at(
+        url,
+        token,
+        "mutation($input: CreatePatientInput!) { createPatient(input: $input) { patient { id } } }",
+        json!({ "input": { "givenName": given_name, "familyName": family_name } }),
+    )
+    .await;
+    let patient = created["data"]["createPatient"]["patient"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    let started = gql_at(
+        url,
+        token,
+        "mutation($input: StartJourneyInput!) { startJourney(input: $input) { journey { id } } }",
+        json!({ "input": { "patientId": patient, "pathwayId": pathway } }),
+    )
+    .await;
+    let journey = started["data"]["startJourney"]["journey"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_string();
+    (patient, journey)
+}
+
+impl TestApp {
+    /// Creates the standard test pathway in the token's clinic.
+    pub async fn pathway_as(&self, token: &str, name: &str) -> PathwayIds {
+        let created = self
+            .gql_as(Some(token), CREATE_PATHWAY, json!({ "name": name }))
+            .await;
+        PathwayIds::of(created.data())
     }
 
     /// Creates the standard test pathway in clinic "a".
@@ -1137,6 +1196,29 @@ pub async fn prepare_database(database_url: &str) -> String {
         .expect("token");
     db.close().await;
     token
+}
+
+/// Opens the database at `url` (a process test's, to check what the server
+/// wrote).
+pub async fn open_database(url: &str) -> Db {
+    Db::connect(&DatabaseConfig::new(url.to_string()))
+        .await
+        .expect("connect")
+}
+
+/// The integer `sql` answers (one row, one column) on `db`.
+pub async fn scalar_i64(db: &Db, sql: &str) -> i64 {
+    use journeymap::sea_orm::ConnectionTrait;
+    db.conn()
+        .query_one_raw(journeymap::sea_orm::Statement::from_string(
+            db.backend(),
+            sql,
+        ))
+        .await
+        .expect("query")
+        .expect("a row")
+        .try_get_by_index::<i64>(0)
+        .expect("an integer")
 }
 
 /// A GraphQL call to any server URL.

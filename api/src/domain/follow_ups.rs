@@ -674,7 +674,39 @@ pub fn is_pending(follow_up: &follow_ups::Model) -> bool {
 /// replicas sweep at the same time (the conditional update lets one win).
 /// Returns how many were announced.
 pub async fn sweep_overdue(store: &Store, limit: u64) -> DomainResult<usize> {
+    announce(
+        store,
+        limit,
+        Announcement {
+            mark: follow_ups::Column::OverdueNotifiedAt,
+            moment: follow_ups::Column::DueAt,
+            at_the_moment: false,
+            event: Event::FollowUpOverdue,
+        },
+    )
+    .await
+}
+
+/// What a sweep announces of open follow-ups: once their `moment` has come
+/// (or, unless `at_the_moment`, passed), each gets `mark` set and `event`
+/// emitted, once.
+pub(crate) struct Announcement {
+    pub mark: follow_ups::Column,
+    pub moment: follow_ups::Column,
+    pub at_the_moment: bool,
+    pub event: fn(crate::events::FollowUpNotice) -> Event,
+}
+
+/// Marks up to `limit` follow-ups that `what` is due for, oldest moment first,
+/// and emits its event for each; a follow-up another replica marked first is
+/// skipped (the update is conditional). Returns how many were announced.
+pub(crate) async fn announce(store: &Store, limit: u64, what: Announcement) -> DomainResult<usize> {
     let now = super::now();
+    let come = if what.at_the_moment {
+        what.moment.lte(now)
+    } else {
+        what.moment.lt(now)
+    };
     // The sweeper works for every clinic; each clinic's batch is then written
     // under that clinic's system principal.
     #[allow(clippy::disallowed_methods)]
@@ -683,9 +715,9 @@ pub async fn sweep_overdue(store: &Store, limit: u64) -> DomainResult<usize> {
         .column(follow_ups::Column::Id)
         .column(follow_ups::Column::ClinicId)
         .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
-        .filter(follow_ups::Column::OverdueNotifiedAt.is_null())
-        .filter(follow_ups::Column::DueAt.lt(now))
-        .order_by_asc(follow_ups::Column::DueAt)
+        .filter(what.mark.is_null())
+        .filter(come)
+        .order_by_asc(what.moment)
         .limit(limit)
         .into_tuple()
         .all(store.db.conn())
@@ -703,19 +735,16 @@ pub async fn sweep_overdue(store: &Store, limit: u64) -> DomainResult<usize> {
             marked.extend(
                 system
                     .update_rows::<follow_ups::Entity>()
-                    .col_expr(
-                        follow_ups::Column::OverdueNotifiedAt,
-                        Expr::value(write.now),
-                    )
+                    .col_expr(what.mark, Expr::value(write.now))
                     .filter(follow_ups::Column::Id.is_in(chunk.iter().copied()))
-                    .filter(follow_ups::Column::OverdueNotifiedAt.is_null())
+                    .filter(what.mark.is_null())
                     .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
                     .exec_with_returning(&*write.txn)
                     .await?,
             );
         }
         for follow_up in &marked {
-            write.emit(Event::FollowUpOverdue(outreach::notice(follow_up)));
+            write.emit((what.event)(outreach::notice(follow_up)));
         }
         announced += marked.len();
         write.commit().await?;

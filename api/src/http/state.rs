@@ -33,7 +33,7 @@ pub struct AppState {
 /// ([`Lifecycle::going_away`]), so `graphql-ws` clients reconnect (to another
 /// replica) and resume from their cursor; shutdown waits for them
 /// ([`Lifecycle::sockets`]) before the audit writer and the database stop.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Lifecycle {
     draining: Arc<AtomicBool>,
     going_away: CancellationToken,
@@ -41,6 +41,15 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// Serving until `going_away`, the token that also stops the listener.
+    pub fn new(going_away: CancellationToken) -> Self {
+        Self {
+            draining: Arc::default(),
+            going_away,
+            sockets: TaskTracker::new(),
+        }
+    }
+
     /// Readiness answers 503 from now on.
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);

@@ -2,18 +2,17 @@
 //! signs them per Standard Webhooks ([`super::signing`]), sends them to
 //! targets that pass [`super::targets`], and settles each attempt.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, sync::Arc};
 
 use chrono::Utc;
 use entity::{webhook_deliveries, webhook_endpoints};
 use reqwest::{StatusCode, header::HeaderMap};
 use sea_orm::DbErr;
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::{
+    sync::Semaphore,
+    task::{self, JoinSet},
+};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::{
     queue::{self, Outcome, Settled},
@@ -57,10 +56,12 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let lease = chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::seconds(60));
     let mut sending = JoinSet::new();
-    // Claimed and not settled yet, by id.
-    let unsettled: Arc<Mutex<HashMap<Uuid, webhook_deliveries::Model>>> = Arc::default();
+    // The delivery each send in flight is settling, by its task.
+    let mut in_flight: HashMap<task::Id, webhook_deliveries::Model> = HashMap::new();
     loop {
-        while sending.try_join_next().is_some() {}
+        while let Some(done) = sending.try_join_next_with_id() {
+            in_flight.remove(&task_of(&done));
+        }
         if shutdown.is_cancelled() {
             break;
         }
@@ -91,54 +92,46 @@ pub async fn run(
             }
             continue;
         }
-        {
-            let mut unsettled = unsettled.lock().expect("unsettled deliveries");
-            for delivery in &claimed {
-                unsettled.insert(delivery.id, delivery.clone());
-            }
-        }
         for delivery in claimed {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let (db, bus, client, config, metrics, unsettled) = (
+            let (db, bus, client, config, metrics, claimed) = (
                 db.clone(),
                 bus.clone(),
                 client.clone(),
                 config.clone(),
                 metrics.clone(),
-                unsettled.clone(),
+                delivery.clone(),
             );
-            sending.spawn(db::uncounted(async move {
+            let send = sending.spawn(db::uncounted(async move {
                 match deliver(&db, &bus, &client, &config, &delivery).await {
                     Ok(settled) => metrics.webhook_delivered(settled_label(settled)),
                     Err(error) => {
                         tracing::warn!(?error, delivery = %delivery.id, "a webhook delivery could not be settled; it will be retried")
                     }
                 }
-                unsettled
-                    .lock()
-                    .expect("unsettled deliveries")
-                    .remove(&delivery.id);
                 drop(permit);
             }));
+            in_flight.insert(send.id(), claimed);
         }
     }
     let drained = tokio::time::timeout(config.drain, async {
-        while sending.join_next().await.is_some() {}
+        while let Some(done) = sending.join_next_with_id().await {
+            in_flight.remove(&task_of(&done));
+        }
     })
     .await;
     if drained.is_err() {
         // A send cut off here settles nothing (its transaction rolls back).
         sending.abort_all();
-        while sending.join_next().await.is_some() {}
+        while let Some(done) = sending.join_next_with_id().await {
+            if !matches!(&done, Err(error) if error.is_cancelled()) {
+                in_flight.remove(&task_of(&done));
+            }
+        }
     }
-    let cut_short: Vec<_> = unsettled
-        .lock()
-        .expect("unsettled deliveries")
-        .drain()
-        .map(|(_, delivery)| delivery)
-        .collect();
+    let cut_short: Vec<_> = in_flight.into_values().collect();
     if !cut_short.is_empty() {
         match queue::release(&db, &cut_short).await {
             Ok(()) => tracing::info!(
@@ -150,6 +143,14 @@ pub async fn run(
                 "could not release webhook leases; they are taken over when they run out"
             ),
         }
+    }
+}
+
+/// The task a joined send ran in, whether it finished or not.
+fn task_of(done: &Result<(task::Id, ()), task::JoinError>) -> task::Id {
+    match done {
+        Ok((id, ())) => *id,
+        Err(error) => error.id(),
     }
 }
 

@@ -9,17 +9,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use entity::follow_ups;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QueryResult,
-    QuerySelect, sea_query::Expr,
-};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult};
 use uuid::Uuid;
 
-use super::{Wanted, notice, planner::Reason, schedule};
+use super::{Wanted, planner::Reason, schedule};
 use crate::{
     auth::Principal,
     db::statement,
-    domain::{DomainResult, FollowUpKind, FollowUpStatus, Store},
+    domain::{DomainResult, FollowUpKind, Store, follow_ups::Announcement},
     events::Event,
 };
 
@@ -303,46 +300,15 @@ pub async fn plan_time_based_as_of(
 /// sweep at the same time (the conditional update lets one win). Returns how
 /// many were announced.
 pub async fn announce_due(store: &Store, limit: u64) -> DomainResult<usize> {
-    let now = crate::domain::now();
-    #[allow(clippy::disallowed_methods)] // the sweeper works for every clinic
-    let due: Vec<(Uuid, Uuid)> = follow_ups::Entity::find()
-        .select_only()
-        .column(follow_ups::Column::Id)
-        .column(follow_ups::Column::ClinicId)
-        .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
-        .filter(follow_ups::Column::DueNotifiedAt.is_null())
-        .filter(follow_ups::Column::SendAt.lte(now))
-        .order_by_asc(follow_ups::Column::SendAt)
-        .limit(limit)
-        .into_tuple()
-        .all(store.db.conn())
-        .await?;
-    let mut by_clinic: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
-    for (id, clinic) in due {
-        by_clinic.entry(clinic).or_default().push(id);
-    }
-    let mut announced = 0;
-    for (clinic, ids) in by_clinic {
-        let system = Principal::system(clinic);
-        let mut write = store.write(&system).await?;
-        let mut marked = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(crate::db::ID_CHUNK) {
-            marked.extend(
-                system
-                    .update_rows::<follow_ups::Entity>()
-                    .col_expr(follow_ups::Column::DueNotifiedAt, Expr::value(write.now))
-                    .filter(follow_ups::Column::Id.is_in(chunk.iter().copied()))
-                    .filter(follow_ups::Column::DueNotifiedAt.is_null())
-                    .filter(follow_ups::Column::Status.eq(FollowUpStatus::Open.as_str()))
-                    .exec_with_returning(&*write.txn)
-                    .await?,
-            );
-        }
-        for follow_up in &marked {
-            write.emit(Event::FollowUpDue(notice(follow_up)));
-        }
-        announced += marked.len();
-        write.commit().await?;
-    }
-    Ok(announced)
+    crate::domain::follow_ups::announce(
+        store,
+        limit,
+        Announcement {
+            mark: follow_ups::Column::DueNotifiedAt,
+            moment: follow_ups::Column::SendAt,
+            at_the_moment: true,
+            event: Event::FollowUpDue,
+        },
+    )
+    .await
 }
