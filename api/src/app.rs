@@ -84,6 +84,7 @@ impl App {
             logins,
             shutdown.clone(),
         ))];
+        let metrics = Arc::new(Metrics::new());
         Ok(Self {
             state: AppState {
                 store,
@@ -91,7 +92,8 @@ impl App {
                 budget,
                 keys,
                 audit,
-                metrics: Arc::new(Metrics::new()),
+                subscriptions: Arc::new(http::SharedSubscriptions::new(&metrics)),
+                metrics,
                 config: Arc::new(config),
                 lifecycle: http::Lifecycle::new(shutdown.clone()),
             },

@@ -154,11 +154,23 @@ impl AuditSink {
     /// written with other subscribers' in batches.
     pub async fn flush_reads(&self, who: &Principal, reads: &std::sync::Mutex<HashSet<Uuid>>) {
         let read: Vec<_> = reads.lock().expect("audit lock").drain().collect();
-        let Some(row) = reads_entry(who, read, db::now()) else {
+        self.flush_reads_of(std::slice::from_ref(who), read).await;
+    }
+
+    /// Records that each of `readers` was sent one event's response that
+    /// read `patients` (a shared subscription's): one entry per reader, in
+    /// one batch.
+    pub async fn flush_reads_of(&self, readers: &[Principal], patients: Vec<Uuid>) {
+        if patients.is_empty() || readers.is_empty() {
             return;
-        };
+        }
+        let at = db::now();
+        let rows: Vec<_> = readers
+            .iter()
+            .filter_map(|who| reads_entry(who, patients.clone(), at))
+            .collect();
         // The writer is behind: write these ourselves rather than lose them.
-        if let Err(mpsc::error::TrySendError::Full(rows)) = self.sender.try_send(vec![row])
+        if let Err(mpsc::error::TrySendError::Full(rows)) = self.sender.try_send(rows)
             && let Err(error) = insert(self.db.conn(), rows).await
         {
             tracing::error!(?error, "writing read-audit entries failed");

@@ -188,6 +188,11 @@ pub struct ServeConfig {
     #[arg(long, env = "JOURNEYMAP_WS_RECHECK_SECS", default_value_t = 60)]
     pub ws_recheck_secs: u64,
 
+    /// Events a WebSocket may be behind a subscription it shares with others
+    /// before it goes on alone, catching up from the event log.
+    #[arg(long, env = "JOURNEYMAP_WS_SHARED_BACKLOG", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub ws_shared_backlog: u64,
+
     /// Seconds between sweeps for overdue follow-ups (0 turns the sweeper off).
     #[arg(long, env = "JOURNEYMAP_SWEEP_INTERVAL_SECS", default_value_t = 30)]
     pub sweep_interval_secs: u64,
@@ -251,6 +256,7 @@ impl ServeConfig {
             allow_private_webhook_targets: false,
             ws_init_timeout_secs: 10,
             ws_recheck_secs: 60,
+            ws_shared_backlog: 1024,
             sweep_interval_secs: 30,
             idempotency_key_ttl_secs: 24 * 3600,
             shutdown_grace_secs: 10,

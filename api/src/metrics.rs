@@ -43,6 +43,8 @@ pub struct Metrics {
     db_connections_open: Gauge,
     db_connections_idle: Gauge,
     pub subscriptions_open: Gauge,
+    pub shared_subscriptions: Gauge,
+    pub subscribers_detached: Counter,
     webhook_deliveries: Family<OutcomeLabels, Counter>,
     operation_names: Mutex<HashSet<String>>,
 }
@@ -114,6 +116,18 @@ impl Metrics {
             "Open GraphQL subscriptions",
             subscriptions_open.clone(),
         );
+        let shared_subscriptions = Gauge::default();
+        registry.register(
+            "shared_subscription_executions",
+            "Subscription executions shared by subscribers with the same rights, document and variables",
+            shared_subscriptions.clone(),
+        );
+        let subscribers_detached = Counter::default();
+        registry.register(
+            "shared_subscription_detached",
+            "Subscribers that fell behind a shared subscription and went on alone from the event log",
+            subscribers_detached.clone(),
+        );
         let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "webhook_attempts",
@@ -130,6 +144,8 @@ impl Metrics {
             db_connections_open,
             db_connections_idle,
             subscriptions_open,
+            shared_subscriptions,
+            subscribers_detached,
             webhook_deliveries,
             operation_names: Mutex::new(HashSet::new()),
         }

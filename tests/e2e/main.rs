@@ -20,6 +20,7 @@ mod replicas;
 mod restarts;
 mod schema;
 mod server;
+mod shared_subscriptions;
 mod statements;
 mod subscriptions;
 mod tenancy;

@@ -166,7 +166,7 @@ impl std::fmt::Display for Role {
 }
 
 /// Who acts: recorded on transitions, touchpoints and (later) the audit log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Actor {
     /// A signed-in clinic user.
     Staff(Uuid),

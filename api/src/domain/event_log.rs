@@ -39,6 +39,13 @@ pub fn parse_cursor(field: &str, cursor: &str) -> DomainResult<i64> {
     log::parse_cursor(cursor).ok_or_else(|| DomainError::invalid(field, "is not an event cursor"))
 }
 
+/// The sequence of the clinic's last committed event (0 before any): where a
+/// follower that starts now starts. Reveals nothing but a count, so it asks
+/// no permission; following asks its own.
+pub async fn last_sequence(store: &Store, who: &Principal) -> DomainResult<i64> {
+    Ok(log::current_sequence(store.db.conn(), who).await?)
+}
+
 /// One page of the log after `after`, oldest first.
 pub async fn page(
     store: &Store,

@@ -3,7 +3,10 @@
 use std::{
     collections::HashSet,
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicI64, Ordering},
+    },
 };
 
 use async_graphql::{Context, ID};
@@ -29,6 +32,41 @@ pub struct RequestState {
     pub client_ip: Option<IpAddr>,
     /// Patients whose identifying data this request read (for the audit log).
     pub patients_read: Arc<Mutex<HashSet<Uuid>>>,
+    /// Where a subscription stands in its clinic's event log.
+    pub position: Arc<LogPosition>,
+}
+
+/// Where a subscription stands in its clinic's event log: where it starts
+/// when its document gives no `after` (a shared subscription starts at a
+/// known point, a detached subscriber resumes where it was), and the
+/// sequence of the last event it turned into a response.
+#[derive(Debug, Default)]
+pub struct LogPosition {
+    start_after: OnceLock<i64>,
+    last: AtomicI64,
+}
+
+impl LogPosition {
+    /// Starts the subscription after sequence `after` unless its document
+    /// names a cursor itself. Only the first call counts.
+    pub fn start_after(&self, after: i64) {
+        let _ = self.start_after.set(after);
+    }
+
+    /// Where the subscription starts when its document gives no `after`.
+    pub fn starting_point(&self) -> Option<i64> {
+        self.start_after.get().copied()
+    }
+
+    /// Notes the event the next response is made of.
+    pub fn note(&self, sequence: i64) {
+        self.last.store(sequence, Ordering::Release);
+    }
+
+    /// The sequence of the event the last response was made of (0 before any).
+    pub fn last(&self) -> i64 {
+        self.last.load(Ordering::Acquire)
+    }
 }
 
 impl RequestState {
@@ -51,6 +89,7 @@ impl RequestState {
                 request_id,
                 client_ip,
                 patients_read: Arc::default(),
+                position: Arc::default(),
             },
             queue,
         )

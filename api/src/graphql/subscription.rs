@@ -7,7 +7,7 @@ use async_graphql::{Context, ID, Object, Subscription as SubscriptionRoot};
 use futures::{Stream, StreamExt};
 
 use super::{
-    context::{ContextExt, decode_opt_id},
+    context::{ContextExt, LogPosition, decode_opt_id},
     loaders::required,
     scalars::DateTime,
     types::{Journey, JourneyEvent, Patient, Stage},
@@ -24,14 +24,27 @@ pub struct Subscription;
 
 /// The followed events that decode as they should; a failure is logged and
 /// skipped (the subscriber keeps its cursor and can resume).
-fn delivered<T, F>(events: event_log::Followed, wrap: F) -> impl Stream<Item = T>
+/// Each one yielded is noted in the request's log position, so a shared
+/// subscription knows which event each response was made of.
+fn delivered<T, F>(
+    events: event_log::Followed,
+    position: Option<Arc<LogPosition>>,
+    wrap: F,
+) -> impl Stream<Item = T>
 where
     F: Fn(Arc<FollowedEvent>) -> Option<T> + Send + 'static,
     T: Send + 'static,
 {
     events.filter_map(move |item| {
         let wrapped = match item {
-            Ok(event) => wrap(event),
+            Ok(event) => {
+                let sequence = event.sequence;
+                let wrapped = wrap(event);
+                if let (Some(position), Some(_)) = (&position, &wrapped) {
+                    position.note(sequence);
+                }
+                wrapped
+            }
             Err(error) => {
                 tracing::error!(?error, "a subscription could not read the event log");
                 None
@@ -39,6 +52,21 @@ where
         };
         async move { wrapped }
     })
+}
+
+/// Where a subscription starts: after the document's cursor, else where the
+/// request's position says (a shared or resumed subscription), else now.
+fn starting_point(ctx: &Context<'_>, after: Option<&str>) -> DomainResult<Option<i64>> {
+    match after {
+        Some(cursor) => event_log::parse_cursor("after", cursor).map(Some),
+        None => Ok(ctx
+            .request()
+            .and_then(|request| request.position.starting_point())),
+    }
+}
+
+fn position(ctx: &Context<'_>) -> Option<Arc<LogPosition>> {
+    ctx.request().map(|request| request.position.clone())
 }
 
 #[SubscriptionRoot]
@@ -55,10 +83,7 @@ impl Subscription {
     ) -> async_graphql::Result<impl Stream<Item = StageChangeEvent>> {
         let pathway = decode_opt_id(IdKind::Pathway, "pathwayId", pathway_id.as_ref())?;
         let patient = decode_opt_id(IdKind::Patient, "patientId", patient_id.as_ref())?;
-        let after = after
-            .as_deref()
-            .map(|c| event_log::parse_cursor("after", c))
-            .transpose()?;
+        let after = starting_point(ctx, after.as_deref())?;
         let followed = event_log::follow_stage_changes(
             ctx.store(),
             ctx.principal()?,
@@ -66,7 +91,7 @@ impl Subscription {
             patient,
             after,
         )?;
-        Ok(delivered(followed, StageChangeEvent::of))
+        Ok(delivered(followed, position(ctx), StageChangeEvent::of))
     }
 
     /// Every event of the clinic (optionally only some types), in the same
@@ -81,12 +106,9 @@ impl Subscription {
         #[graphql(desc = "Resume after this event's cursor.")] after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = JourneyEvent>> {
         let types = event_log::parse_types("types", &types.unwrap_or_default())?;
-        let after = after
-            .as_deref()
-            .map(|c| event_log::parse_cursor("after", c))
-            .transpose()?;
+        let after = starting_point(ctx, after.as_deref())?;
         let followed = event_log::follow_events(ctx.store(), ctx.principal()?, types, after)?;
-        Ok(delivered(followed, |event| {
+        Ok(delivered(followed, position(ctx), |event| {
             Some(JourneyEvent(event.row.clone()))
         }))
     }

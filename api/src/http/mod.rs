@@ -36,6 +36,7 @@ use tower_http::{
 use tracing::{Span, field::Empty};
 
 pub use state::{AppState, Lifecycle};
+pub use ws::SharedSubscriptions;
 
 use crate::metrics::HttpLabels;
 

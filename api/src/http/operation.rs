@@ -5,19 +5,21 @@
 //! the operation runs, its errors get their codes, and the patients it read
 //! go to the audit log.
 
-use std::net::IpAddr;
+use std::{collections::BTreeSet, net::IpAddr, sync::Arc};
 
 use async_graphql::{
     Request, Response, ServerError,
-    parser::types::{DocumentOperations, OperationType},
+    parser::types::{DocumentOperations, OperationType, Selection},
 };
-use futures::StreamExt;
+use async_graphql_value::{ConstValue, Value as GqlValue};
+use futures::{StreamExt, stream::BoxStream};
 
 use super::AppState;
 use crate::{
-    auth::Principal,
+    auth::{Actor, Permission, Principal, Role},
     graphql::{
         RequestState,
+        context::LogPosition,
         error::{self, code, code_of},
         limits,
         load_queue::LoadQueue,
@@ -158,28 +160,28 @@ impl Operation {
 
     /// Runs any operation (a subscription too) as a stream of responses; the
     /// reads of each are audited as it is sent.
-    pub async fn stream(mut self, app: &AppState) -> futures::stream::BoxStream<'static, Response> {
-        if let Err(refused) = self.charge(app).await {
+    pub async fn stream(mut self, app: &AppState) -> BoxStream<'static, Response> {
+        if let Err(refused) = self.charge_only(app).await {
             return futures::stream::once(async { refused }).boxed();
         }
-        let Operation {
-            request,
-            state,
-            queue,
-            principal,
-            ..
-        } = self;
-        let request_id = state.request_id.clone();
-        let reads = state.patients_read.clone();
+        self.stream_charged(app)
+    }
+
+    /// Charges the caller's budget for the operation, or the answer that
+    /// refuses it.
+    pub async fn charge_only(&mut self, app: &AppState) -> Result<(), Response> {
+        self.charge(app).await.map(|_| ())
+    }
+
+    /// [`Operation::stream`] of an operation already charged (a subscriber
+    /// that goes on alone after it fell behind a shared subscription).
+    pub fn stream_charged(self, app: &AppState) -> BoxStream<'static, Response> {
+        let principal = self.principal.clone();
         let audit = app.audit.clone();
-        let responses = app
-            .schemas
-            .authenticated
-            .execute_stream(request.data(state));
-        queue
-            .run_stream(responses)
+        let (responses, state) = self.responses(app);
+        let reads = state.patients_read.clone();
+        responses
             .then(move |response| {
-                let response = error::finalize(response, &request_id);
                 let (audit, reads, principal) = (audit.clone(), reads.clone(), principal.clone());
                 async move {
                     if let Some(principal) = &principal {
@@ -190,6 +192,122 @@ impl Operation {
             })
             .boxed()
     }
+
+    /// The operation's responses with their errors coded, and its request
+    /// state (the patients each response read, which event it was made of);
+    /// charging and auditing are the caller's.
+    pub fn responses(self, app: &AppState) -> (BoxStream<'static, Response>, RequestState) {
+        let Operation {
+            request,
+            state,
+            queue,
+            ..
+        } = self;
+        let request_id = state.request_id.clone();
+        let responses = app
+            .schemas
+            .authenticated
+            .execute_stream(request.data(state.clone()));
+        let responses = queue
+            .run_stream(responses)
+            .map(move |response| error::finalize(response, &request_id))
+            .boxed();
+        (responses, state)
+    }
+
+    /// Where the operation stands in the event log, if it is a subscription.
+    pub fn position(&self) -> &Arc<LogPosition> {
+        &self.state.position
+    }
+
+    /// What subscribers must have in common to share this operation's
+    /// execution: the same rights, document and variables. `None` unless it
+    /// is a subscription that starts now (no cursor in its document or
+    /// variables): one that resumes from a cursor runs on its own.
+    pub fn share_key(&mut self) -> Option<ShareKey> {
+        let who = self.principal.clone()?;
+        let variables = serde_json::to_string(&self.request.variables).ok()?;
+        if !starts_now(&mut self.request) {
+            return None;
+        }
+        Some(ShareKey {
+            clinic_id: who.clinic_id,
+            actor: who.actor,
+            role: who.role,
+            permissions: who.permissions,
+            query: self.request.query.clone(),
+            operation_name: self.request.operation_name.clone(),
+            variables,
+        })
+    }
+}
+
+/// What subscribers sharing one execution have in common (see
+/// [`Operation::share_key`]). The actor is part of it: a few fields answer
+/// differently for the person themself (a staff member's own email).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ShareKey {
+    clinic_id: uuid::Uuid,
+    actor: Actor,
+    role: Option<Role>,
+    permissions: BTreeSet<Permission>,
+    query: String,
+    operation_name: Option<String>,
+    variables: String,
+}
+
+/// True for a subscription whose root fields are plain fields given no
+/// cursor: `after` absent, null, or a variable that is null or unset with no
+/// default.
+fn starts_now(request: &mut Request) -> bool {
+    let name = request.operation_name.clone();
+    let variables = request.variables.clone();
+    let Ok(doc) = request.parsed_query() else {
+        return false;
+    };
+    let operation = match &doc.operations {
+        DocumentOperations::Single(op) => op,
+        DocumentOperations::Multiple(ops) => match name {
+            Some(name) => match ops.get(name.as_str()) {
+                Some(op) => op,
+                None => return false,
+            },
+            None if ops.len() == 1 => ops.values().next().expect("one operation"),
+            None => return false,
+        },
+    };
+    if operation.node.ty != OperationType::Subscription {
+        return false;
+    }
+    operation
+        .node
+        .selection_set
+        .node
+        .items
+        .iter()
+        .all(|selection| match &selection.node {
+            Selection::Field(field) => field.node.arguments.iter().all(|(name, value)| {
+                name.node.as_str() != "after"
+                    || match &value.node {
+                        GqlValue::Null => true,
+                        GqlValue::Variable(variable) => {
+                            let given = variables.get(variable.as_str());
+                            let default = operation
+                                .node
+                                .variable_definitions
+                                .iter()
+                                .find(|d| d.node.name.node == *variable)
+                                .and_then(|d| d.node.default_value.as_ref());
+                            match given {
+                                Some(value) => *value == ConstValue::Null,
+                                None => default.is_none_or(|d| d.node == ConstValue::Null),
+                            }
+                        }
+                        _ => false,
+                    }
+            }),
+            _ => false,
+        })
 }
 
 /// True when nothing ran: the operation failed validation, or was refused

@@ -22,6 +22,8 @@ pub struct AppState {
     pub keys: Arc<JwtKeys>,
     pub audit: AuditSink,
     pub metrics: Arc<Metrics>,
+    /// Subscription executions shared by subscribers alike.
+    pub subscriptions: Arc<super::SharedSubscriptions>,
     pub config: Arc<ServeConfig>,
     /// Serving or shutting down.
     pub lifecycle: Lifecycle,

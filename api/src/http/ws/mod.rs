@@ -31,6 +31,15 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::{sync::mpsc, task::AbortHandle};
 
+mod outgoing;
+mod shared;
+
+pub use shared::SharedSubscriptions;
+
+use self::{
+    outgoing::Outgoing,
+    shared::{Ending, NewMember},
+};
 use super::{
     AppState,
     caller::{self, Caller},
@@ -40,10 +49,8 @@ use crate::auth::Principal;
 
 /// The one subprotocol spoken here.
 pub const PROTOCOL: &str = "graphql-transport-ws";
-/// Messages waiting for a slow socket before its operations wait too (and,
-/// far enough behind, catch up from the event log instead of holding events
-/// in memory).
-const OUTGOING_QUEUE: usize = 32;
+/// Most messages written to a socket in one write.
+const WRITE_BATCH: usize = 64;
 /// Bytes read from a socket at a time.
 const READ_BUFFER: usize = 4 * 1024;
 /// The largest message a client may send (a `subscribe` with its document).
@@ -124,11 +131,24 @@ impl Connection {
 
     async fn run(mut self, socket: WebSocket) {
         let (mut sink, mut stream) = socket.split();
-        let (outgoing, mut queue) = mpsc::channel::<Message>(OUTGOING_QUEUE);
+        let (outgoing, mut queue) = Outgoing::new(self.state.config.ws_shared_backlog as usize);
         let writer = tokio::spawn(async move {
-            while let Some(message) = queue.recv().await {
-                let closing = matches!(message, Message::Close(_));
-                if sink.send(message).await.is_err() || closing {
+            // The messages already waiting go out in one write: a socket
+            // that fell behind catches up in fewer system calls, one that
+            // keeps up is written at once.
+            let mut batch = Vec::with_capacity(WRITE_BATCH);
+            'writing: while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+                for queued in batch.drain(..) {
+                    let closing = matches!(queued.message, Message::Close(_));
+                    if sink.feed(queued.message).await.is_err() {
+                        break 'writing;
+                    }
+                    if closing {
+                        let _ = sink.flush().await;
+                        break 'writing;
+                    }
+                }
+                if sink.flush().await.is_err() {
                     break;
                 }
             }
@@ -201,7 +221,7 @@ impl Connection {
     async fn handle(
         &mut self,
         body: &str,
-        outgoing: &mpsc::Sender<Message>,
+        outgoing: &Outgoing,
         done: &mpsc::UnboundedSender<String>,
     ) -> Result<(), Closing> {
         let invalid = |why: &str| Closing(4400, why.to_string());
@@ -264,7 +284,7 @@ impl Connection {
                 if self.operations.contains_key(&id) {
                     return Err(Closing(4409, format!("Subscriber for {id} already exists")));
                 }
-                let request: GraphqlRequest = serde_json::from_value(payload.clone())
+                serde_json::from_value::<GraphqlRequest>(payload.clone())
                     .map_err(|_| invalid("Invalid message received"))?;
                 let handle = tokio::spawn(operate(
                     self.state.clone(),
@@ -272,7 +292,7 @@ impl Connection {
                     self.request_id.clone(),
                     self.peer,
                     id.clone(),
-                    request,
+                    payload.clone(),
                     outgoing.clone(),
                     done.clone(),
                 ));
@@ -293,7 +313,9 @@ impl Connection {
     }
 }
 
-/// Runs one operation and streams its results.
+/// Runs one operation and streams its results. A subscription that starts
+/// now joins the shared execution of its rights, document and variables
+/// (see `shared`); it goes on alone if it falls behind it.
 #[allow(clippy::too_many_arguments)]
 async fn operate(
     state: AppState,
@@ -301,63 +323,128 @@ async fn operate(
     request_id: String,
     peer: SocketAddr,
     id: String,
-    request: GraphqlRequest,
-    outgoing: mpsc::Sender<Message>,
+    payload: Value,
+    outgoing: Outgoing,
     done: mpsc::UnboundedSender<String>,
 ) {
-    let prepared = match operation::prepare(
-        &state,
-        Some(principal),
-        &request_id,
-        Some(peer.ip()),
-        request,
-        false,
-    ) {
+    let prepare = || {
+        let request: GraphqlRequest =
+            serde_json::from_value(payload.clone()).unwrap_or_else(|_| GraphqlRequest::new(""));
+        operation::prepare(
+            &state,
+            Some(principal.clone()),
+            &request_id,
+            Some(peer.ip()),
+            request,
+            false,
+        )
+    };
+    let mut prepared = match prepare() {
         Ok(prepared) => prepared,
         Err(refusal) => {
             let _ = outgoing
-                .send(text(
-                    json!({ "type": "error", "id": id, "payload": [refusal.error()] }),
-                ))
+                .send(error_message(&id, json!([refusal.error()])))
                 .await;
             let _ = done.send(id);
             return;
         }
     };
-    let mut stream = prepared.stream(&state).await;
     let _open = OpenOperation::new(&state.metrics.subscriptions_open);
+    let stream = match prepared.share_key() {
+        None => prepared.stream(&state).await,
+        Some(key) => {
+            if let Err(refused) = prepared.charge_only(&state).await {
+                let _ = outgoing
+                    .send(error_message(&id, json!(refused.errors)))
+                    .await;
+                let _ = done.send(id);
+                return;
+            }
+            let subscriptions = state.subscriptions.clone();
+            let member = NewMember {
+                id: &id,
+                principal: &principal,
+                socket: &outgoing,
+            };
+            match subscriptions.join(&state, key, prepared, member).await {
+                None => match prepare() {
+                    Ok(prepared) => prepared.stream_charged(&state),
+                    Err(_) => return finish(&id, &outgoing, &done).await,
+                },
+                // The shared frames go straight to the socket; this waits for their end.
+                Some(mut membership) => match membership.ended().await {
+                    Ending::Complete => return finish(&id, &outgoing, &done).await,
+                    Ending::Refused(errors) => {
+                        let _ = outgoing.send(error_message(&id, errors)).await;
+                        let _ = done.send(id);
+                        return;
+                    }
+                    Ending::Detached { after } => {
+                        drop(membership);
+                        match prepare() {
+                            Ok(alone) => {
+                                alone.position().start_after(after);
+                                alone.stream_charged(&state)
+                            }
+                            Err(_) => return finish(&id, &outgoing, &done).await,
+                        }
+                    }
+                },
+            }
+        }
+    };
+    if forward(stream, &id, &outgoing).await {
+        finish(&id, &outgoing, &done).await;
+    } else {
+        let _ = done.send(id);
+    }
+}
+
+/// Sends each response of `stream` as a `next` message; a request error (nothing
+/// ran) as an `error` message that ends the operation. True when the stream
+/// ended and earns a `complete`.
+async fn forward(
+    mut stream: futures::stream::BoxStream<'static, async_graphql::Response>,
+    id: &str,
+    outgoing: &Outgoing,
+) -> bool {
     let mut first = true;
     while let Some(response) = stream.next().await {
-        // A request error (nothing ran) is an `error` message, and ends the operation.
         if first && operation::is_request_error(&response) {
             let _ = outgoing
-                .send(text(
-                    json!({ "type": "error", "id": id, "payload": response.errors }),
-                ))
+                .send(error_message(id, json!(response.errors)))
                 .await;
-            let _ = done.send(id);
-            return;
+            return false;
         }
         first = false;
         // Serialized once, straight to text: this runs per subscriber per event.
         let next = serde_json::to_string(&Next {
             kind: "next",
-            id: &id,
+            id,
             payload: &response,
         })
         .unwrap_or_else(|_| json!({ "type": "next", "id": id, "payload": null }).to_string());
         if outgoing
-            .send(Message::Text(Utf8Bytes::from(next)))
+            .send_own(Message::Text(Utf8Bytes::from(next)))
             .await
             .is_err()
         {
-            break;
+            return false;
         }
     }
+    true
+}
+
+/// Sends `complete` and lets the connection forget the operation.
+async fn finish(id: &str, outgoing: &Outgoing, done: &mpsc::UnboundedSender<String>) {
     let _ = outgoing
         .send(text(json!({ "type": "complete", "id": id })))
         .await;
-    let _ = done.send(id);
+    let _ = done.send(id.to_string());
+}
+
+fn error_message(id: &str, errors: Value) -> Message {
+    text(json!({ "type": "error", "id": id, "payload": errors }))
 }
 
 /// Counts an operation in the open-subscriptions gauge while it runs (also
