@@ -161,14 +161,14 @@ impl AuditSink {
     /// read `patients` (a shared subscription's): one entry per reader, in
     /// one batch.
     pub async fn flush_reads_of(&self, readers: &[Principal], patients: Vec<Uuid>) {
-        if patients.is_empty() || readers.is_empty() {
+        let Some(read) = Reads::of("patient.read", patients) else {
+            return;
+        };
+        let at = db::now();
+        let rows: Vec<_> = readers.iter().map(|who| read.row(who, at)).collect();
+        if rows.is_empty() {
             return;
         }
-        let at = db::now();
-        let rows: Vec<_> = readers
-            .iter()
-            .filter_map(|who| reads_entry(who, patients.clone(), at))
-            .collect();
         // The writer is behind: write these ourselves rather than lose them.
         if let Err(mpsc::error::TrySendError::Full(rows)) = self.sender.try_send(rows)
             && let Err(error) = insert(self.db.conn(), rows).await
@@ -194,36 +194,55 @@ fn reads_entry(
 pub fn reads_row(
     who: &Principal,
     action: &str,
-    mut patients: Vec<Uuid>,
+    patients: Vec<Uuid>,
     at: DateTime<Utc>,
 ) -> Option<audit_log::Model> {
-    patients.sort_unstable();
-    patients.dedup();
-    let (record, list) = match patients.as_slice() {
-        [] => return None,
-        [one] => (Some(*one), None),
-        many => (
-            None,
-            Some(
-                serde_json::to_string(
-                    &many
-                        .iter()
-                        .map(|id| id.simple().to_string())
-                        .collect::<Vec<_>>(),
-                )
-                .expect("ids serialize"),
+    Reads::of(action, patients).map(|read| read.row(who, at))
+}
+
+/// What one read of `patients` records, before it is known who read them
+/// (one event's response read by every subscriber it was sent to).
+struct Reads {
+    entry: AuditEntry,
+    list: Option<String>,
+}
+
+impl Reads {
+    fn of(action: &str, mut patients: Vec<Uuid>) -> Option<Self> {
+        patients.sort_unstable();
+        patients.dedup();
+        let (record, list) = match patients.as_slice() {
+            [] => return None,
+            [one] => (Some(*one), None),
+            many => (
+                None,
+                Some(
+                    serde_json::to_string(
+                        &many
+                            .iter()
+                            .map(|id| id.simple().to_string())
+                            .collect::<Vec<_>>(),
+                    )
+                    .expect("ids serialize"),
+                ),
             ),
-        ),
-    };
-    let mut row = AuditEntry {
-        action: action.into(),
-        record_kind: IdKind::Patient.type_name(),
-        record_id: record,
-        patient_id: record,
+        };
+        Some(Self {
+            entry: AuditEntry {
+                action: action.into(),
+                record_kind: IdKind::Patient.type_name(),
+                record_id: record,
+                patient_id: record,
+            },
+            list,
+        })
     }
-    .row(who, at);
-    row.patient_ids = list;
-    Some(row)
+
+    fn row(&self, who: &Principal, at: DateTime<Utc>) -> audit_log::Model {
+        let mut row = self.entry.row(who, at);
+        row.patient_ids = self.list.clone();
+        row
+    }
 }
 
 /// Inserts one entry; on PostgreSQL without waiting for the WAL flush.

@@ -284,7 +284,7 @@ impl Connection {
                 if self.operations.contains_key(&id) {
                     return Err(Closing(4409, format!("Subscriber for {id} already exists")));
                 }
-                serde_json::from_value::<GraphqlRequest>(payload.clone())
+                let request = serde_json::from_value::<GraphqlRequest>(payload.clone())
                     .map_err(|_| invalid("Invalid message received"))?;
                 let handle = tokio::spawn(operate(
                     self.state.clone(),
@@ -292,7 +292,7 @@ impl Connection {
                     self.request_id.clone(),
                     self.peer,
                     id.clone(),
-                    payload.clone(),
+                    (request, payload.clone()),
                     outgoing.clone(),
                     done.clone(),
                 ));
@@ -323,13 +323,11 @@ async fn operate(
     request_id: String,
     peer: SocketAddr,
     id: String,
-    payload: Value,
+    (request, payload): (GraphqlRequest, Value),
     outgoing: Outgoing,
     done: mpsc::UnboundedSender<String>,
 ) {
-    let prepare = || {
-        let request: GraphqlRequest =
-            serde_json::from_value(payload.clone()).unwrap_or_else(|_| GraphqlRequest::new(""));
+    let prepare = |request| {
         operation::prepare(
             &state,
             Some(principal.clone()),
@@ -339,26 +337,23 @@ async fn operate(
             false,
         )
     };
-    let mut prepared = match prepare() {
+    // The same operation again, to run on its own (a request is not `Clone`;
+    // its payload parsed once already).
+    let again = || {
+        serde_json::from_value(payload.clone())
+            .ok()
+            .and_then(|request| prepare(request).ok())
+    };
+    let mut prepared = match prepare(request) {
         Ok(prepared) => prepared,
-        Err(refusal) => {
-            let _ = outgoing
-                .send(error_message(&id, json!([refusal.error()])))
-                .await;
-            let _ = done.send(id);
-            return;
-        }
+        Err(refusal) => return fail(&id, json!([refusal.error()]), &outgoing, &done).await,
     };
     let _open = OpenOperation::new(&state.metrics.subscriptions_open);
     let stream = match prepared.share_key() {
         None => prepared.stream(&state).await,
         Some(key) => {
             if let Err(refused) = prepared.charge_only(&state).await {
-                let _ = outgoing
-                    .send(error_message(&id, json!(refused.errors)))
-                    .await;
-                let _ = done.send(id);
-                return;
+                return fail(&id, json!(refused.errors), &outgoing, &done).await;
             }
             let subscriptions = state.subscriptions.clone();
             let member = NewMember {
@@ -366,30 +361,23 @@ async fn operate(
                 principal: &principal,
                 socket: &outgoing,
             };
-            match subscriptions.join(&state, key, prepared, member).await {
-                None => match prepare() {
-                    Ok(prepared) => prepared.stream_charged(&state),
-                    Err(_) => return finish(&id, &outgoing, &done).await,
-                },
+            let alone = match subscriptions.join(&state, key, prepared, member).await {
+                None => again(),
                 // The shared frames go straight to the socket; this waits for their end.
                 Some(mut membership) => match membership.ended().await {
-                    Ending::Complete => return finish(&id, &outgoing, &done).await,
+                    Ending::Complete => None,
                     Ending::Refused(errors) => {
-                        let _ = outgoing.send(error_message(&id, errors)).await;
-                        let _ = done.send(id);
-                        return;
+                        return fail(&id, errors, &outgoing, &done).await;
                     }
                     Ending::Detached { after } => {
                         drop(membership);
-                        match prepare() {
-                            Ok(alone) => {
-                                alone.position().start_after(after);
-                                alone.stream_charged(&state)
-                            }
-                            Err(_) => return finish(&id, &outgoing, &done).await,
-                        }
+                        again().inspect(|alone| alone.position().start_after(after))
                     }
                 },
+            };
+            match alone {
+                Some(alone) => alone.stream_charged(&state),
+                None => return finish(&id, &outgoing, &done).await,
             }
         }
     };
@@ -440,6 +428,12 @@ async fn finish(id: &str, outgoing: &Outgoing, done: &mpsc::UnboundedSender<Stri
     let _ = outgoing
         .send(text(json!({ "type": "complete", "id": id })))
         .await;
+    let _ = done.send(id.to_string());
+}
+
+/// Sends an `error` message, which ends the operation without `complete`.
+async fn fail(id: &str, errors: Value, outgoing: &Outgoing, done: &mpsc::UnboundedSender<String>) {
+    let _ = outgoing.send(error_message(id, errors)).await;
     let _ = done.send(id.to_string());
 }
 

@@ -19,8 +19,6 @@ const OWN_FRAMES: usize = 32;
 pub struct Outgoing {
     sender: mpsc::Sender<Queued>,
     own_frames: Arc<Semaphore>,
-    /// Room a shared frame leaves for protocol messages and own frames.
-    reserved: usize,
 }
 
 /// A message waiting to be written.
@@ -51,7 +49,6 @@ impl Outgoing {
             Self {
                 sender,
                 own_frames: Arc::new(Semaphore::new(OWN_FRAMES)),
-                reserved: OWN_FRAMES,
             },
             receiver,
         )
@@ -81,7 +78,7 @@ impl Outgoing {
             _permit: None,
         };
         // Room is kept for protocol messages and own frames.
-        if self.sender.capacity() <= self.reserved {
+        if self.sender.capacity() <= OWN_FRAMES {
             return if self.sender.is_closed() {
                 Err(NotQueued::Closed)
             } else {
