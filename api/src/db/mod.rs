@@ -33,6 +33,9 @@ pub mod backup;
 pub mod tenant;
 pub mod upgrade;
 
+/// A pooled PostgreSQL connection idle this long is pinged before it is used.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+
 /// The current time at the precision both databases keep (microseconds).
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
@@ -87,10 +90,25 @@ impl Db {
             let options = PgConnectOptions::from_str(url)?
                 .log_statements(log::LevelFilter::Trace)
                 .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(1));
+            // sqlx pings a connection (a round trip) when it goes back to the
+            // pool and, by default, again when it is taken out: two extra
+            // round trips per statement outside a transaction. The ping on
+            // the way back stays; the one on the way out is kept only for a
+            // connection idle long enough for a server or a pooler to have
+            // dropped it.
             let pool = PgPoolOptions::new()
                 .max_connections(config.db_max_connections.max(2))
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_IF_IDLE_FOR {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(options)
                 .await?;
             SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
@@ -125,7 +143,10 @@ impl Db {
                     .max_connections(config.db_max_connections.max(2))
                     .min_connections(1)
             }
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(Duration::from_secs(10))
+            // A file's connection cannot be dropped by a server: the ping
+            // before each use (a round trip to its worker thread) buys nothing.
+            .test_before_acquire(false);
             // Processes opening a new file at once race to switch it to WAL;
             // that switch answers "database is locked" at once instead of
             // waiting out the busy timeout, so the loser tries again.
