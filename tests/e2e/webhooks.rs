@@ -33,6 +33,7 @@ on_both_backends! {
     receivers_that_do_not_answer_in_time_are_retried => one_second_receivers,
     a_server_with_webhook_concurrency_0_delivers_nothing => not_delivering,
     private_targets_are_refused_at_delivery_time => strict_fast_retries,
+    accepted_deliveries_settled_together_keep_their_own_attempts => fast_retries,
 }
 
 /// Receivers on 127.0.0.1 get one second to answer.
@@ -1837,4 +1838,65 @@ async fn idempotency_keys_replay_mutations_once(app: TestApp) {
         "exactly one request ran"
     );
     assert_eq!(patients_count(&app).await, 5);
+}
+
+// ---------------------------------------------------------------------------
+// Accepted sends are settled in batches (one transaction for many): each
+// delivery still gets its own attempt, status code and attempt time.
+
+async fn accepted_deliveries_settled_together_keep_their_own_attempts(app: TestApp) {
+    use journeymap::sea_orm::Statement;
+    // 200, 201 or 202, by the webhook-id, so the status each delivery
+    // records can be checked against the one its receiver gave.
+    fn status_for(id: &str) -> u16 {
+        200 + (id.bytes().map(u16::from).sum::<u16>() % 3)
+    }
+    let rx = Receiver::start(|r, _| Reply::status(status_for(r.id()))).await;
+    let hook = create_endpoint(&app, &rx.url, &["patient.created"], false).await;
+    const N: usize = 40;
+    // Created side by side, so that sends end side by side and settle together.
+    let names: Vec<String> = (0..N).map(|n| format!("Batch{n}")).collect();
+    futures::future::join_all(names.iter().map(|name| app.patient(name))).await;
+    let settled = settled_deliveries(&app, &hook.id, N).await;
+    let received = rx.wait_count(N).await;
+    assert_eq!(received.len(), N, "each delivery was sent once");
+    for delivery in &settled {
+        let id = delivery["webhookId"].as_str().unwrap();
+        assert_eq!(delivery["status"], "DELIVERED", "{delivery}");
+        assert_eq!(delivery["attemptCount"], 1, "{delivery}");
+        assert!(delivery["deliveredAt"].is_string(), "{delivery}");
+        assert!(delivery["nextAttemptAt"].is_null(), "{delivery}");
+        let attempts = delivery["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "{delivery}");
+        assert_eq!(attempts[0]["statusCode"], status_for(id), "{delivery}");
+        assert!(attempts[0]["error"].is_null(), "{delivery}");
+    }
+    // The delivery rows' own record of their last attempt matches it.
+    let rows = app
+        .db()
+        .conn()
+        .query_all_raw(Statement::from_string(
+            app.db().backend(),
+            "SELECT d.message_id, d.last_status_code, d.locked_until IS NULL AS unlocked, \
+                    d.last_attempt_at = a.attempted_at AS same_time, a.status_code \
+             FROM webhook_deliveries d JOIN webhook_attempts a ON a.delivery_id = d.id"
+                .to_string(),
+        ))
+        .await
+        .expect("deliveries");
+    assert_eq!(rows.len(), N);
+    for row in rows {
+        let id: String = row.try_get("", "message_id").unwrap();
+        let last: Option<i32> = row.try_get("", "last_status_code").unwrap();
+        let attempt: Option<i32> = row.try_get("", "status_code").unwrap();
+        let unlocked: bool = row.try_get("", "unlocked").unwrap();
+        let same_time: bool = row.try_get("", "same_time").unwrap();
+        assert_eq!(last, Some(i32::from(status_for(&id))), "{id}");
+        assert_eq!(attempt, last, "{id}");
+        assert!(
+            unlocked && same_time,
+            "{id}: lease given back, attempt time recorded"
+        );
+    }
+    rx.assert_quiet(N).await;
 }

@@ -14,6 +14,8 @@
 //! due again when its lease runs out, and is sent again with the same
 //! `webhook-id`.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use entity::{events, webhook_attempts, webhook_deliveries, webhook_endpoints};
 use sea_orm::{
@@ -162,14 +164,71 @@ pub async fn claim(
     Ok(claimed)
 }
 
-/// The endpoint a claimed delivery goes to (`None` once it was deleted).
-pub async fn endpoint_of(
-    db: &Db,
-    delivery: &webhook_deliveries::Model,
-) -> Result<Option<webhook_endpoints::Model>, DbErr> {
-    Principal::system(delivery.clinic_id)
-        .find_row::<webhook_endpoints::Entity, _>(db.conn(), delivery.endpoint_id)
-        .await
+/// The endpoints and events a batch of claimed deliveries needs, read with
+/// one statement each per clinic instead of two per delivery.
+#[derive(Debug, Default)]
+pub struct ClaimedRows {
+    endpoints: HashMap<Uuid, webhook_endpoints::Model>,
+    events: HashMap<Uuid, events::Model>,
+}
+
+impl ClaimedRows {
+    /// The endpoint `delivery` goes to (`None` once it was deleted).
+    pub fn endpoint_of(
+        &self,
+        delivery: &webhook_deliveries::Model,
+    ) -> Option<&webhook_endpoints::Model> {
+        self.endpoints
+            .get(&delivery.endpoint_id)
+            .filter(|endpoint| endpoint.clinic_id == delivery.clinic_id)
+    }
+
+    /// The event `delivery` carries (`None` for a test message, or once the
+    /// event was deleted).
+    fn event_of(&self, delivery: &webhook_deliveries::Model) -> Option<&events::Model> {
+        delivery
+            .event_id
+            .and_then(|id| self.events.get(&id))
+            .filter(|event| event.clinic_id == delivery.clinic_id)
+    }
+}
+
+/// Reads the endpoints and events of `claimed`.
+pub async fn rows_of(db: &Db, claimed: &[webhook_deliveries::Model]) -> Result<ClaimedRows, DbErr> {
+    let mut by_clinic: HashMap<Uuid, (Vec<Uuid>, Vec<Uuid>)> = HashMap::new();
+    for delivery in claimed {
+        let (endpoints, events) = by_clinic.entry(delivery.clinic_id).or_default();
+        endpoints.push(delivery.endpoint_id);
+        events.extend(delivery.event_id.filter(|_| delivery.payload.is_none()));
+    }
+    let mut rows = ClaimedRows::default();
+    for (clinic, (mut endpoint_ids, mut event_ids)) in by_clinic {
+        let system = Principal::system(clinic);
+        endpoint_ids.sort_unstable();
+        endpoint_ids.dedup();
+        for endpoint in system
+            .select::<webhook_endpoints::Entity>()
+            .filter(webhook_endpoints::Column::Id.is_in(endpoint_ids))
+            .all(db.conn())
+            .await?
+        {
+            rows.endpoints.insert(endpoint.id, endpoint);
+        }
+        event_ids.sort_unstable();
+        event_ids.dedup();
+        // A claim is at most 200 deliveries: well within one statement's binds.
+        if !event_ids.is_empty() {
+            for event in system
+                .select::<events::Entity>()
+                .filter(events::Column::Id.is_in(event_ids))
+                .all(db.conn())
+                .await?
+            {
+                rows.events.insert(event.id, event);
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// Puts a claimed delivery off by `by`, as if this attempt never happened.
@@ -231,22 +290,19 @@ pub async fn body(
     db: &Db,
     delivery: &webhook_deliveries::Model,
     endpoint: &webhook_endpoints::Model,
+    rows: &ClaimedRows,
 ) -> Result<Option<Value>, DbErr> {
     if let Some(payload) = &delivery.payload {
         return Ok(Some(payload.clone()));
     }
-    let Some(event_id) = delivery.event_id else {
+    let Some(event) = rows.event_of(delivery) else {
         return Ok(None);
     };
-    let system = Principal::system(delivery.clinic_id);
-    let conn = db.conn();
-    let Some(event) = system.find_row::<events::Entity, _>(conn, event_id).await? else {
-        return Ok(None);
-    };
-    let mut body = log::envelope(&event);
+    let mut body = log::envelope(event);
     if endpoint.include_phi {
+        let system = Principal::system(delivery.clinic_id);
         match Event::decode(&event.event_type, &event.data) {
-            Ok(typed) => add_phi(&system, conn, &typed, &mut body["data"]).await?,
+            Ok(typed) => add_phi(&system, db.conn(), &typed, &mut body["data"]).await?,
             Err(error) => tracing::warn!(%error, "sending an event without PHI"),
         }
     }
@@ -322,6 +378,7 @@ pub async fn settle(
     db: &Db,
     bus: &EventBus,
     delivery: &webhook_deliveries::Model,
+    endpoint: &webhook_endpoints::Model,
     outcome: &Outcome,
     schedule: &[std::time::Duration],
 ) -> Result<Settled, DbErr> {
@@ -408,6 +465,10 @@ pub async fn settle(
         .await?;
     let mut outbox = Outbox::default();
     match settled {
+        // An endpoint with no exhausted deliveries when this one was claimed
+        // has no count to reset: a delivery exhausted meanwhile is reset by
+        // the next one delivered.
+        Settled::Delivered if endpoint.exhausted_deliveries == 0 => {}
         Settled::Delivered => {
             system
                 .update_rows::<webhook_endpoints::Entity>()
@@ -470,6 +531,120 @@ pub async fn settle(
         bus.deliveries.notify_one();
     }
     Ok(settled)
+}
+
+/// A send the receiver accepted (2xx), waiting to be settled with others.
+#[derive(Debug)]
+pub struct Accepted<'a> {
+    pub delivery: &'a webhook_deliveries::Model,
+    pub outcome: &'a Outcome,
+    /// The endpoint's exhausted deliveries when the delivery was claimed.
+    pub endpoint_exhausted: i32,
+}
+
+/// Settles accepted sends as [`settle`] settles each one (an attempt row,
+/// the delivery delivered, the endpoint's exhausted count reset), in one
+/// transaction of three statements for all of them (one more for each clinic
+/// beyond the first, and for each endpoint with a count to reset).
+pub async fn settle_accepted(db: &Db, accepted: &[Accepted<'_>]) -> Result<(), DbErr> {
+    if accepted.is_empty() {
+        return Ok(());
+    }
+    let now = db::now();
+    let txn = db.begin_write().await?;
+    webhook_attempts::Entity::insert_many(accepted.iter().map(|a| {
+        webhook_attempts::Model {
+            id: ids::new_id(),
+            clinic_id: a.delivery.clinic_id,
+            delivery_id: a.delivery.id,
+            attempted_at: a.outcome.attempted_at,
+            status_code: a.outcome.status_code.map(i32::from),
+            latency_ms: a.outcome.latency_ms,
+            error: None,
+        }
+        .into_active_model()
+    }))
+    .exec_without_returning(&*txn)
+    .await?;
+    // Each delivery keeps its own attempt time and status code.
+    let per_delivery =
+        |group: &[&Accepted<'_>], value: fn(&Accepted<'_>) -> sea_orm::Value, column| {
+            let mut case = sea_orm::sea_query::CaseStatement::new();
+            for a in group {
+                case = case.case(
+                    webhook_deliveries::Column::Id.eq(a.delivery.id),
+                    Expr::value(value(a)),
+                );
+            }
+            case.finally(Expr::col(column))
+        };
+    let mut by_clinic: HashMap<Uuid, Vec<&Accepted<'_>>> = HashMap::new();
+    for a in accepted {
+        by_clinic.entry(a.delivery.clinic_id).or_default().push(a);
+    }
+    for (clinic, group) in &by_clinic {
+        Principal::system(*clinic)
+            .update_rows::<webhook_deliveries::Entity>()
+            .col_expr(
+                webhook_deliveries::Column::Status,
+                Expr::value(status::DELIVERED),
+            )
+            .col_expr(
+                webhook_deliveries::Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                webhook_deliveries::Column::LastAttemptAt,
+                per_delivery(
+                    group,
+                    |a| a.outcome.attempted_at.into(),
+                    webhook_deliveries::Column::LastAttemptAt,
+                )
+                .into(),
+            )
+            .col_expr(
+                webhook_deliveries::Column::LastStatusCode,
+                per_delivery(
+                    group,
+                    |a| a.outcome.status_code.map(i32::from).into(),
+                    webhook_deliveries::Column::LastStatusCode,
+                )
+                .into(),
+            )
+            .col_expr(
+                webhook_deliveries::Column::LastError,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                webhook_deliveries::Column::DeliveredAt,
+                Expr::value(Some(now)),
+            )
+            .filter(webhook_deliveries::Column::Id.is_in(group.iter().map(|a| a.delivery.id)))
+            .exec(&*txn)
+            .await?;
+    }
+    // See `settle`: only an endpoint that had exhausted deliveries when these
+    // were claimed has a count to reset.
+    let mut exhausted: Vec<(Uuid, Uuid)> = accepted
+        .iter()
+        .filter(|a| a.endpoint_exhausted != 0)
+        .map(|a| (a.delivery.clinic_id, a.delivery.endpoint_id))
+        .collect();
+    exhausted.sort_unstable();
+    exhausted.dedup();
+    for (clinic, endpoint) in exhausted {
+        Principal::system(clinic)
+            .update_rows::<webhook_endpoints::Entity>()
+            .col_expr(
+                webhook_endpoints::Column::ExhaustedDeliveries,
+                Expr::value(0),
+            )
+            .filter(webhook_endpoints::Column::Id.eq(endpoint))
+            .filter(webhook_endpoints::Column::ExhaustedDeliveries.ne(0))
+            .exec(&*txn)
+            .await?;
+    }
+    txn.commit().await
 }
 
 async fn disable<C: ConnectionTrait>(

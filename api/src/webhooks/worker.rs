@@ -9,7 +9,7 @@ use entity::{webhook_deliveries, webhook_endpoints};
 use reqwest::{StatusCode, header::HeaderMap};
 use sea_orm::DbErr;
 use tokio::{
-    sync::Semaphore,
+    sync::{Semaphore, mpsc, oneshot},
     task::{self, JoinSet},
 };
 use tokio_util::sync::CancellationToken;
@@ -55,6 +55,9 @@ pub async fn run(
     let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let lease = chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::seconds(60));
+    let (accepted, settling) = mpsc::channel(SETTLE_BATCH);
+    let settler = tokio::spawn(settle_accepted_in_batches(db.clone(), settling));
+    let claim_batch = (config.concurrency / 4).clamp(1, 50);
     let mut sending = JoinSet::new();
     // The delivery each send in flight is settling, by its task.
     let mut in_flight: HashMap<task::Id, webhook_deliveries::Model> = HashMap::new();
@@ -65,8 +68,11 @@ pub async fn run(
         if shutdown.is_cancelled() {
             break;
         }
+        // A busy worker claims once a quarter of its slots are free, not as
+        // each send ends: a claim is a transaction of its own, and claiming
+        // one or two at a time made claims, not sends, the limit.
         let free = slots.available_permits();
-        if free == 0 {
+        if free < claim_batch {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 permit = slots.clone().acquire_owned() => drop(permit),
@@ -92,20 +98,42 @@ pub async fn run(
             }
             continue;
         }
+        let rows = match queue::rows_of(&db, &claimed).await {
+            Ok(rows) => Arc::new(rows),
+            Err(error) => {
+                // The leases run out and the deliveries are claimed again.
+                tracing::warn!(
+                    ?error,
+                    "reading claimed webhook deliveries failed; retrying"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(config.poll) => {}
+                }
+                continue;
+            }
+        };
         for delivery in claimed {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let (db, bus, client, config, metrics, claimed) = (
+            let (db, bus, client, config, metrics, claimed, rows, accepted) = (
                 db.clone(),
                 bus.clone(),
                 client.clone(),
                 config.clone(),
                 metrics.clone(),
                 delivery.clone(),
+                rows.clone(),
+                accepted.clone(),
             );
             let send = sending.spawn(db::uncounted(async move {
-                match deliver(&db, &bus, &client, &config, &delivery).await {
+                let sent = Sent {
+                    db: &db,
+                    bus: &bus,
+                    accepted: &accepted,
+                };
+                match deliver(sent, &client, &config, &delivery, &rows).await {
                     Ok(settled) => metrics.webhook_delivered(settled_label(settled)),
                     Err(error) => {
                         tracing::warn!(?error, delivery = %delivery.id, "a webhook delivery could not be settled; it will be retried")
@@ -131,6 +159,9 @@ pub async fn run(
             }
         }
     }
+    // Every send has ended: the settler settles what is left and stops.
+    drop(accepted);
+    let _ = settler.await;
     let cut_short: Vec<_> = in_flight.into_values().collect();
     if !cut_short.is_empty() {
         match queue::release(&db, &cut_short).await {
@@ -164,16 +195,66 @@ fn settled_label(settled: Option<Settled>) -> &'static str {
     }
 }
 
+/// Accepted sends settled in one transaction, at most.
+const SETTLE_BATCH: usize = 64;
+
+/// A send the receiver accepted, on its way to the settler, which answers
+/// once it is settled.
+struct ToSettle {
+    delivery: webhook_deliveries::Model,
+    endpoint_exhausted: i32,
+    outcome: Outcome,
+    settled: oneshot::Sender<bool>,
+}
+
+/// Settles accepted sends in batches: every send accepted while the last
+/// batch was being written goes into the next one (a transaction and a
+/// commit for many deliveries rather than each). Sends the receiver did not
+/// accept are rarer and settle one by one ([`queue::settle`]), since they may
+/// disable their endpoint.
+async fn settle_accepted_in_batches(db: Db, mut settling: mpsc::Receiver<ToSettle>) {
+    let mut batch = Vec::with_capacity(SETTLE_BATCH);
+    while settling.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+        let accepted: Vec<_> = batch
+            .iter()
+            .map(|s| queue::Accepted {
+                delivery: &s.delivery,
+                outcome: &s.outcome,
+                endpoint_exhausted: s.endpoint_exhausted,
+            })
+            .collect();
+        let settled = db::uncounted(queue::settle_accepted(&db, &accepted)).await;
+        if let Err(error) = &settled {
+            tracing::warn!(
+                ?error,
+                deliveries = batch.len(),
+                "settling delivered webhooks failed; they will be sent again"
+            );
+        }
+        for sent in batch.drain(..) {
+            let _ = sent.settled.send(settled.is_ok());
+        }
+    }
+}
+
+/// What a send settles through.
+#[derive(Clone, Copy)]
+struct Sent<'a> {
+    db: &'a Db,
+    bus: &'a EventBus,
+    accepted: &'a mpsc::Sender<ToSettle>,
+}
+
 /// Sends one claimed delivery and settles it; `None` when it was put off
 /// (its endpoint is disabled) or its endpoint is gone.
 async fn deliver(
-    db: &Db,
-    bus: &EventBus,
+    Sent { db, bus, accepted }: Sent<'_>,
     client: &reqwest::Client,
     config: &DeliveryConfig,
     delivery: &webhook_deliveries::Model,
+    rows: &queue::ClaimedRows,
 ) -> Result<Option<Settled>, DbErr> {
-    let Some(endpoint) = queue::endpoint_of(db, delivery).await? else {
+    let Some(endpoint) = rows.endpoint_of(delivery) else {
         return Ok(None);
     };
     if !endpoint.enabled {
@@ -181,7 +262,7 @@ async fn deliver(
         queue::postpone(db, delivery, chrono::Duration::minutes(5)).await?;
         return Ok(None);
     }
-    let Some(body) = queue::body(db, delivery, &endpoint).await? else {
+    let Some(body) = queue::body(db, delivery, endpoint, rows).await? else {
         let outcome = Outcome {
             attempted_at: db::now(),
             status_code: None,
@@ -189,13 +270,28 @@ async fn deliver(
             error: Some("the event no longer exists".into()),
             retry_after: None,
         };
-        return queue::settle(db, bus, delivery, &outcome, &[])
+        return queue::settle(db, bus, delivery, endpoint, &outcome, &[])
             .await
             .map(Some);
     };
     let body = serde_json::to_vec(&body).unwrap_or_default();
-    let outcome = send(client, config, &endpoint, delivery, &body).await;
-    queue::settle(db, bus, delivery, &outcome, &config.schedule)
+    let outcome = send(client, config, endpoint, delivery, &body).await;
+    if outcome.status_code.is_some_and(|c| (200..300).contains(&c)) {
+        let (settled, answer) = oneshot::channel();
+        let to_settle = ToSettle {
+            delivery: delivery.clone(),
+            endpoint_exhausted: endpoint.exhausted_deliveries,
+            outcome,
+            settled,
+        };
+        if accepted.send(to_settle).await.is_ok() && answer.await == Ok(true) {
+            return Ok(Some(Settled::Delivered));
+        }
+        return Err(DbErr::Custom(
+            "the delivered webhook was not settled".into(),
+        ));
+    }
+    queue::settle(db, bus, delivery, endpoint, &outcome, &config.schedule)
         .await
         .map(Some)
 }
