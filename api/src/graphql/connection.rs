@@ -13,23 +13,54 @@ use async_graphql::{
 use uuid::Uuid;
 
 use super::loaders::Loaders;
-use crate::domain::{
-    DomainError, DomainResult,
-    page::{Page, PageRequest},
+use crate::{
+    domain::{
+        DomainError, DomainResult,
+        page::{Keyset, Page, PageRequest},
+    },
+    events::log,
 };
 
-/// An opaque cursor string.
-pub struct Cursor(pub String);
+/// An edge's opaque cursor, encoded only when a client selects `cursor`
+/// (most reads of nested pages never do, and a page of 50 patients has
+/// hundreds of edges).
+pub struct Cursor(CursorKey);
+
+enum CursorKey {
+    /// A position in a keyset-ordered list ([`Keyset::encode`]).
+    Keyset(Keyset),
+    /// A position in the clinic's event log ([`log::cursor`]).
+    Sequence(i64),
+    /// A cursor as a client sent it.
+    Text(String),
+}
+
+impl Cursor {
+    /// The cursor of the event numbered `sequence`.
+    pub fn sequence(sequence: i64) -> Self {
+        Self(CursorKey::Sequence(sequence))
+    }
+}
+
+impl From<Keyset> for Cursor {
+    fn from(keyset: Keyset) -> Self {
+        Self(CursorKey::Keyset(keyset))
+    }
+}
 
 impl CursorType for Cursor {
     type Error = std::convert::Infallible;
 
     fn decode_cursor(s: &str) -> Result<Self, Self::Error> {
-        Ok(Cursor(s.to_string()))
+        Ok(Cursor(CursorKey::Text(s.to_string())))
     }
 
     fn encode_cursor(&self) -> String {
-        self.0.clone()
+        match &self.0 {
+            CursorKey::Keyset(keyset) => keyset.encode(),
+            CursorKey::Sequence(sequence) => log::cursor(*sequence),
+            CursorKey::Text(text) => text.clone(),
+        }
     }
 }
 
@@ -67,7 +98,7 @@ pub type Conn<N> = Connection<Cursor, N, ConnectionTotals>;
 /// Wraps a domain page as a connection.
 pub fn connection<M, N: OutputType>(
     page: Page<M>,
-    cursor: impl Fn(&M) -> String,
+    cursor: impl Fn(&M) -> Cursor,
     node: impl Fn(M) -> N,
     totals: ConnectionTotals,
 ) -> Conn<N> {
@@ -76,7 +107,7 @@ pub fn connection<M, N: OutputType>(
     connection.edges.extend(
         page.items
             .into_iter()
-            .map(|item| Edge::new(Cursor(cursor(&item)), node(item))),
+            .map(|item| Edge::new(cursor(&item), node(item))),
     );
     connection
 }
@@ -99,7 +130,7 @@ impl<P, C> Nested<P, C> {
         parent: Uuid,
         first: Option<i32>,
         after: Option<String>,
-        cursor: impl Fn(&M) -> String,
+        cursor: impl Fn(&M) -> Cursor,
         node: impl Fn(M) -> N,
     ) -> async_graphql::Result<Conn<N>>
     where

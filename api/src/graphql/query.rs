@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, Object};
 
 use super::{
-    connection::{Conn, ConnectionTotals, connection},
+    connection::{Conn, ConnectionTotals, Cursor, connection},
     context::{ContextExt, decode_id},
     filters::{AuditLogFilter, FollowUpFilter, JourneyFilter, PatientFilter, TimeWindowInput},
     scalars::DateTime,
@@ -16,7 +16,6 @@ use crate::{
     analytics,
     auth::Permission,
     domain::{self, DomainError, page::PageRequest},
-    events::{self},
     ids::{self, IdKind},
 };
 
@@ -133,7 +132,7 @@ impl Query {
         let found = domain::patients::list(&store, &who, &filter, &page).await?;
         Ok(connection(
             found,
-            |p| domain::patients::keyset(p).encode(),
+            |p| domain::patients::keyset(p).into(),
             Patient,
             ConnectionTotals::new(move || {
                 let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
@@ -186,7 +185,7 @@ impl Query {
         let found = domain::journeys::list(&store, &who, &filter, &page).await?;
         Ok(connection(
             found,
-            |j| domain::journeys::keyset(j).encode(),
+            |j| domain::journeys::keyset(j).into(),
             Journey,
             ConnectionTotals::new(move || {
                 let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
@@ -230,7 +229,7 @@ impl Query {
         let order = filter.clone();
         Ok(connection(
             found,
-            move |f| domain::follow_ups::cursor_in(&order, f).encode(),
+            move |f| domain::follow_ups::cursor_in(&order, f).into(),
             FollowUp,
             ConnectionTotals::new(move || {
                 let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
@@ -301,7 +300,7 @@ impl Query {
         let found = domain::audit_log::list(&store.db, &who, &filter, &page).await?;
         Ok(connection(
             found,
-            |e| domain::audit_log::keyset(e).encode(),
+            |e| domain::audit_log::keyset(e).into(),
             AuditEntry,
             ConnectionTotals::new(move || {
                 let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
@@ -346,7 +345,7 @@ impl Query {
         let found = domain::webhook_endpoints::deliveries(&store, &who, &filter, &page).await?;
         Ok(connection(
             found,
-            |d| domain::webhook_endpoints::delivery_keyset(d).encode(),
+            |d| domain::webhook_endpoints::delivery_keyset(d).into(),
             WebhookDelivery,
             ConnectionTotals::new(move || {
                 let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
@@ -381,7 +380,7 @@ impl Query {
         let found = domain::event_log::page(&store, &who, after, page.size, &types).await?;
         Ok(connection(
             found,
-            |e| events::log::cursor(e.sequence),
+            |e| Cursor::sequence(e.sequence),
             JourneyEvent,
             ConnectionTotals::new(move || {
                 let (store, who, types) = (store.clone(), who.clone(), types.clone());

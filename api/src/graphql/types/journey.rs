@@ -137,7 +137,7 @@ impl Journey {
             self.0.id,
             first,
             after,
-            |t| domain::touchpoints::keyset(t).encode(),
+            |t| domain::touchpoints::keyset(t).into(),
             Touchpoint,
         )
         .await

@@ -221,7 +221,7 @@ impl Patient {
             self.0.id,
             first,
             after,
-            |entry| domain::audit_log::keyset(entry).encode(),
+            |entry| domain::audit_log::keyset(entry).into(),
             AuditEntry,
         )
         .await
@@ -280,7 +280,7 @@ impl Patient {
             self.0.id,
             first,
             after,
-            |t| domain::touchpoints::keyset(t).encode(),
+            |t| domain::touchpoints::keyset(t).into(),
             Touchpoint,
         )
         .await
@@ -303,7 +303,7 @@ impl Patient {
             self.0.id,
             first,
             after,
-            |f| domain::feedback::keyset(f).encode(),
+            |f| domain::feedback::keyset(f).into(),
             Feedback,
         )
         .await
@@ -328,7 +328,7 @@ impl Patient {
             self.0.id,
             first,
             after,
-            |entry| entry.keyset().encode(),
+            |entry| entry.keyset().into(),
             TimelineEntry,
         )
         .await
