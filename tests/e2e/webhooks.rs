@@ -1871,6 +1871,18 @@ async fn accepted_deliveries_settled_together_keep_their_own_attempts(app: TestA
         assert_eq!(attempts[0]["statusCode"], status_for(id), "{delivery}");
         assert!(attempts[0]["error"].is_null(), "{delivery}");
     }
+    // Settled together: the deliveries of one batch share the moment it was
+    // written (one settled alone has a `deliveredAt` of its own).
+    let mut delivered_at: Vec<&str> = settled
+        .iter()
+        .map(|d| d["deliveredAt"].as_str().unwrap())
+        .collect();
+    delivered_at.sort_unstable();
+    delivered_at.dedup();
+    assert!(
+        delivered_at.len() < N,
+        "each of the {N} deliveries was settled on its own: {delivered_at:?}"
+    );
     // The delivery rows' own record of their last attempt matches it.
     let rows = app
         .db()

@@ -360,6 +360,13 @@ pub struct Outcome {
     pub retry_after: Option<Duration>,
 }
 
+impl Outcome {
+    /// The receiver accepted the delivery (2xx).
+    pub fn accepted(&self) -> bool {
+        self.status_code.is_some_and(|c| (200..300).contains(&c))
+    }
+}
+
 /// What became of a delivery after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
@@ -382,6 +389,15 @@ pub async fn settle(
     outcome: &Outcome,
     schedule: &[std::time::Duration],
 ) -> Result<Settled, DbErr> {
+    if outcome.accepted() {
+        let accepted = Accepted {
+            delivery,
+            outcome,
+            endpoint_exhausted: endpoint.exhausted_deliveries,
+        };
+        settle_accepted(db, &[accepted]).await?;
+        return Ok(Settled::Delivered);
+    }
     let system = Principal::system(delivery.clinic_id);
     let now = db::now();
     let txn = db.begin_write().await?;
@@ -399,12 +415,9 @@ pub async fn settle(
     )
     .exec_without_returning(&*txn)
     .await?;
-    let ok = outcome.status_code.is_some_and(|c| (200..300).contains(&c));
     let gone = outcome.status_code == Some(410);
     let next_index = delivery.retry_index + 1;
-    let settled = if ok {
-        Settled::Delivered
-    } else if gone {
+    let settled = if gone {
         Settled::Gone
     } else if (next_index as usize) < schedule.len() {
         Settled::Retrying
@@ -420,10 +433,10 @@ pub async fn settle(
         }
         _ => delivery.next_attempt_at,
     };
-    let new_status = match settled {
-        Settled::Delivered => status::DELIVERED,
-        Settled::Retrying => status::PENDING,
-        Settled::Failed | Settled::Gone => status::FAILED,
+    let new_status = if settled == Settled::Retrying {
+        status::PENDING
+    } else {
+        status::FAILED
     };
     system
         .update_rows::<webhook_deliveries::Entity>()
@@ -456,31 +469,11 @@ pub async fn settle(
             webhook_deliveries::Column::LastError,
             Expr::value(outcome.error.clone()),
         )
-        .col_expr(
-            webhook_deliveries::Column::DeliveredAt,
-            Expr::value(if ok { Some(now) } else { delivery.delivered_at }),
-        )
         .filter(webhook_deliveries::Column::Id.eq(delivery.id))
         .exec(&*txn)
         .await?;
     let mut outbox = Outbox::default();
     match settled {
-        // An endpoint with no exhausted deliveries when this one was claimed
-        // has no count to reset: a delivery exhausted meanwhile is reset by
-        // the next one delivered.
-        Settled::Delivered if endpoint.exhausted_deliveries == 0 => {}
-        Settled::Delivered => {
-            system
-                .update_rows::<webhook_endpoints::Entity>()
-                .col_expr(
-                    webhook_endpoints::Column::ExhaustedDeliveries,
-                    Expr::value(0),
-                )
-                .filter(webhook_endpoints::Column::Id.eq(delivery.endpoint_id))
-                .filter(webhook_endpoints::Column::ExhaustedDeliveries.ne(0))
-                .exec(&*txn)
-                .await?;
-        }
         Settled::Gone => {
             disable(
                 &*txn,
@@ -518,7 +511,7 @@ pub async fn settle(
                 disable(&*txn, &system, &mut outbox, endpoint.id, &reason, now).await?;
             }
         }
-        Settled::Retrying => {}
+        Settled::Delivered | Settled::Retrying => {}
     }
     // The endpoint's disabling is an event like any other: audited, numbered
     // and fanned out to the clinic's other endpoints.
@@ -542,9 +535,9 @@ pub struct Accepted<'a> {
     pub endpoint_exhausted: i32,
 }
 
-/// Settles accepted sends as [`settle`] settles each one (an attempt row,
-/// the delivery delivered, the endpoint's exhausted count reset), in one
-/// transaction of three statements for all of them (one more for each clinic
+/// Settles accepted sends (an attempt row each, the deliveries delivered,
+/// their endpoints' exhausted counts reset; [`settle`] settles a single one
+/// through here), in one transaction of three statements for all of them (one more for each clinic
 /// beyond the first, and for each endpoint with a count to reset).
 pub async fn settle_accepted(db: &Db, accepted: &[Accepted<'_>]) -> Result<(), DbErr> {
     if accepted.is_empty() {
@@ -623,8 +616,9 @@ pub async fn settle_accepted(db: &Db, accepted: &[Accepted<'_>]) -> Result<(), D
             .exec(&*txn)
             .await?;
     }
-    // See `settle`: only an endpoint that had exhausted deliveries when these
-    // were claimed has a count to reset.
+    // Only an endpoint that had exhausted deliveries when these were claimed
+    // has a count to reset: one exhausted meanwhile is reset by the next
+    // delivery delivered.
     let mut exhausted: Vec<(Uuid, Uuid)> = accepted
         .iter()
         .filter(|a| a.endpoint_exhausted != 0)

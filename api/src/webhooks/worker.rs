@@ -276,7 +276,7 @@ async fn deliver(
     };
     let body = serde_json::to_vec(&body).unwrap_or_default();
     let outcome = send(client, config, endpoint, delivery, &body).await;
-    if outcome.status_code.is_some_and(|c| (200..300).contains(&c)) {
+    if outcome.accepted() {
         let (settled, answer) = oneshot::channel();
         let to_settle = ToSettle {
             delivery: delivery.clone(),
