@@ -163,6 +163,13 @@ impl App {
                 ),
             )));
         }
+        if store.db.backend() == sea_orm::DbBackend::Postgres {
+            self.background
+                .push(tokio::spawn(db::uncounted(number_leftover_events(
+                    store.clone(),
+                    self.shutdown.clone(),
+                ))));
+        }
         if delivery.concurrency > 0 {
             self.background
                 .push(tokio::spawn(db::uncounted(crate::webhooks::worker::run(
@@ -311,6 +318,28 @@ async fn housekeeping(
                     tracing::warn!(?error, "forgetting expired idempotency keys failed");
                 }
             }
+        }
+    }
+}
+
+/// Every two seconds until shutdown (PostgreSQL): numbers and publishes
+/// events a writer committed but died before numbering
+/// ([`crate::events::outbox::number_leftovers`]).
+async fn number_leftover_events(store: Store, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(2));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match crate::events::outbox::number_leftovers(&store.db, &store.bus, 100).await {
+            Ok(0) => {}
+            Ok(clinics) => tracing::info!(
+                clinics,
+                "numbered events left waiting by a writer that stopped"
+            ),
+            Err(error) => tracing::warn!(?error, "numbering leftover events failed; retrying"),
         }
     }
 }

@@ -7,7 +7,9 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub clinic_id: Uuid,
-    /// Per-clinic, gap-free, in commit order.
+    /// Per-clinic, gap-free, in commit order. Negative while the event waits
+    /// for its number (PostgreSQL, the moment between its commit and its
+    /// numbering); no read of the log returns it then.
     pub sequence: i64,
     /// `journey.stage_changed`, ...
     pub event_type: String,

@@ -16,6 +16,7 @@ mod m20261201_000007_outreach;
 mod m20261201_000008_interop;
 mod m20261201_000009_operations;
 mod m20261201_000011_audit_reads;
+mod m20261202_000012_pending_events;
 
 /// The ordered list of Journeymap migrations.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_interop::Migration),
             Box::new(m20261201_000009_operations::Migration),
             Box::new(m20261201_000011_audit_reads::Migration),
+            Box::new(m20261202_000012_pending_events::Migration),
         ]
     }
 }

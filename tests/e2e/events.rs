@@ -406,8 +406,118 @@ async fn completed_follow_ups_announce_how(app: TestApp) {
     assert_eq!(data["late"], false, "{data}");
 }
 
+/// A reader paging `events(after:)` while writers commit concurrently sees
+/// every event exactly once, each page starting right after the last one it
+/// saw: a number is never visible before the numbers below it.
+async fn a_reader_following_concurrent_writers_misses_nothing(app: TestApp) {
+    let pathway = app.pathway().await;
+    let patient = app.patient("Rhea").await;
+    let journey = app.start_journey(&patient, &pathway.id).await;
+    let before = nodes(&events_page(&app, None, 100, None).await).len() as i64;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let writers = async {
+        let writer = |w: usize| {
+            let (app, patient, journey) = (&app, &patient, &journey);
+            async move {
+                for n in 0..12 {
+                    app.gql(
+                        "mutation($input: LogTouchpointInput!) { logTouchpoint(input: $input) { touchpoint { id } } }",
+                        json!({ "input": { "patientId": patient, "journeyId": journey, "channel": "CHAT", "direction": "INBOUND", "kind": format!("w{w}-{n}") } }),
+                    )
+                    .await
+                    .data();
+                }
+            }
+        };
+        futures::future::join_all((0..8).map(writer)).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let reader = async {
+        let mut seen: Vec<i64> = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+            let page = events_page(&app, cursor.as_deref(), 50, None).await;
+            for node in nodes(&page) {
+                let sequence = node["sequence"].as_i64().unwrap();
+                let expected = seen.last().map_or(1, |last| last + 1);
+                assert_eq!(
+                    sequence,
+                    expected,
+                    "the reader saw {sequence} right after {:?}",
+                    seen.last()
+                );
+                seen.push(sequence);
+            }
+            if let Some(end) = page["pageInfo"]["endCursor"].as_str() {
+                cursor = Some(end.to_string());
+            }
+            if finished && page["pageInfo"]["hasNextPage"] == false && nodes(&page).is_empty() {
+                break seen;
+            }
+        }
+    };
+    let ((), seen) = futures::join!(writers, reader);
+    assert_eq!(seen, (1..=before + 96).collect::<Vec<_>>());
+}
+
+/// A writer that stopped between its commit and its numbering (PostgreSQL)
+/// leaves its events waiting: the sweeper numbers them next in the clinic's
+/// sequence and they reach the log; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(journeymap_postgres_tests),
+    ignore = "set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"
+)]
+async fn events_left_waiting_by_a_stopped_writer_are_numbered_postgres() {
+    use journeymap::sea_orm::ConnectionTrait;
+    let app = journeymap_tests::spawn_app(journeymap_tests::Backend::Postgres).await;
+    let pathway = app.pathway().await;
+    let patient = app.patient("Orla").await;
+    app.start_journey(&patient, &pathway.id).await;
+    let before = nodes(&events_page(&app, None, 100, None).await);
+    let last = before.last().unwrap()["sequence"].as_i64().unwrap();
+    let clinic =
+        journeymap_tests::scalar_uuid(app.db(), "SELECT id FROM clinics WHERE slug = 'a'").await;
+    // What a writer killed right after its commit leaves: its event, with
+    // the placeholder number, written a while ago.
+    let left = journeymap::ids::new_id();
+    let statement = journeymap::db::statement(
+        app.db().backend(),
+        "INSERT INTO events (id, clinic_id, sequence, event_type, subject, data, occurred_at) \
+         VALUES (?, ?, -1048577, 'patient.updated', ?, ?, ?)",
+        vec![
+            left.into(),
+            clinic.into(),
+            patient.clone().into(),
+            journeymap::sea_orm::Value::Json(Some(Box::new(json!({ "patientId": patient })))),
+            (chrono::Utc::now() - chrono::Duration::seconds(10)).into(),
+        ],
+    );
+    journeymap::db::uncounted(app.db().conn().execute_raw(statement))
+        .await
+        .expect("leave an event waiting");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let after = nodes(&events_page(&app, None, 100, None).await);
+        if after.len() > before.len() {
+            let numbered = after.last().unwrap();
+            assert_eq!(numbered["sequence"], last + 1, "{numbered}");
+            assert_eq!(numbered["type"], "patient.updated");
+            assert_eq!(after.len(), before.len() + 1);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiting event was never numbered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 on_both_backends!(
     every_mutation_writes_its_event,
+    a_reader_following_concurrent_writers_misses_nothing,
     concurrent_writes_get_gap_free_unique_sequences,
     journeys_completed_and_dropped_announce_their_facts,
     completed_follow_ups_announce_how,

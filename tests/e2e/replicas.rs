@@ -157,6 +157,92 @@ async fn a_move_on_one_replica_reaches_subscribers_on_another_postgres() {
     two_replicas_share_subscriptions().await;
 }
 
+/// Two replicas writing one clinic at once: a reader paging the log on one
+/// of them never sees a number before the numbers below it, and the numbers
+/// run without a gap. Within a process one numbering round runs at a time
+/// per clinic; across replicas only the clinic's numbering lock orders them
+/// (the test fails once it is taken out of `journeymap_number_events`).
+async fn two_replicas_writing_one_clinic() {
+    let (database_url, _guard) = fresh_database(Backend::Postgres).await;
+    let token = prepare_database(&database_url).await;
+    let a = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
+    let b = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
+    let pathway = pathway_at(&a.url, &token, "Injectables").await;
+    let mut journeys = Vec::new();
+    for n in 0..8 {
+        journeys.push(start_journey(&a.url, &token, &pathway, &format!("Writer {n}")).await);
+    }
+    let events = r#"query($after: String) { events(after: $after, first: 50) {
+      pageInfo { endCursor } edges { node { sequence } } } }"#;
+    let first_page = gql_at(&a.url, &token, events, json!({ "after": null })).await;
+    let before = first_page["data"]["events"]["edges"]
+        .as_array()
+        .unwrap()
+        .len() as i64;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let writers = async {
+        let writer = |n: usize| {
+            let url = if n % 2 == 0 { &a.url } else { &b.url };
+            let (token, pathway, journey) = (&token, &pathway, &journeys[n]);
+            async move {
+                for step in 0..10 {
+                    let key = if step % 2 == 0 {
+                        "consultation"
+                    } else {
+                        "treatment"
+                    };
+                    move_to(url, token, journey, pathway.stage(key)).await;
+                }
+            }
+        };
+        futures::future::join_all((0..journeys.len()).map(writer)).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let reader = async {
+        let mut seen: Vec<i64> = Vec::new();
+        let mut cursor = Value::Null;
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+            let page = gql_at(&a.url, &token, events, json!({ "after": cursor })).await;
+            let page = &page["data"]["events"];
+            let edges = page["edges"].as_array().expect("a page").clone();
+            for edge in &edges {
+                let sequence = edge["node"]["sequence"].as_i64().unwrap();
+                let expected = seen.last().map_or(1, |last| last + 1);
+                assert_eq!(
+                    sequence,
+                    expected,
+                    "the reader saw {sequence} right after {:?}",
+                    seen.last()
+                );
+                seen.push(sequence);
+            }
+            if !page["pageInfo"]["endCursor"].is_null() {
+                cursor = page["pageInfo"]["endCursor"].clone();
+            }
+            if finished && edges.is_empty() {
+                break seen;
+            }
+        }
+    };
+    let ((), seen) = futures::join!(writers, reader);
+    // Every move emits its stage change (and may plan or cancel follow-ups):
+    // at least the 80 moves' events after the setup's, all of them in order.
+    assert!(seen.len() as i64 >= before + 80, "{} events", seen.len());
+    assert_eq!(seen, (1..=seen.len() as i64).collect::<Vec<_>>());
+    a.kill().await;
+    b.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(journeymap_postgres_tests),
+    ignore = "set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"
+)]
+async fn two_replicas_writing_one_clinic_number_in_order_postgres() {
+    two_replicas_writing_one_clinic().await;
+}
+
 /// Claimed deliveries of `database_url` still leased now: (message id, leased until).
 async fn leased_deliveries(database_url: &str) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
     let db = Db::connect(&DatabaseConfig::new(database_url.to_string()))

@@ -1221,6 +1221,21 @@ pub async fn scalar_i64(db: &Db, sql: &str) -> i64 {
         .expect("an integer")
 }
 
+/// The id `sql` answers (one row, one column) on `db`.
+pub async fn scalar_uuid(db: &Db, sql: &str) -> uuid::Uuid {
+    use journeymap::sea_orm::ConnectionTrait;
+    db.conn()
+        .query_one_raw(journeymap::sea_orm::Statement::from_string(
+            db.backend(),
+            sql,
+        ))
+        .await
+        .expect("query")
+        .expect("a row")
+        .try_get_by_index::<uuid::Uuid>(0)
+        .expect("an id")
+}
+
 /// A GraphQL call to any server URL.
 pub async fn gql_at(url: &str, token: &str, query: &str, variables: Value) -> Value {
     reqwest::Client::new()

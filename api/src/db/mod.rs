@@ -54,6 +54,11 @@ pub async fn uncounted<F: std::future::Future>(work: F) -> F::Output {
     UNCOUNTED.scope((), work).await
 }
 
+/// True inside [`uncounted`] work.
+pub fn is_uncounted() -> bool {
+    UNCOUNTED.try_with(|_| ()).is_ok()
+}
+
 /// Runs the read-audit writer's `work`: its statements are written after the
 /// responses they belong to, so they are counted apart, in
 /// [`Db::audit_statement_count`], rather than with requests or not at all.

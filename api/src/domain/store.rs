@@ -36,6 +36,7 @@ impl Store {
             who,
             outbox: Outbox::default(),
             audit: Vec::new(),
+            db: &self.db,
             bus: &self.bus,
             now: db::now(),
         })
@@ -50,6 +51,7 @@ pub struct Write<'a> {
     pub who: &'a Principal,
     outbox: Outbox,
     audit: Vec<AuditEntry>,
+    db: &'a Db,
     bus: &'a EventBus,
     /// The time of this change, the same for every row it writes.
     pub now: DateTime<Utc>,
@@ -69,11 +71,11 @@ impl Write<'_> {
 
     /// Commits the change: its own audit entries, a webhook delivery of each
     /// event for every endpoint that wants it ([`queue::fan_out`]), the
-    /// events numbered in the clinic's sequence with their audit entries
-    /// ([`outbox::append`]); then publishes the events on the bus.
+    /// events with their audit entries ([`outbox::append`]); then numbers the
+    /// events in the clinic's sequence and publishes them
+    /// ([`outbox::Appended::publish`]) before waking the webhook worker, so
+    /// that it finds them numbered.
     pub async fn commit(self) -> DomainResult<Vec<events::Model>> {
-        // Everything that needs no sequence number goes first: taking the
-        // numbers locks the clinic's counter until commit.
         let rows = self
             .audit
             .iter()
@@ -82,9 +84,9 @@ impl Write<'_> {
         audit::insert(&*self.txn, rows).await?;
         let prepared = self.outbox.prepare(self.who.clinic_id, self.now);
         let queued = queue::fan_out(&*self.txn, self.who, &prepared, self.now).await?;
-        let written = outbox::append(&*self.txn, self.who, prepared, self.bus.replica).await?;
+        let appended = outbox::append(&*self.txn, self.who, prepared).await?;
         self.txn.commit().await?;
-        self.bus.publish(written.clone());
+        let written = appended.publish(self.db, self.bus).await;
         if queued > 0 {
             self.bus.deliveries.notify_one();
         }

@@ -36,6 +36,8 @@ pub struct EventBus {
     /// Woken when a bulk export was asked for, so this process's export
     /// worker starts it at once (other replicas find it when they next look).
     pub exports: Arc<tokio::sync::Notify>,
+    /// Numbers committed events on PostgreSQL, one round per clinic at a time.
+    pub sequencer: super::sequencer::Sequencer,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -66,6 +68,7 @@ impl EventBus {
             replica: Uuid::new_v4(),
             deliveries: Arc::default(),
             exports: Arc::default(),
+            sequencer: Default::default(),
         }
     }
 

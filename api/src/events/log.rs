@@ -87,7 +87,10 @@ pub async fn count<C: ConnectionTrait>(
     who: &Principal,
     types: &[EventType],
 ) -> Result<u64, DbErr> {
-    let mut select = who.select::<events::Entity>();
+    // Events still waiting for their numbers are not in the log yet.
+    let mut select = who
+        .select::<events::Entity>()
+        .filter(events::Column::Sequence.gt(0));
     if !types.is_empty() {
         select = select.filter(events::Column::EventType.is_in(types.iter().map(|t| t.as_str())));
     }

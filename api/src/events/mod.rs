@@ -2,7 +2,8 @@
 //! that caused it and heard by subscribers and webhooks.
 //!
 //! - [`types`]: every event type and its payload ([`Event`]).
-//! - [`outbox`]: writing a change's events in its transaction, numbered.
+//! - [`outbox`]: writing a change's events in its transaction, and numbering them.
+//! - [`sequencer`]: numbering rounds per clinic in this process (PostgreSQL).
 //! - [`log`]: reading the log back; envelopes and cursors.
 //! - [`bus`]: publishing committed events within the process.
 //! - [`follow`]: following the log live with no gap and no duplicate.
@@ -15,6 +16,7 @@ pub mod follow;
 pub mod log;
 pub mod outbox;
 pub mod relay;
+pub mod sequencer;
 pub mod types;
 
 pub use bus::{BusMessage, EventBus, FollowedEvent};

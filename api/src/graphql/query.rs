@@ -91,6 +91,8 @@ impl Query {
                 .event
                 .load_one(uuid)
                 .await?
+                // Not in the log until numbered (a few milliseconds).
+                .filter(|m| m.sequence > 0)
                 .map(|m| Node::JourneyEvent(JourneyEvent(m))),
             IdKind::WebhookEndpoint => loaders
                 .webhook_endpoint

@@ -122,7 +122,8 @@ pub async fn fan_out<C: ConnectionTrait>(
     Ok(queued)
 }
 
-/// Claims up to `limit` due deliveries (of every clinic) for `lease`.
+/// Claims up to `limit` due deliveries (of every clinic) for `lease`; a
+/// delivery of an event still waiting for its number waits with it.
 pub async fn claim(
     db: &Db,
     limit: u64,
@@ -139,6 +140,7 @@ pub async fn claim(
         "UPDATE webhook_deliveries SET locked_until = ?, attempts = attempts + 1 \
          WHERE id IN (SELECT id FROM webhook_deliveries \
                       WHERE status = ? AND next_attempt_at <= ? AND (locked_until IS NULL OR locked_until < ?) \
+                        AND NOT EXISTS (SELECT 1 FROM events WHERE events.id = webhook_deliveries.event_id AND events.sequence < 0) \
                       ORDER BY next_attempt_at LIMIT ?{lock}) \
          RETURNING *"
     );
@@ -517,9 +519,9 @@ pub async fn settle(
     // and fanned out to the clinic's other endpoints.
     let prepared = outbox.prepare(delivery.clinic_id, now);
     let queued = fan_out(&*txn, &system, &prepared, now).await?;
-    let written = outbox::append(&*txn, &system, prepared, bus.replica).await?;
+    let appended = outbox::append(&*txn, &system, prepared).await?;
     txn.commit().await?;
-    bus.publish(written);
+    appended.publish(db, bus).await;
     if queued > 0 {
         bus.deliveries.notify_one();
     }
