@@ -142,12 +142,19 @@ pub fn summary(runs: &[Figures]) -> String {
     };
     let plural = runs.first().map(|r| r.units().1).unwrap_or_default();
     let (rate, rate_min, rate_max) = median(runs.iter().map(Figures::throughput).collect());
+    let head = format!(
+        "{} × {}: median {rate:.0} {plural}/s ({rate_min:.0}–{rate_max:.0})",
+        runs.first().map(|r| r.name.as_str()).unwrap_or_default(),
+        runs.len(),
+    );
+    // A drain (W4) times the whole backlog, not each request: no latencies.
+    if runs.iter().all(|r| r.latencies.is_empty()) {
+        return head;
+    }
     let (p99, p99_min, p99_max) = median(runs.iter().map(|r| r.percentile(99.0)).collect());
     let (p50, p50_min, p50_max) = median(runs.iter().map(|r| r.percentile(50.0)).collect());
     format!(
-        "{} × {}: median {rate:.0} {plural}/s ({rate_min:.0}–{rate_max:.0}) · p50 {p50:.1} ms ({p50_min:.1}–{p50_max:.1}) · p99 {p99:.1} ms ({p99_min:.1}–{p99_max:.1})",
-        runs.first().map(|r| r.name.as_str()).unwrap_or_default(),
-        runs.len(),
+        "{head} · p50 {p50:.1} ms ({p50_min:.1}–{p50_max:.1}) · p99 {p99:.1} ms ({p99_min:.1}–{p99_max:.1})"
     )
 }
 
