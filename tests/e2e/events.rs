@@ -439,15 +439,7 @@ async fn a_reader_following_concurrent_writers_misses_nothing(app: TestApp) {
             let finished = done.load(std::sync::atomic::Ordering::SeqCst);
             let page = events_page(&app, cursor.as_deref(), 50, None).await;
             for node in nodes(&page) {
-                let sequence = node["sequence"].as_i64().unwrap();
-                let expected = seen.last().map_or(1, |last| last + 1);
-                assert_eq!(
-                    sequence,
-                    expected,
-                    "the reader saw {sequence} right after {:?}",
-                    seen.last()
-                );
-                seen.push(sequence);
+                journeymap_tests::saw_next(&mut seen, node["sequence"].as_i64().unwrap());
             }
             if let Some(end) = page["pageInfo"]["endCursor"].as_str() {
                 cursor = Some(end.to_string());
@@ -478,7 +470,8 @@ async fn events_left_waiting_by_a_stopped_writer_are_numbered_postgres() {
     let before = nodes(&events_page(&app, None, 100, None).await);
     let last = before.last().unwrap()["sequence"].as_i64().unwrap();
     let clinic =
-        journeymap_tests::scalar_uuid(app.db(), "SELECT id FROM clinics WHERE slug = 'a'").await;
+        journeymap_tests::scalar::<uuid::Uuid>(app.db(), "SELECT id FROM clinics WHERE slug = 'a'")
+            .await;
     // What a writer killed right after its commit leaves: its event, with
     // the placeholder number, written a while ago.
     let left = journeymap::ids::new_id();

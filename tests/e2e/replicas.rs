@@ -182,11 +182,11 @@ async fn two_replicas_writing_one_clinic() {
     let done = std::sync::atomic::AtomicBool::new(false);
     let writers = async {
         let writer = |n: usize| {
-            let url = if n % 2 == 0 { &a.url } else { &b.url };
+            let url = if n.is_multiple_of(2) { &a.url } else { &b.url };
             let (token, pathway, journey) = (&token, &pathway, &journeys[n]);
             async move {
-                for step in 0..10 {
-                    let key = if step % 2 == 0 {
+                for step in 0..10_u32 {
+                    let key = if step.is_multiple_of(2) {
                         "consultation"
                     } else {
                         "treatment"
@@ -207,15 +207,7 @@ async fn two_replicas_writing_one_clinic() {
             let page = &page["data"]["events"];
             let edges = page["edges"].as_array().expect("a page").clone();
             for edge in &edges {
-                let sequence = edge["node"]["sequence"].as_i64().unwrap();
-                let expected = seen.last().map_or(1, |last| last + 1);
-                assert_eq!(
-                    sequence,
-                    expected,
-                    "the reader saw {sequence} right after {:?}",
-                    seen.last()
-                );
-                seen.push(sequence);
+                journeymap_tests::saw_next(&mut seen, edge["node"]["sequence"].as_i64().unwrap());
             }
             if !page["pageInfo"]["endCursor"].is_null() {
                 cursor = page["pageInfo"]["endCursor"].clone();

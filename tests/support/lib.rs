@@ -1206,8 +1206,8 @@ pub async fn open_database(url: &str) -> Db {
         .expect("connect")
 }
 
-/// The integer `sql` answers (one row, one column) on `db`.
-pub async fn scalar_i64(db: &Db, sql: &str) -> i64 {
+/// The value `sql` answers (one row, one column) on `db`.
+pub async fn scalar<T: journeymap::sea_orm::TryGetable>(db: &Db, sql: &str) -> T {
     use journeymap::sea_orm::ConnectionTrait;
     db.conn()
         .query_one_raw(journeymap::sea_orm::Statement::from_string(
@@ -1217,23 +1217,27 @@ pub async fn scalar_i64(db: &Db, sql: &str) -> i64 {
         .await
         .expect("query")
         .expect("a row")
-        .try_get_by_index::<i64>(0)
-        .expect("an integer")
+        .try_get_by_index::<T>(0)
+        .expect("a value of the expected type")
 }
 
-/// The id `sql` answers (one row, one column) on `db`.
-pub async fn scalar_uuid(db: &Db, sql: &str) -> uuid::Uuid {
-    use journeymap::sea_orm::ConnectionTrait;
-    db.conn()
-        .query_one_raw(journeymap::sea_orm::Statement::from_string(
-            db.backend(),
-            sql,
-        ))
-        .await
-        .expect("query")
-        .expect("a row")
-        .try_get_by_index::<uuid::Uuid>(0)
-        .expect("an id")
+/// The integer `sql` answers (one row, one column) on `db`.
+pub async fn scalar_i64(db: &Db, sql: &str) -> i64 {
+    scalar(db, sql).await
+}
+
+/// Adds the event number a reader of the log just saw to those it saw
+/// before, asserting it is the next one: a reader never sees a number before
+/// the numbers below it.
+pub fn saw_next(seen: &mut Vec<i64>, sequence: i64) {
+    let expected = seen.last().map_or(1, |last| last + 1);
+    assert_eq!(
+        sequence,
+        expected,
+        "the reader saw {sequence} right after {:?}",
+        seen.last()
+    );
+    seen.push(sequence);
 }
 
 /// A GraphQL call to any server URL.

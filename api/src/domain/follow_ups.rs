@@ -4,7 +4,7 @@
 //! cancelled when they are no longer right.
 
 use chrono::{DateTime, Duration, Utc};
-use entity::{follow_up_rules, follow_ups, journeys, touchpoints};
+use entity::{follow_up_rules, follow_ups, journeys, stages, touchpoints};
 use sea_orm::{
     ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     Select, sea_query::Expr,
@@ -228,14 +228,15 @@ pub async fn count(store: &Store, who: &Principal, filter: &FollowUpFilter) -> D
     Ok(filtered(who, filter).count(store.db.conn()).await?)
 }
 
-/// Plans the follow-ups of `stage_id`'s rules for a journey that entered it
+/// Plans the follow-ups of `stage`'s rules for a journey that entered it
 /// at `entered_at`.
 pub(crate) async fn schedule_for_stage(
     write: &mut Write<'_>,
     journey: &journeys::Model,
-    stage_id: Uuid,
+    stage: &stages::Model,
     entered_at: DateTime<Utc>,
 ) -> DomainResult<Vec<follow_ups::Model>> {
+    let stage_id = stage.id;
     let rules = write
         .who
         .select::<follow_up_rules::Entity>()
@@ -265,7 +266,7 @@ pub(crate) async fn schedule_for_stage(
             planned_at: None,
         })
         .collect();
-    outreach::schedule(write, wanted).await
+    outreach::schedule_knowing(write, wanted, &[stage]).await
 }
 
 /// Which open follow-ups of a journey a change cancels.

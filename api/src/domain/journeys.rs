@@ -385,7 +385,7 @@ pub(crate) async fn start_in(
         version: journey.version,
         started_at: at,
     }));
-    follow_ups::schedule_for_stage(write, &journey, stage.id, at).await?;
+    follow_ups::schedule_for_stage(write, &journey, &stage, at).await?;
     Ok(JourneyChange {
         journey,
         transition,
@@ -570,7 +570,7 @@ pub async fn move_to_stage(
             &cancelled,
         )));
     } else {
-        follow_ups::schedule_for_stage(&mut write, &after, target.id, at).await?;
+        follow_ups::schedule_for_stage(&mut write, &after, &target, at).await?;
     }
     write.commit().await?;
     Ok(JourneyChange {

@@ -75,10 +75,21 @@ pub async fn schedule(
     write: &mut Write<'_>,
     wanted: Vec<Wanted>,
 ) -> DomainResult<Vec<follow_ups::Model>> {
+    schedule_knowing(write, wanted, &[]).await
+}
+
+/// [`schedule`], for a caller that has read some of the stages the plans
+/// name already in this change (a stage move has its target): those are not
+/// read again.
+pub async fn schedule_knowing(
+    write: &mut Write<'_>,
+    wanted: Vec<Wanted>,
+    known_stages: &[&stages::Model],
+) -> DomainResult<Vec<follow_ups::Model>> {
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let planned = plan_all(write, &wanted).await?;
+    let planned = plan_all(write, &wanted, known_stages).await?;
     let rows: Vec<follow_ups::Model> = wanted
         .iter()
         .zip(planned)
@@ -93,18 +104,31 @@ pub async fn schedule(
 
 /// The plans of `wanted`, in order; each plan keeps its distance from the
 /// ones before it.
-async fn plan_all(write: &Write<'_>, wanted: &[Wanted]) -> DomainResult<Vec<Plan>> {
+async fn plan_all(
+    write: &Write<'_>,
+    wanted: &[Wanted],
+    known_stages: &[&stages::Model],
+) -> DomainResult<Vec<Plan>> {
     let who = write.who;
     let conn = &*write.txn;
-    let stage_ids: Vec<Uuid> = unique(wanted.iter().map(|w| w.named_stage));
+    let mut stages: HashMap<Uuid, stages::Model> =
+        known_stages.iter().map(|s| (s.id, (*s).clone())).collect();
+    let stage_ids: Vec<Uuid> = unique(
+        wanted
+            .iter()
+            .map(|w| w.named_stage)
+            .filter(|id| !stages.contains_key(id)),
+    );
+    if !stage_ids.is_empty() {
+        stages.extend(
+            who.by_ids::<stages::Entity, _>(conn, &stage_ids)
+                .await?
+                .into_iter()
+                .map(|s| (s.id, s)),
+        );
+    }
     let pathway_ids: Vec<Uuid> = unique(wanted.iter().map(|w| w.pathway_id));
     let patient_ids: Vec<Uuid> = unique(wanted.iter().map(|w| w.patient_id));
-    let stages: HashMap<Uuid, stages::Model> = who
-        .by_ids::<stages::Entity, _>(conn, &stage_ids)
-        .await?
-        .into_iter()
-        .map(|s| (s.id, s))
-        .collect();
     let pathways: HashMap<Uuid, String> = who
         .by_ids::<pathways::Entity, _>(conn, &pathway_ids)
         .await?
@@ -328,7 +352,7 @@ pub async fn replan_patient(
         })
         .collect();
     let wanted = with_pathways(write, wanted).await?;
-    let plans = plan_all(write, &wanted).await?;
+    let plans = plan_all(write, &wanted, &[]).await?;
     let mut replacements = Vec::new();
     let mut replaced = Vec::new();
     for ((old, want), mut plan) in current.iter().zip(&wanted).zip(plans) {
@@ -531,7 +555,7 @@ pub async fn plan_seeded(store: &super::Store, clinic: Uuid) -> DomainResult<usi
             })
             .collect();
         let wanted = with_pathways(&write, wanted).await?;
-        let plans = plan_all(&write, &wanted).await?;
+        let plans = plan_all(&write, &wanted, &[]).await?;
         for (follow_up, plan) in open.iter().zip(&plans) {
             system
                 .update_rows::<follow_ups::Entity>()
