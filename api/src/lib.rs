@@ -13,7 +13,7 @@
 //!         domain/          the rules and permission checks, one module per aggregate;
 //!                          every write and its typed events in one transaction
 //!           webhooks/      the delivery queue and worker, signing, target checks
-//!             events/      event types, outbox, log, bus, live follow, replica relay
+//!             events/      event types, outbox, numbering rounds, log, bus, live follow, replica relay
 //!               audit      the audit log's rows and the read-audit sink
 //!               metrics    Prometheus metrics
 //!                 db/      pools, migrations, write transactions, tenant scoping
