@@ -323,8 +323,8 @@ async fn housekeeping(
 }
 
 /// Every two seconds until shutdown (PostgreSQL): numbers and publishes
-/// events a writer committed but died before numbering
-/// ([`crate::events::outbox::number_leftovers`]).
+/// events a writer committed but did not number, most likely because it
+/// died in between ([`crate::events::outbox::number_leftovers`]).
 async fn number_leftover_events(store: Store, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(Duration::from_secs(2));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -337,7 +337,7 @@ async fn number_leftover_events(store: Store, shutdown: CancellationToken) {
             Ok(0) => {}
             Ok(clinics) => tracing::info!(
                 clinics,
-                "numbered events left waiting by a writer that stopped"
+                "numbered events that had waited over two seconds for their numbers (a writer stopped, or took that long)"
             ),
             Err(error) => tracing::warn!(?error, "numbering leftover events failed; retrying"),
         }

@@ -162,7 +162,12 @@ async fn a_move_on_one_replica_reaches_subscribers_on_another_postgres() {
 /// run without a gap. Within a process one numbering round runs at a time
 /// per clinic; across replicas only the clinic's numbering lock orders them
 /// (the test fails once it is taken out of `journeymap_number_events`).
-async fn two_replicas_writing_one_clinic() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(journeymap_postgres_tests),
+    ignore = "set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"
+)]
+async fn two_replicas_writing_one_clinic_number_in_order_postgres() {
     let (database_url, _guard) = fresh_database(Backend::Postgres).await;
     let token = prepare_database(&database_url).await;
     let a = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
@@ -224,15 +229,6 @@ async fn two_replicas_writing_one_clinic() {
     assert_eq!(seen, (1..=seen.len() as i64).collect::<Vec<_>>());
     a.kill().await;
     b.kill().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(journeymap_postgres_tests),
-    ignore = "set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"
-)]
-async fn two_replicas_writing_one_clinic_number_in_order_postgres() {
-    two_replicas_writing_one_clinic().await;
 }
 
 /// Claimed deliveries of `database_url` still leased now: (message id, leased until).

@@ -101,7 +101,6 @@ pub async fn append<C: ConnectionTrait>(
         .collect();
     crate::audit::insert(txn, audit).await?;
     let mut rows: Vec<events::Model> = prepared.into_iter().map(|p| p.row).collect();
-    appended.clinic_id = rows[0].clinic_id;
     match txn.get_database_backend() {
         DbBackend::Postgres => {
             if rows.len() >= MAX_PENDING_PER_TRANSACTION {
@@ -267,20 +266,19 @@ fn numbering_lock_key(clinic_id: Uuid) -> i32 {
 const NUMBERING_LOCK_SPACE: i32 = 0x4A4D_4556;
 
 /// Numbers every committed event of `clinic_id` still waiting (PostgreSQL),
-/// publishes them on `bus`, tells the other replicas, and returns those of
-/// `ours` with their numbers (whoever numbered them).
+/// publishes them on `bus` and tells the other replicas. Returns the events
+/// it numbered and those of `ours` an earlier round numbered.
 ///
 /// One statement, `journeymap_number_events` (see the migration that
 /// creates it): the lock, then, with a snapshot taken once it is held (which
 /// sees every earlier holder's numbers), counter, numbers and notification
 /// together. A holder finding its events numbered already writes nothing, so
 /// only holders that number something wait for a flush.
-pub async fn number_pending(
+pub(super) async fn number_pending(
     db: &Db,
     bus: &EventBus,
     clinic_id: Uuid,
     ours: &[Uuid],
-    replica: Uuid,
 ) -> Result<Vec<events::Model>, DbErr> {
     use sea_orm::FromQueryResult;
     let ours_list = ours
@@ -299,25 +297,22 @@ pub async fn number_pending(
                 numbering_lock_key(clinic_id).into(),
                 ours_list.into(),
                 super::relay::NOTIFY_CHANNEL.into(),
-                format!("{replica}:{clinic_id}:").into(),
+                format!("{}:{clinic_id}:", bus.replica).into(),
             ],
         ))
         .await?;
+    let mut events = Vec::with_capacity(rows.len());
     let mut now_numbered = Vec::new();
-    let mut mine = Vec::with_capacity(ours.len());
     for row in &rows {
         let event = events::Model::from_query_result(row, "")?;
-        if ours.contains(&event.id) {
-            mine.push(event.clone());
-        }
         if row.try_get::<bool>("", "numbered_now")? {
-            now_numbered.push(event);
+            now_numbered.push(event.clone());
         }
+        events.push(event);
     }
     now_numbered.sort_by_key(|event| event.sequence);
-    mine.sort_by_key(|event| event.sequence);
     bus.publish(now_numbered);
-    Ok(mine)
+    Ok(events)
 }
 
 /// Numbers what writers that died between commit and numbering left waiting
@@ -344,13 +339,13 @@ pub async fn number_leftovers(db: &Db, bus: &EventBus, clinics: u64) -> Result<u
         .await?;
     for row in &waiting {
         let clinic_id: Uuid = row.try_get("", "clinic_id")?;
-        number_pending(db, bus, clinic_id, &[], bus.replica).await?;
+        number_pending(db, bus, clinic_id, &[]).await?;
     }
     Ok(waiting.len())
 }
 
 /// How old a waiting event must be for the sweeper to number it.
-pub const LEFTOVER_AFTER_SECS: i64 = 2;
+const LEFTOVER_AFTER_SECS: i64 = 2;
 
 #[cfg(test)]
 mod tests {

@@ -89,7 +89,7 @@ impl Sequencer {
                 std::mem::take(waiting)
             };
             let ours: Vec<Uuid> = round.iter().flat_map(|w| w.ours.iter().copied()).collect();
-            match super::outbox::number_pending(&db, &bus, clinic, &ours, bus.replica).await {
+            match super::outbox::number_pending(&db, &bus, clinic, &ours).await {
                 Ok(numbered) => {
                     let by_id: HashMap<Uuid, events::Model> = numbered
                         .into_iter()
