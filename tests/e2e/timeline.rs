@@ -116,3 +116,93 @@ async fn the_timeline_merges_everything_in_time_order(app: TestApp) {
 }
 
 on_both_backends!(the_timeline_merges_everything_in_time_order);
+
+const TOUCHPOINT_PAGES: &str = r#"query($first: Int, $after: String) {
+  patients(first: 10) {
+    nodes {
+      givenName
+      touchpoints(first: $first, after: $after) {
+        pageInfo { hasPreviousPage hasNextPage endCursor }
+        nodes { kind }
+      }
+    }
+  }
+}"#;
+
+/// Every patient of a list gets their own page of touchpoints (one
+/// statement for all of them), newest first, ties broken by id, and a cursor
+/// continues each patient's list where it stopped.
+async fn nested_pages_are_each_patients_own(app: TestApp) {
+    let ada = app.patient("Ada").await;
+    let bea = app.patient("Bea").await;
+    let _cy = app.patient("Cy").await;
+    // Ada: five, two of them at the same moment; Bea: two.
+    for (patient, kind, hours) in [
+        (&ada, "a5", 5),
+        (&ada, "a4", 4),
+        (&ada, "a3", 3),
+        (&ada, "a2", 2),
+        (&ada, "a2-same-moment", 2),
+        (&bea, "b9", 9),
+        (&bea, "b1", 1),
+    ] {
+        app.gql(
+            "mutation($input: LogTouchpointInput!) { logTouchpoint(input: $input) { touchpoint { id } } }",
+            json!({ "input": { "patientId": patient, "channel": "PHONE", "direction": "OUTBOUND", "kind": kind, "occurredAt": ago(hours) } }),
+        )
+        .await
+        .data();
+    }
+    let pages = |answer: &journeymap_tests::Gql| {
+        let mut by_name = std::collections::BTreeMap::new();
+        for node in answer.data()["patients"]["nodes"].as_array().unwrap() {
+            let page = &node["touchpoints"];
+            let kinds: Vec<String> = page["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["kind"].as_str().unwrap().to_string())
+                .collect();
+            by_name.insert(
+                node["givenName"].as_str().unwrap().to_string(),
+                (kinds, page["pageInfo"].clone()),
+            );
+        }
+        by_name
+    };
+
+    let first = pages(&app.gql(TOUCHPOINT_PAGES, json!({ "first": 2 })).await);
+    assert_eq!(first["Ada"].0.len(), 2);
+    assert!(first["Ada"].0.iter().all(|k| k.starts_with("a2")), "{first:?}");
+    assert_eq!(first["Ada"].1["hasNextPage"], true);
+    assert_eq!(first["Ada"].1["hasPreviousPage"], false);
+    assert_eq!(first["Bea"].0, ["b1", "b9"]);
+    assert_eq!(first["Bea"].1["hasNextPage"], false);
+    assert!(first["Cy"].0.is_empty());
+    assert_eq!(first["Cy"].1["hasNextPage"], false);
+
+    // Ada's cursor, applied to everyone: Ada's next three; Bea's rows older
+    // than Ada's cursor; nothing for Cy.
+    let cursor = first["Ada"].1["endCursor"].as_str().unwrap().to_string();
+    let next = pages(&app.gql(TOUCHPOINT_PAGES, json!({ "first": 2, "after": cursor })).await);
+    assert_eq!(next["Ada"].0, ["a3", "a4"]);
+    assert_eq!(next["Ada"].1["hasNextPage"], true);
+    assert_eq!(next["Ada"].1["hasPreviousPage"], true);
+    assert_eq!(next["Bea"].0, ["b9"]);
+    let rest = pages(
+        &app.gql(
+            TOUCHPOINT_PAGES,
+            json!({ "first": 2, "after": next["Ada"].1["endCursor"] }),
+        )
+        .await,
+    );
+    assert_eq!(rest["Ada"].0, ["a5"]);
+    assert_eq!(rest["Ada"].1["hasNextPage"], false);
+
+    // The two at the same moment come in one order, every time.
+    let again = pages(&app.gql(TOUCHPOINT_PAGES, json!({ "first": 5 })).await);
+    assert_eq!(again["Ada"].0[..2], first["Ada"].0[..]);
+    assert_eq!(again["Ada"].0[2..], ["a3", "a4", "a5"]);
+}
+
+on_both_backends!(nested_pages_are_each_patients_own);

@@ -165,14 +165,11 @@ where
         }
         let mut pages = HashMap::new();
         for (page, parents) in by_shape {
-            let select = self
-                .who
-                .select::<E>()
-                .filter(self.parent.is_in(parents.iter().copied()));
             let mut found = first_pages(
                 self.store.db.conn(),
-                select,
+                self.who.select::<E>(),
                 self.parent,
+                &parents,
                 self.parent_of,
                 &self.key,
                 &page,
