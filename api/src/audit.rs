@@ -6,7 +6,8 @@
 //! changes without events add entries of their own (`domain::Write::audit`).
 //! Reads of a patient's identifying data are collected per request and
 //! recorded as one `patient.read` entry naming every patient read: an HTTP
-//! request's before its answer leaves ([`AuditSink::record_reads`]), a
+//! request's before its answer leaves ([`AuditSink::record_reads`]; on
+//! PostgreSQL the entries of requests answering together share a statement), a
 //! subscription's per event in batches. A trigger indexes each entry under
 //! its patients (`audit_log_patients`). Reading the log back is
 //! `domain::audit_log`.
@@ -16,7 +17,7 @@ use std::{collections::HashSet, time::Duration};
 use chrono::{DateTime, Utc};
 use entity::audit_log;
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, IntoActiveModel};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -88,8 +89,20 @@ pub async fn insert<C: ConnectionTrait>(
 #[derive(Clone)]
 pub struct AuditSink {
     sender: mpsc::Sender<Vec<audit_log::Model>>,
+    /// Requests' own entries, on PostgreSQL (see [`AuditSink::record_reads`]).
+    requests: Option<mpsc::Sender<WaitingRead>>,
     db: Db,
 }
+
+/// A request's `patient.read` entry on its way to the database, and where to
+/// say whether it was written.
+type WaitingRead = (audit_log::Model, oneshot::Sender<Result<(), DbErr>>);
+
+/// Requests' entries waiting for the requests' writer before the ones that
+/// follow wait for room.
+const REQUESTS_WAITING: usize = 4_096;
+/// The most requests' entries one statement writes.
+const REQUESTS_PER_STATEMENT: usize = 64;
 
 impl std::fmt::Debug for AuditSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -128,14 +141,27 @@ impl AuditSink {
                 }
             }
         });
-        (Self { sender, db }, task)
+        let requests = (db.backend() == sea_orm::DbBackend::Postgres).then(|| {
+            let (requests, waiting) = mpsc::channel(REQUESTS_WAITING);
+            tokio::spawn(write_requests_reads(db.clone(), waiting));
+            requests
+        });
+        (
+            Self {
+                sender,
+                requests,
+                db,
+            },
+            task,
+        )
     }
 
     /// Records the reads a request collected in `reads`, emptying it, before
     /// the answer is sent: an answer whose reads could not be recorded must
     /// not leave (the caller turns the error into an `INTERNAL` answer).
-    /// One statement; on PostgreSQL it commits without waiting for the WAL
-    /// flush (`synchronous_commit` off for that statement alone), so the
+    /// One statement; on PostgreSQL it is shared with the other requests
+    /// answering at the same moment (see [`write_requests_reads`]) and commits
+    /// without waiting for the WAL flush (`synchronous_commit` off for that statement alone), so the
     /// entry survives Journeymap being killed at once and PostgreSQL
     /// crashing after a fraction of a second.
     pub async fn record_reads(
@@ -147,7 +173,22 @@ impl AuditSink {
         let Some(row) = reads_entry(who, read, db::now()) else {
             return Ok(());
         };
-        db::counted_as_audit(insert_now(self.db.conn(), row)).await
+        let row = match &self.requests {
+            Some(requests) => {
+                let (done, written) = oneshot::channel();
+                match requests.send((row, done)).await {
+                    Ok(()) => {
+                        return written.await.unwrap_or_else(|_| {
+                            Err(DbErr::Custom("the read-audit writer stopped".into()))
+                        });
+                    }
+                    // The writer is gone (shutting down): write it here.
+                    Err(mpsc::error::SendError((row, _))) => row,
+                }
+            }
+            None => row,
+        };
+        db::counted_as_audit(insert_now(self.db.conn(), vec![row])).await
     }
 
     /// Records the reads of one event sent to a subscriber, emptying `reads`;
@@ -245,18 +286,51 @@ impl Reads {
     }
 }
 
-/// Inserts one entry; on PostgreSQL without waiting for the WAL flush.
-async fn insert_now<C: ConnectionTrait>(conn: &C, row: audit_log::Model) -> Result<(), DbErr> {
-    if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
-        return insert(conn, vec![row]).await;
+/// Writes requests' own `patient.read` entries on PostgreSQL, as many as are
+/// waiting (up to [`REQUESTS_PER_STATEMENT`]) in one statement, and tells each
+/// request whether its entry was written. While one statement runs the next
+/// requests' entries gather, so under load one statement (one trigger run,
+/// one commit) serves many requests; alone, a request waits for its own
+/// statement only.
+async fn write_requests_reads(db: Db, mut waiting: mpsc::Receiver<WaitingRead>) {
+    while let Some(first) = waiting.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < REQUESTS_PER_STATEMENT {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (rows, done): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let written = db::counted_as_audit(insert_now(db.conn(), rows)).await;
+        if let Err(error) = &written {
+            tracing::error!(?error, "writing requests' read-audit entries failed");
+        }
+        for request in done {
+            // A request that went away no longer waits for the answer.
+            let _ = request.send(written.clone());
+        }
     }
-    let statement = db::statement(
-        sea_orm::DbBackend::Postgres,
-        "INSERT INTO audit_log (id, clinic_id, actor_kind, actor_id, action, record_kind, \
-         record_id, patient_id, patient_ids, request_id, occurred_at) \
-         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
-         FROM (SELECT set_config('synchronous_commit', 'off', true)) AS this_statement_only",
-        vec![
+}
+
+/// The columns [`insert_now`] writes, in order.
+const AUDIT_COLUMNS: &str = "id, clinic_id, actor_kind, actor_id, action, record_kind, \
+                             record_id, patient_id, patient_ids, request_id, occurred_at";
+
+/// Inserts entries in one statement; on PostgreSQL without waiting for the
+/// WAL flush.
+async fn insert_now<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<audit_log::Model>,
+) -> Result<(), DbErr> {
+    if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return insert(conn, rows).await;
+    }
+    let mut values = Vec::with_capacity(rows.len() * 11);
+    let mut tuples = Vec::with_capacity(rows.len());
+    for row in rows {
+        tuples.push("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        values.extend([
             row.id.into(),
             row.clinic_id.into(),
             row.actor_kind.into(),
@@ -268,7 +342,17 @@ async fn insert_now<C: ConnectionTrait>(conn: &C, row: audit_log::Model) -> Resu
             row.patient_ids.into(),
             row.request_id.into(),
             row.occurred_at.into(),
-        ],
+        ]);
+    }
+    let statement = db::statement(
+        sea_orm::DbBackend::Postgres,
+        &format!(
+            "INSERT INTO audit_log ({AUDIT_COLUMNS}) \
+             SELECT entry.* FROM (VALUES {}) AS entry ({AUDIT_COLUMNS}) \
+             CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS this_statement_only",
+            tuples.join(", ")
+        ),
+        values,
     );
     conn.execute_raw(statement).await.map(|_| ())
 }
