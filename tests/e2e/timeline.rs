@@ -173,7 +173,10 @@ async fn nested_pages_are_each_patients_own(app: TestApp) {
 
     let first = pages(&app.gql(TOUCHPOINT_PAGES, json!({ "first": 2 })).await);
     assert_eq!(first["Ada"].0.len(), 2);
-    assert!(first["Ada"].0.iter().all(|k| k.starts_with("a2")), "{first:?}");
+    assert!(
+        first["Ada"].0.iter().all(|k| k.starts_with("a2")),
+        "{first:?}"
+    );
     assert_eq!(first["Ada"].1["hasNextPage"], true);
     assert_eq!(first["Ada"].1["hasPreviousPage"], false);
     assert_eq!(first["Bea"].0, ["b1", "b9"]);
@@ -184,7 +187,10 @@ async fn nested_pages_are_each_patients_own(app: TestApp) {
     // Ada's cursor, applied to everyone: Ada's next three; Bea's rows older
     // than Ada's cursor; nothing for Cy.
     let cursor = first["Ada"].1["endCursor"].as_str().unwrap().to_string();
-    let next = pages(&app.gql(TOUCHPOINT_PAGES, json!({ "first": 2, "after": cursor })).await);
+    let next = pages(
+        &app.gql(TOUCHPOINT_PAGES, json!({ "first": 2, "after": cursor }))
+            .await,
+    );
     assert_eq!(next["Ada"].0, ["a3", "a4"]);
     assert_eq!(next["Ada"].1["hasNextPage"], true);
     assert_eq!(next["Ada"].1["hasPreviousPage"], true);

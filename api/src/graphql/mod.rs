@@ -6,6 +6,7 @@
 
 pub mod connection;
 pub mod context;
+pub mod documents;
 pub mod error;
 pub mod filters;
 pub mod limits;
@@ -56,6 +57,8 @@ pub struct Schemas {
     pub authenticated: JourneymapSchema,
     pub anonymous: JourneymapSchema,
     pub pricing: JourneymapSchema,
+    /// Documents seen before, parsed and priced.
+    pub documents: Arc<documents::Documents>,
 }
 
 fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
@@ -86,6 +89,7 @@ pub fn build_schemas(services: Services, limits: Limits) -> Schemas {
             .limit_complexity(limits.max_complexity)
             .disable_suggestions()
             .finish(),
+        documents: Arc::default(),
     }
 }
 

@@ -66,6 +66,7 @@ pub fn prepare(
     mut request: Request,
     queries_only: bool,
 ) -> Result<Operation, Refusal> {
+    app.schemas.documents.recall(&mut request);
     let name = operation_name(&mut request);
     if let Err(mut parse_error) = request.parsed_query().map(|_| ()) {
         error::classify(&mut parse_error, request_id);
@@ -77,6 +78,7 @@ pub fn prepare(
         e.locations = parse_error.locations;
         return Err(Refusal::Parse(e));
     }
+    app.schemas.documents.remember(&mut request);
     limits::check_aliases(&mut request, app.config.max_aliases).map_err(Refusal::Invalid)?;
     if queries_only && operation_type(&mut request).is_some_and(|ty| ty != OperationType::Query) {
         return Err(Refusal::NotAQuery(error::coded(
@@ -108,8 +110,17 @@ impl Operation {
         let Some(key) = self.state.rate_key() else {
             return Ok(None);
         };
-        let Some(cost) = limits::price(&app.schemas.pricing, &mut self.request).await else {
-            return Ok(None);
+        let documents = &app.schemas.documents;
+        let cost = match documents.price(&self.request) {
+            Some(cost) => cost,
+            None => {
+                let Some(cost) = limits::price(&app.schemas.pricing, &mut self.request).await
+                else {
+                    return Ok(None);
+                };
+                documents.priced(&self.request, cost);
+                cost
+            }
         };
         match app.budget.charge(&key, cost) {
             Ok(charge) => Ok(Some(charge)),
