@@ -1115,8 +1115,85 @@ async fn export_holds_everything_and_is_audited(app: TestApp) {
     );
 }
 
+/// Requests answering at the same moment each get their own `patient.read`
+/// entry, naming exactly the patients that request read, before their answer
+/// leaves (on PostgreSQL their entries share inserts).
+async fn concurrent_reads_are_each_recorded(app: TestApp) {
+    let owner = app.staff_token(Role::Owner).await;
+    let reader = app.token_with(&[Permission::PatientsRead]).await;
+    let reader_id = viewer_id(&app, &reader).await;
+    let mut patients = Vec::new();
+    for n in 0..8 {
+        patients.push(app.patient(&format!("Concurrent{n}")).await);
+    }
+    let audit_before = app.audit_statements().await;
+    // 40 requests at once, request i reading patients i % 8 and (i + 3) % 8.
+    let requests: Vec<(String, [String; 2])> = (0..40)
+        .map(|i| {
+            (
+                request_id(&format!("concurrent-{i}")),
+                [patients[i % 8].clone(), patients[(i + 3) % 8].clone()],
+            )
+        })
+        .collect();
+    let answers = futures::future::join_all(requests.iter().map(|(id, read)| {
+        gql_in_request(
+            &app,
+            &reader,
+            id,
+            "query($a: ID!, $b: ID!) { a: patient(id: $a) { givenName } b: patient(id: $b) { familyName } }",
+            json!({ "a": read[0], "b": read[1] }),
+        )
+    }))
+    .await;
+    for answer in &answers {
+        assert!(answer.data()["a"]["givenName"].is_string());
+    }
+    let statements = app.audit_statements().await - audit_before;
+    assert!(
+        (1..=40).contains(&statements),
+        "40 requests' entries took {statements} statements"
+    );
+
+    // Every answer had left after its entry was written: no waiting here.
+    let (total, entries) = audit_log(&app, &owner, json!({ "actorId": reader_id })).await;
+    let reads: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "patient.read")
+        .collect();
+    assert_eq!(total, 40, "{entries:#?}");
+    assert_eq!(reads.len(), 40);
+    for (id, read) in &requests {
+        let entry = entry(&entries, "patient.read", id);
+        let mut named: Vec<String> = entry["patientIds"]
+            .as_array()
+            .unwrap_or_else(|| panic!("entry of {id} names no patients: {entry:#}"))
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect();
+        named.sort();
+        let mut expected = read.to_vec();
+        expected.sort();
+        assert_eq!(named, expected, "request {id}");
+    }
+    // And each patient's own access log has the reads of it: 10 each.
+    for patient in &patients {
+        let access = app
+            .gql_as(Some(&owner), ACCESS_LOG, json!({ "id": patient }))
+            .await;
+        let reads = access.data()["patient"]["accessLog"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "patient.read" && e["actorId"] == reader_id.as_str())
+            .count();
+        assert_eq!(reads, 10, "reads of {patient}");
+    }
+}
+
 on_both_backends!(
     every_write_is_audited_with_its_request,
+    concurrent_reads_are_each_recorded,
     reads_of_identifying_data_are_recorded,
     audit_log_filters_narrow_the_log,
     the_audit_log_needs_audit_read,
