@@ -18,7 +18,8 @@ use entity::{
     touchpoints, webhook_attempts, webhook_deliveries, webhook_endpoints,
 };
 use sea_orm::{
-    ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic, Iterable, JoinType,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -113,29 +114,45 @@ impl Loader<Uuid> for JourneysOfPatient {
             .from(journeys::Column::CurrentStageId)
             .to(stages::Column::Id)
             .into();
-        let rows = self
+        let mut select = self
             .who
             .select::<journeys::Entity>()
             .filter(journeys::Column::PatientId.is_in(keys.iter().copied()))
             .join(JoinType::InnerJoin, current_stage)
             .filter(stages::Column::ClinicId.eq(self.who.clinic_id))
             .order_by_asc(journeys::Column::StartedAt)
-            .order_by_asc(journeys::Column::Id)
-            .select_also(stages::Entity)
-            .all(self.store.db.conn())
+            .order_by_asc(journeys::Column::Id);
+        // The journey's columns under their own names, the stage's prefixed:
+        // a clinic has a handful of stages, so most rows repeat one already
+        // decoded and only its id is read (decoding every column under a
+        // prefix formats each name, row after row).
+        for column in stages::Column::iter() {
+            select = select.column_as(
+                Expr::col((stages::Entity, column)),
+                format!("{STAGE_PREFIX}{}", column.as_str()),
+            );
+        }
+        let conn = self.store.db.conn();
+        let rows = conn
+            .query_all_raw(conn.get_database_backend().build(&select.into_query()))
             .await?;
         let mut grouped: HashMap<Uuid, Vec<journeys::Model>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         let mut known = self.known_stages.lock().expect("known stages lock");
-        for (journey, stage) in rows {
-            if let Some(stage) = stage {
-                known.insert(stage.id, stage);
+        for row in rows {
+            let journey = journeys::Model::from_query_result(&row, "")?;
+            let stage: Uuid = row.try_get(STAGE_PREFIX, stages::Column::Id.as_str())?;
+            if let std::collections::hash_map::Entry::Vacant(unknown) = known.entry(stage) {
+                unknown.insert(stages::Model::from_query_result(&row, STAGE_PREFIX)?);
             }
             grouped.entry(journey.patient_id).or_default().push(journey);
         }
         Ok(grouped)
     }
 }
+
+/// The prefix of the stage's columns in [`JourneysOfPatient`]'s statement.
+const STAGE_PREFIX: &str = "jm_stage_";
 
 /// A page of `E` rows per parent, for nested connections. Keys asking for the
 /// same page shape are answered by one statement.
