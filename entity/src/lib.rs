@@ -5,6 +5,9 @@
 //! tenant filter generically. Enumerations are stored as upper-case strings so
 //! the schema means the same on SQLite and PostgreSQL.
 
+#[macro_use]
+pub mod decode_row;
+
 pub mod api_tokens;
 pub mod audit_log;
 pub mod audit_log_patients;
@@ -33,7 +36,11 @@ pub mod webhook_attempts;
 pub mod webhook_deliveries;
 pub mod webhook_endpoints;
 
+pub use decode_row::DecodeRow;
 pub use sea_orm;
+
+/// Models of the tables read in bulk elsewhere: decoded by name.
+impl DecodeRow for audit_log_patients::Model {}
 
 /// A table whose rows belong to exactly one clinic (tenant).
 pub trait ClinicOwned: sea_orm::EntityTrait {

@@ -367,6 +367,23 @@ pub async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every row of `select`, decoded by position where the model allows (see
+/// [`entity::DecodeRow`]): what `select.all(conn)` returns, for the hot reads.
+pub async fn all_rows<E, C>(conn: &C, select: sea_orm::Select<E>) -> Result<Vec<E::Model>, DbErr>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: entity::DecodeRow,
+    C: sea_orm::ConnectionTrait,
+{
+    use sea_orm::QueryTrait;
+    let statement = conn.get_database_backend().build(&select.into_query());
+    conn.query_all_raw(statement)
+        .await?
+        .iter()
+        .map(<E::Model as entity::DecodeRow>::decode_row)
+        .collect()
+}
+
 /// Ids bound in one `IN (…)` list at most: SQLite takes at most 32,766 values
 /// a statement, and a clinic of 100,000 patients has more rows than that to
 /// mark or look up at once.

@@ -5,6 +5,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
+use entity::DecodeRow;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Order,
     QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
@@ -300,6 +301,7 @@ pub async fn first_pages<E, C>(
 ) -> Result<HashMap<Uuid, Page<E::Model>>, sea_orm::DbErr>
 where
     E: EntityTrait,
+    E::Model: DecodeRow,
     C: ConnectionTrait,
 {
     let order = match key.sort {
@@ -366,10 +368,10 @@ where
         }
     };
     // The statement wraps `select`, which carries the caller's clinic filter.
-    #[allow(clippy::disallowed_methods)]
-    let rows = E::find().from_raw_sql(statement).all(conn).await?;
+    let rows = conn.query_all_raw(statement).await?;
     let mut grouped: HashMap<Uuid, Vec<E::Model>> = HashMap::new();
-    for row in rows {
+    for row in &rows {
+        let row = E::Model::decode_row(row)?;
         if let Some(parent) = parent_of(&row) {
             grouped.entry(parent).or_default().push(row);
         }

@@ -180,7 +180,7 @@ pub async fn list(
 ) -> DomainResult<Page<patients::Model>> {
     require_read(who)?;
     let select = filtered(who, store.db.backend(), filter)?;
-    let rows = sort_key().apply(select, page).all(store.db.conn()).await?;
+    let rows = crate::db::all_rows(store.db.conn(), sort_key().apply(select, page)).await?;
     Ok(finish(rows, page))
 }
 

@@ -13,7 +13,7 @@ use std::{
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use entity::{
-    ClinicOwned, audit_log, audit_log_patients, clinics, consents, events, feedback,
+    ClinicOwned, DecodeRow, audit_log, audit_log_patients, clinics, consents, events, feedback,
     follow_up_rules, follow_ups, journeys, pathways, patients, staff, stage_transitions, stages,
     touchpoints, webhook_attempts, webhook_deliveries, webhook_endpoints,
 };
@@ -140,7 +140,7 @@ impl Loader<Uuid> for JourneysOfPatient {
             keys.iter().map(|k| (*k, Vec::new())).collect();
         let mut known = self.known_stages.lock().expect("known stages lock");
         for row in rows {
-            let journey = journeys::Model::from_query_result(&row, "")?;
+            let journey = journeys::Model::decode_row(&row)?;
             let stage: Uuid = row.try_get(STAGE_PREFIX, stages::Column::Id.as_str())?;
             if let std::collections::hash_map::Entry::Vacant(unknown) = known.entry(stage) {
                 unknown.insert(stages::Model::from_query_result(&row, STAGE_PREFIX)?);
@@ -166,7 +166,7 @@ pub struct PagesByParent<E: EntityTrait> {
 
 impl<E: ClinicOwned> Loader<(Uuid, PageRequest)> for PagesByParent<E>
 where
-    E::Model: Clone + Send + Sync + 'static,
+    E::Model: Clone + Send + Sync + DecodeRow + 'static,
     E::Column: Send + Sync,
 {
     type Value = Page<E::Model>;
