@@ -3,7 +3,8 @@
 //! Every table that belongs to a clinic carries a `clinic_id` column; the
 //! [`ClinicOwned`] trait names it so the data-access layer in `api` can add the
 //! tenant filter generically. Enumerations are stored as upper-case strings so
-//! the schema means the same on SQLite and PostgreSQL.
+//! the schema means the same on SQLite and PostgreSQL. The models read in bulk
+//! on the hot paths also decode their rows by position ([`DecodeRow`]).
 
 #[macro_use]
 pub mod decode_row;
