@@ -2,6 +2,15 @@
 //! follow-ups, newest first, and pages without gaps or repeats.
 
 use chrono::{SecondsFormat, Utc};
+use entity::{DecodeRow, feedback, journeys, patients, touchpoints};
+use journeymap::{
+    sea_orm::{
+        ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, Iterable, QueryOrder,
+        QueryResult, QuerySelect, QueryTrait,
+        sqlx::{Row, ValueRef},
+    },
+    seed::{self, SeedOptions},
+};
 use journeymap_tests::{TestApp, on_both_backends};
 use serde_json::json;
 
@@ -212,3 +221,80 @@ async fn nested_pages_are_each_patients_own(app: TestApp) {
 }
 
 on_both_backends!(nested_pages_are_each_patients_own);
+
+/// The rows the hot reads decode (the demo clinic's patients, journeys,
+/// touchpoints and feedback, NULLs among them) start with their entity's
+/// columns, so they are decoded by position, to exactly what SeaORM's by-name
+/// decoder gives; the same rows with their columns reversed do not, and are
+/// decoded by name, to the same models.
+async fn hot_rows_decode_by_position_as_by_name(app: TestApp) {
+    seed::demo(
+        app.db(),
+        &SeedOptions {
+            patients: 30,
+            seed: 3,
+        },
+    )
+    .await
+    .expect("seed the demo clinic");
+    let conn = app.db().conn();
+    same_either_way::<patients::Entity>(conn, patients::Model::COLUMNS).await;
+    same_either_way::<journeys::Entity>(conn, journeys::Model::COLUMNS).await;
+    same_either_way::<touchpoints::Entity>(conn, touchpoints::Model::COLUMNS).await;
+    same_either_way::<feedback::Entity>(conn, feedback::Model::COLUMNS).await;
+}
+
+/// Every row of `E`, in the entity's column order and reversed, ordered by id
+/// (each entity's first column).
+async fn same_either_way<E>(conn: &DatabaseConnection, layout: &[&str])
+where
+    E: EntityTrait,
+    E::Model: DecodeRow + PartialEq + std::fmt::Debug,
+{
+    let id = E::Column::iter().next().expect("an id column");
+    let backend = conn.get_database_backend();
+    let in_order = E::find().order_by_asc(id).into_query();
+    let rows = conn.query_all_raw(backend.build(&in_order)).await.unwrap();
+    assert!(rows.len() > 10, "{}: too few rows to compare", layout[0]);
+    assert!(
+        rows.iter().any(has_null),
+        "{layout:?}: no NULL to decode in the seeded rows"
+    );
+    let mut reversed = E::find().select_only();
+    for column in E::Column::iter().collect::<Vec<_>>().into_iter().rev() {
+        reversed = reversed.column(column);
+    }
+    let reversed = reversed.order_by_asc(id).into_query();
+    let reversed_rows = conn.query_all_raw(backend.build(&reversed)).await.unwrap();
+    assert_eq!(reversed_rows.len(), rows.len());
+    for (row, reversed_row) in rows.iter().zip(&reversed_rows) {
+        assert!(
+            starts_with(row, layout),
+            "{layout:?}: not decoded by position"
+        );
+        assert!(!starts_with(reversed_row, layout));
+        let by_position = E::Model::decode_row(row).unwrap();
+        assert_eq!(by_position, E::Model::from_query_result(row, "").unwrap());
+        assert_eq!(by_position, E::Model::decode_row(reversed_row).unwrap());
+    }
+}
+
+/// Whether the row's columns start with `layout` (the by-position condition).
+fn starts_with(row: &QueryResult, layout: &[&str]) -> bool {
+    match (row.try_as_pg_row(), row.try_as_sqlite_row()) {
+        (Some(row), _) => entity::decode_row::lays_out(row.columns(), layout),
+        (_, Some(row)) => entity::decode_row::lays_out(row.columns(), layout),
+        _ => panic!("a row of neither PostgreSQL nor SQLite"),
+    }
+}
+
+/// Whether any column of the row is NULL.
+fn has_null(row: &QueryResult) -> bool {
+    match (row.try_as_pg_row(), row.try_as_sqlite_row()) {
+        (Some(row), _) => (0..row.len()).any(|i| row.try_get_raw(i).unwrap().is_null()),
+        (_, Some(row)) => (0..row.len()).any(|i| row.try_get_raw(i).unwrap().is_null()),
+        _ => panic!("a row of neither PostgreSQL nor SQLite"),
+    }
+}
+
+on_both_backends!(hot_rows_decode_by_position_as_by_name);
