@@ -14,6 +14,7 @@ mod http;
 mod imports;
 mod journey_map;
 mod journeys;
+mod nested_reads;
 mod operations;
 mod outreach;
 mod replicas;

@@ -599,16 +599,19 @@ impl Loaders {
     }
 
     pub async fn stage_by_id(&self, id: Uuid) -> Result<stages::Model, DomainError> {
-        let known = self
-            .known_stages
-            .lock()
-            .expect("known stages lock")
-            .get(&id)
-            .cloned();
-        match known {
+        match self.known_stage(id) {
             Some(stage) => Ok(stage),
             None => required(&self.stage, id, "stage").await,
         }
+    }
+
+    /// The stage `id` if this request has already read it.
+    pub fn known_stage(&self, id: Uuid) -> Option<stages::Model> {
+        self.known_stages
+            .lock()
+            .expect("known stages lock")
+            .get(&id)
+            .cloned()
     }
 }
 

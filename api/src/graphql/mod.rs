@@ -13,6 +13,7 @@ pub mod limits;
 pub mod load_queue;
 pub mod loaders;
 pub mod mutation;
+pub mod plain;
 pub mod query;
 pub mod scalars;
 pub mod subscription;

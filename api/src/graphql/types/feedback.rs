@@ -1,11 +1,17 @@
 use crate::graphql::scalars::DateTime;
-use async_graphql::{Context, ID, Object};
+use std::borrow::Cow;
+
+use async_graphql::{Context, ID, Object, OutputType, Value};
 use entity::feedback;
 
 use super::{FeedbackKind, Journey, Patient, Stage, Touchpoint, stored};
 use crate::{
     domain,
-    graphql::{context::ContextExt, loaders::required},
+    graphql::{
+        context::ContextExt,
+        loaders::required,
+        plain::{Plain, answered, given},
+    },
     ids::IdKind,
 };
 
@@ -75,6 +81,23 @@ impl Feedback {
                 .load_one(id)
                 .await?
                 .map(Touchpoint)),
+        }
+    }
+}
+
+impl Plain for Feedback {
+    fn type_name(&self) -> Cow<'static, str> {
+        <Self as OutputType>::type_name()
+    }
+
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<Value> {
+        match ctx.item.node.name.node.as_str() {
+            "id" => given(self.id(ctx), ctx),
+            "kind" => answered(self.kind(ctx), ctx),
+            "score" => given(self.score(ctx), ctx),
+            "comment" => answered(self.comment(ctx), ctx),
+            "submittedAt" => given(self.submitted_at(ctx), ctx),
+            _ => None,
         }
     }
 }

@@ -1,5 +1,7 @@
 use crate::graphql::scalars::DateTime;
-use async_graphql::{Context, ID, Object};
+use std::borrow::Cow;
+
+use async_graphql::{Context, ID, Object, OutputType, Value};
 use entity::{journeys, stage_transitions};
 
 use super::{
@@ -9,9 +11,10 @@ use super::{
 use crate::{
     domain,
     graphql::{
-        connection::{Conn, Nested},
+        connection::Nested,
         context::ContextExt,
         loaders::required,
+        plain::{Plain, PlainConn, answered, given, nested},
     },
     ids::IdKind,
 };
@@ -127,7 +130,7 @@ impl Journey {
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last touchpoint seen.")] after: Option<String>,
-    ) -> async_graphql::Result<Conn<Touchpoint>> {
+    ) -> async_graphql::Result<PlainConn<Touchpoint>> {
         Nested {
             pages: |l| &l.touchpoints_of_journey,
             counts: |l| &l.touchpoint_count_of_journey,
@@ -141,6 +144,7 @@ impl Journey {
             Touchpoint,
         )
         .await
+        .map(PlainConn)
     }
 
     /// The journey's follow-ups, soonest due first.
@@ -215,6 +219,33 @@ impl StageTransition {
                 Ok(ctx.loaders()?.staff.load_one(id).await?.map(StaffMember))
             }
             _ => Ok(None),
+        }
+    }
+}
+
+impl Plain for Journey {
+    fn type_name(&self) -> Cow<'static, str> {
+        <Self as OutputType>::type_name()
+    }
+
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<Value> {
+        match ctx.item.node.name.node.as_str() {
+            "id" => given(self.id(ctx), ctx),
+            // Plain once the journey's loader has read the stage with it.
+            "currentStage" => nested(
+                &Stage(ctx.loaders().ok()?.known_stage(self.0.current_stage_id)?),
+                ctx,
+            ),
+            "status" => answered(self.status(ctx), ctx),
+            "version" => given(self.version(ctx), ctx),
+            "stageEnteredAt" => given(self.stage_entered_at(ctx), ctx),
+            "stallsAt" => given(self.stalls_at(ctx), ctx),
+            "stalled" => given(self.stalled(ctx), ctx),
+            "hoursInStage" => given(self.hours_in_stage(ctx), ctx),
+            "startedAt" => given(self.started_at(ctx), ctx),
+            "endedAt" => given(self.ended_at(ctx), ctx),
+            "endReason" => answered(self.end_reason(ctx), ctx),
+            _ => None,
         }
     }
 }

@@ -1,11 +1,17 @@
 use crate::graphql::scalars::DateTime;
-use async_graphql::{Context, ID, Object};
+use std::borrow::Cow;
+
+use async_graphql::{Context, ID, Object, OutputType, Value};
 use entity::{follow_up_rules, pathways, stages};
 
 use super::{Channel, StageCategory, stored};
 use crate::{
     domain,
-    graphql::{context::ContextExt, loaders::required},
+    graphql::{
+        context::ContextExt,
+        loaders::required,
+        plain::{Plain, answered, given},
+    },
     ids::IdKind,
 };
 
@@ -150,5 +156,26 @@ impl FollowUpRule {
     /// Cancel the follow-up if the journey leaves the stage before it is done.
     async fn cancel_on_stage_exit(&self) -> bool {
         self.0.cancel_on_stage_exit
+    }
+}
+
+impl Plain for Stage {
+    fn type_name(&self) -> Cow<'static, str> {
+        <Self as OutputType>::type_name()
+    }
+
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<Value> {
+        match ctx.item.node.name.node.as_str() {
+            "id" => given(self.id(ctx), ctx),
+            "key" => given(self.key(ctx), ctx),
+            "name" => given(self.name(ctx), ctx),
+            "category" => answered(self.category(ctx), ctx),
+            "position" => given(self.position(ctx), ctx),
+            "targetHours" => given(self.target_hours(ctx), ctx),
+            "terminal" => given(self.terminal(ctx), ctx),
+            "rebookAfterDays" => given(self.rebook_after_days(ctx), ctx),
+            "winBackAfterDays" => given(self.win_back_after_days(ctx), ctx),
+            _ => None,
+        }
     }
 }

@@ -11,6 +11,7 @@ use crate::{
     graphql::{
         connection::{Conn, Nested},
         context::ContextExt,
+        plain::{PlainConn, PlainList},
     },
     ids::IdKind,
 };
@@ -248,7 +249,7 @@ impl Patient {
         &self,
         ctx: &Context<'_>,
         status: Option<JourneyStatus>,
-    ) -> async_graphql::Result<Vec<Journey>> {
+    ) -> async_graphql::Result<PlainList<Journey>> {
         let loaders = ctx.loaders()?;
         let journeys = loaders
             .journeys_of_patient
@@ -256,11 +257,13 @@ impl Patient {
             .await?
             .unwrap_or_default();
         let status = status.map(|s| domain::JourneyStatus::from(s).as_str());
-        Ok(journeys
-            .into_iter()
-            .filter(|j| status.is_none_or(|s| j.status == s))
-            .map(Journey)
-            .collect())
+        Ok(PlainList(
+            journeys
+                .into_iter()
+                .filter(|j| status.is_none_or(|s| j.status == s))
+                .map(Journey)
+                .collect(),
+        ))
     }
 
     /// Every touchpoint with the patient, newest first.
@@ -270,7 +273,7 @@ impl Patient {
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last touchpoint seen.")] after: Option<String>,
-    ) -> async_graphql::Result<Conn<Touchpoint>> {
+    ) -> async_graphql::Result<PlainConn<Touchpoint>> {
         Nested {
             pages: |l| &l.touchpoints_of_patient,
             counts: |l| &l.touchpoint_count_of_patient,
@@ -284,6 +287,7 @@ impl Patient {
             Touchpoint,
         )
         .await
+        .map(PlainConn)
     }
 
     /// Feedback the patient gave, newest first.
@@ -293,7 +297,7 @@ impl Patient {
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last feedback seen.")] after: Option<String>,
-    ) -> async_graphql::Result<Conn<Feedback>> {
+    ) -> async_graphql::Result<PlainConn<Feedback>> {
         Nested {
             pages: |l| &l.feedback_of_patient,
             counts: |l| &l.feedback_count_of_patient,
@@ -307,6 +311,7 @@ impl Patient {
             Feedback,
         )
         .await
+        .map(PlainConn)
     }
 
     /// Everything that happened with the patient — stage transitions,

@@ -1,11 +1,17 @@
 use crate::graphql::scalars::DateTime;
-use async_graphql::{Context, ID, Object};
+use std::borrow::Cow;
+
+use async_graphql::{Context, ID, Object, OutputType, Value};
 use entity::touchpoints;
 
 use super::{Channel, Direction, Journey, Patient, StaffMember, Stage, stored};
 use crate::{
     domain,
-    graphql::{context::ContextExt, loaders::required},
+    graphql::{
+        context::ContextExt,
+        loaders::required,
+        plain::{Plain, answered, given},
+    },
     ids::IdKind,
 };
 
@@ -90,6 +96,27 @@ impl Touchpoint {
         match self.0.staff_id {
             None => Ok(None),
             Some(id) => Ok(ctx.loaders()?.staff.load_one(id).await?.map(StaffMember)),
+        }
+    }
+}
+
+impl Plain for Touchpoint {
+    fn type_name(&self) -> Cow<'static, str> {
+        <Self as OutputType>::type_name()
+    }
+
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<Value> {
+        match ctx.item.node.name.node.as_str() {
+            "id" => given(self.id(ctx), ctx),
+            "channel" => answered(self.channel(ctx), ctx),
+            "direction" => answered(self.direction(ctx), ctx),
+            "kind" => given(self.kind(ctx), ctx),
+            "summary" => answered(self.summary(ctx), ctx),
+            "occurredAt" => given(self.occurred_at(ctx), ctx),
+            "emotion" => given(self.emotion(ctx), ctx),
+            "momentOfTruth" => given(self.moment_of_truth(ctx), ctx),
+            "externalRef" => given(self.external_ref(ctx), ctx),
+            _ => None,
         }
     }
 }
