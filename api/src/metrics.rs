@@ -46,7 +46,15 @@ pub struct Metrics {
     pub shared_subscriptions: Gauge,
     pub subscribers_detached: Counter,
     webhook_deliveries: Family<OutcomeLabels, Counter>,
+    plain_values: Family<AnsweredByLabels, Counter>,
     operation_names: Mutex<HashSet<String>>,
+}
+
+/// How a nested value with a plain selection was answered: `one_pass` or
+/// `resolvers` (see `graphql::plain`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnsweredByLabels {
+    pub answered_by: &'static str,
 }
 
 /// Labels of a webhook attempt's outcome.
@@ -134,8 +142,15 @@ impl Metrics {
             "Webhook delivery attempts by outcome (delivered, retrying, failed, gone, postponed)",
             webhook_deliveries.clone(),
         );
+        let plain_values = Family::<AnsweredByLabels, Counter>::default();
+        registry.register(
+            "graphql_plain_values",
+            "Nested values that can be answered in one pass (journeys, touchpoint and feedback pages), by how they were: one_pass, or resolvers when their selection was not plain",
+            plain_values.clone(),
+        );
         Self {
             registry,
+            plain_values,
             graphql_requests,
             graphql_duration,
             http_responses,
@@ -161,6 +176,17 @@ impl Metrics {
         self.graphql_duration
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how a request's plain values were answered.
+    pub fn record_plain_values(&self, one_pass: u64, resolvers: u64) {
+        for (answered_by, count) in [("one_pass", one_pass), ("resolvers", resolvers)] {
+            if count > 0 {
+                self.plain_values
+                    .get_or_create(&AnsweredByLabels { answered_by })
+                    .inc_by(count);
+            }
+        }
     }
 
     /// Records a webhook attempt's outcome.

@@ -18,7 +18,7 @@ const EVERY_PLAIN_FIELD: &str = r#"query($first: Int!) { patients(first: $first)
   id
   journeys {
     __typename status version stageEnteredAt stallsAt stalled hoursInStage
-    startedAt endedAt endReason id{include}
+    startedAt endedAt endReason id{resolved}
     currentStage { __typename id key name category position targetHours terminal
       rebookAfterDays winBackAfterDays }
     stage: currentStage { label: name }
@@ -27,21 +27,21 @@ const EVERY_PLAIN_FIELD: &str = r#"query($first: Int!) { patients(first: $first)
     __typename
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
     edges { __typename cursor node { __typename channel direction kind summary
-      occurredAt emotion momentOfTruth externalRef id{include} } }
+      occurredAt emotion momentOfTruth externalRef id{resolved} } }
     nodes { id when: occurredAt }
   }
   feedback(first: 3) {
-    edges { cursor node { kind score comment submittedAt id{include} } }
+    edges { cursor node { kind score comment submittedAt id{resolved} } }
     pageInfo { endCursor }
   }
-  journeyTouchpoints: journeys { touchpoints(first: 2) { edges { node { kind id{include} } } } }
+  journeyTouchpoints: journeys { touchpoints(first: 2) { edges { node { kind id{resolved} } } } }
 } } } }"#;
 
 /// What a caller with only `journeys:read` may see of journeys: their
 /// touchpoints, but not what staff wrote in them.
 const JOURNEYS_AND_THEIR_TOUCHPOINTS: &str = r#"query($first: Int!) { journeys(first: $first) { edges { node {
   id status endReason
-  touchpoints(first: 5) { edges { cursor node { kind channel summary occurredAt id{include}
+  touchpoints(first: 5) { edges { cursor node { kind channel summary occurredAt id{resolved}
   } } }
 } } } }"#;
 
@@ -62,7 +62,7 @@ async fn nested_reads_answer_the_same_plain_or_resolved(app: TestApp) {
     let (_, everything) = clinics::create_token(app.db(), glow.id, "all", &Permission::ALL, None)
         .await
         .unwrap();
-    let plain = same_either_way(&app, &everything, EVERY_PLAIN_FIELD).await;
+    let (plain, tallies) = same_either_way(&app, &everything, EVERY_PLAIN_FIELD).await;
     assert!(plain.get("errors").is_none(), "{}", plain["errors"]);
     let edges = plain["data"]["patients"]["edges"].as_array().unwrap();
     assert_eq!(edges.len(), 30);
@@ -77,6 +77,41 @@ async fn nested_reads_answer_the_same_plain_or_resolved(app: TestApp) {
         "too few rows to compare"
     );
 
+    // Every list of journeys, touchpoint page and feedback page is a plain
+    // value: each patient's four, and the touchpoints of each journey. All
+    // are answered in one pass but each patient's second list of journeys
+    // (it selects their touchpoints, which load) when one has any. With the
+    // fragments, only the empty ones are (the fragment is in their items).
+    let len = |value: &Value| value.as_array().map_or(0, Vec::len);
+    let (mut values, mut second_lists, mut empty) = (0, 0, 0);
+    for patient in edges.iter().map(|e| &e["node"]) {
+        let journeys = patient["journeyTouchpoints"].as_array().unwrap();
+        values += 4 + journeys.len();
+        second_lists += usize::from(!journeys.is_empty());
+        let lists = [
+            &patient["journeys"],
+            &patient["journeyTouchpoints"],
+            &patient["touchpoints"]["edges"],
+            &patient["feedback"]["edges"],
+        ];
+        let pages = journeys.iter().map(|j| &j["touchpoints"]["edges"]);
+        empty += lists
+            .into_iter()
+            .chain(pages)
+            .filter(|v| len(v) == 0)
+            .count();
+    }
+    let (values, second_lists, empty) = (values as u64, second_lists as u64, empty as u64);
+    assert_eq!(
+        tallies,
+        [
+            (values - second_lists, second_lists),
+            (empty, values - empty)
+        ],
+        "plain values: in one pass and by the resolvers, as written and with fragments"
+    );
+    assert!(second_lists > 20 && empty < values / 2);
+
     // Free text (summaries, end reasons) needs patients:read: refused field
     // by field, the same way whichever path answers.
     let (_, journeys_only) = clinics::create_token(
@@ -88,7 +123,7 @@ async fn nested_reads_answer_the_same_plain_or_resolved(app: TestApp) {
     )
     .await
     .unwrap();
-    let plain = same_either_way(&app, &journeys_only, JOURNEYS_AND_THEIR_TOUCHPOINTS).await;
+    let (plain, _) = same_either_way(&app, &journeys_only, JOURNEYS_AND_THEIR_TOUCHPOINTS).await;
     let errors = plain["errors"].as_array().expect("refusals");
     assert!(
         errors
@@ -103,21 +138,31 @@ async fn nested_reads_answer_the_same_plain_or_resolved(app: TestApp) {
     assert!(touchpoint["summary"].is_null() && touchpoint["kind"].is_string());
 }
 
-/// The answer to `document` (its `{include}` removed) after checking it is
-/// the same with `@include(if: true)` there, which sends each nested value
-/// back to the resolvers without changing what is selected. (`{include}`
-/// ends its line, so that the locations of errors do not move.)
-async fn same_either_way(app: &TestApp, token: &str, document: &str) -> Value {
+/// The answer to `document` with `typename: __typename` at `{resolved}`,
+/// after checking it is the same with `... { typename: __typename }` there:
+/// the fragment sends each nested value back to the resolvers without
+/// changing what is selected. (`{resolved}` ends its line, so that the
+/// locations of errors do not move.) Also
+/// returns how each request's plain values were answered (in one pass, by
+/// the resolvers), from `/metrics`.
+async fn same_either_way(app: &TestApp, token: &str, document: &str) -> (Value, [(u64, u64); 2]) {
     let mut answers = Vec::new();
-    for include in ["", " @include(if: true)"] {
+    let mut tallies = [(0, 0); 2];
+    for (tally, typename) in tallies
+        .iter_mut()
+        .zip([" typename: __typename", " ... { typename: __typename }"])
+    {
+        let before = plain_values(app).await;
         let answer = app
             .gql_as(
                 Some(token),
-                &document.replace("{include}", include),
+                &document.replace("{resolved}", typename),
                 json!({ "first": 30 }),
             )
             .await;
         answers.push(answer.body);
+        let after = plain_values(app).await;
+        *tally = (after.0 - before.0, after.1 - before.1);
     }
     let [plain, resolved] = &mut answers[..] else {
         unreachable!()
@@ -131,7 +176,22 @@ async fn same_either_way(app: &TestApp, token: &str, document: &str) -> Value {
     sort_errors(plain);
     sort_errors(resolved);
     assert_eq!(plain, resolved);
-    answers.swap_remove(0)
+    (answers.swap_remove(0), tallies)
+}
+
+/// The server's count of plain values answered in one pass and by the
+/// resolvers (0 until the first).
+async fn plain_values(app: &TestApp) -> (u64, u64) {
+    let metrics = app.metrics().await;
+    let count = |answered_by: &str| {
+        let series =
+            format!("journeymap_graphql_plain_values_total{{answered_by=\"{answered_by}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&series)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (count("one_pass"), count("resolvers"))
 }
 
 /// Removes every `hoursInStage` from `value`, returning them in order.

@@ -12,7 +12,7 @@ use std::{
 use async_graphql::{Context, ID};
 use uuid::Uuid;
 
-use super::{limits::RateKey, load_queue::LoadQueue, loaders::Loaders};
+use super::{limits::RateKey, load_queue::LoadQueue, loaders::Loaders, plain::PlainTally};
 use crate::{
     auth::{Actor, Principal, jwt::JwtKeys},
     domain::{DomainError, DomainResult, Store},
@@ -34,6 +34,8 @@ pub struct RequestState {
     pub patients_read: Arc<Mutex<HashSet<Uuid>>>,
     /// Where a subscription stands in its clinic's event log.
     pub position: Arc<LogPosition>,
+    /// How this request's plain values were answered (for the metrics).
+    pub plain: Arc<PlainTally>,
 }
 
 /// Where a subscription stands in its clinic's event log: where it starts
@@ -90,6 +92,7 @@ impl RequestState {
                 client_ip,
                 patients_read: Arc::default(),
                 position: Arc::default(),
+                plain: Arc::default(),
             },
             queue,
         )

@@ -148,6 +148,7 @@ impl Operation {
         } = self;
         let request_id = state.request_id.clone();
         let reads = state.patients_read.clone();
+        let plain = state.plain.clone();
         let schema = match principal {
             Some(_) => &app.schemas.authenticated,
             None => &app.schemas.anonymous,
@@ -156,6 +157,8 @@ impl Operation {
             crate::graphql::execute(schema, request, state, queue).await,
             &request_id,
         );
+        let (one_pass, resolvers) = plain.counts();
+        app.metrics.record_plain_values(one_pass, resolvers);
         if let Some(principal) = &principal
             && let Err(failure) = app.audit.record_reads(principal, &reads).await
         {
