@@ -5,21 +5,25 @@
 //! future, polled through a `FuturesUnordered` made for that object. The
 //! patient list front ends page through all day (W1 in `journeymap bench`:
 //! 50 patients, their journeys, five touchpoints and three feedback each)
-//! has about 2,600 fields, and most of the server's time went to that
-//! machinery, not to Journeymap's work: the rows below a nested page are in
-//! memory once the page is loaded.
+//! has about 2,600 fields, and that machinery was about a tenth of the
+//! server's time under it (README, Performance), though the rows below a
+//! nested page are in memory once the page is loaded.
 //!
 //! A type that implements [`Plain`] answers the fields it can answer at
 //! once; [`PlainConn`] and [`PlainList`] wrap a connection and a list of
 //! such values and, when their whole selection is plain, build the response
-//! value directly. Anything else in the selection — a fragment, a directive,
-//! a field that loads, a field that fails (a refused right, a corrupt stored
+//! value directly. Anything else in the selection — a fragment, a custom
+//! directive (`@skip` and `@include` are applied to the document before
+//! execution), a field that loads, a field that fails (a refused right, a corrupt stored
 //! value) — sends the whole value back to async-graphql's own resolver, so
 //! the response is the same either way, errors and all; only the time
 //! differs. Each plain field calls the resolver method the schema calls, so
 //! there is one definition of what a field means.
 
-use std::borrow::Cow;
+use std::{
+    borrow::Cow,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use async_graphql::{
     Context, ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value,
@@ -28,8 +32,6 @@ use async_graphql::{
     parser::types::{Field, Selection},
     registry::Registry,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use futures::FutureExt;
 
 use super::{
