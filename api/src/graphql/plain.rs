@@ -85,6 +85,16 @@ pub trait Plain: Send + Sync {
     fn plain_field(&self, ctx: &Context<'_>) -> Option<Value>;
 }
 
+impl<T: Plain + ?Sized> Plain for &T {
+    fn type_name(&self) -> Cow<'static, str> {
+        (**self).type_name()
+    }
+
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<Value> {
+        (**self).plain_field(ctx)
+    }
+}
+
 /// The value of `value` for the selection set of `ctx`, or `None` if any
 /// part of it is not plain.
 pub fn object<T: Plain + ?Sized>(value: &T, ctx: &ContextSelectionSet<'_>) -> Option<Value> {
@@ -113,9 +123,27 @@ pub fn object<T: Plain + ?Sized>(value: &T, ctx: &ContextSelectionSet<'_>) -> Op
     Some(Value::Object(fields))
 }
 
+/// The list of `items`, each for the selection set of `ctx`, or `None` if
+/// any part of any of them is not plain.
+fn objects<T: Plain>(
+    items: impl IntoIterator<Item = T>,
+    ctx: &ContextSelectionSet<'_>,
+) -> Option<Value> {
+    items
+        .into_iter()
+        .map(|item| object(&item, ctx))
+        .collect::<Option<Vec<_>>>()
+        .map(Value::List)
+}
+
 /// The value of the field `ctx` stands at, when it is an object.
 pub fn nested<T: Plain + ?Sized>(value: &T, ctx: &Context<'_>) -> Option<Value> {
     object(value, &ctx.with_selection_set(&ctx.item.node.selection_set))
+}
+
+/// The value of the field `ctx` stands at, when it is a list of objects.
+fn nested_list<T: Plain>(items: impl IntoIterator<Item = T>, ctx: &Context<'_>) -> Option<Value> {
+    objects(items, &ctx.with_selection_set(&ctx.item.node.selection_set))
 }
 
 /// The value of an output value that is ready at once (a scalar, an enum, a
@@ -179,24 +207,8 @@ impl<N: OutputType + Plain> Plain for PlainConn<N> {
     fn plain_field(&self, ctx: &Context<'_>) -> Option<Value> {
         let connection = &self.0;
         match ctx.item.node.name.node.as_str() {
-            "edges" => {
-                let selection = ctx.with_selection_set(&ctx.item.node.selection_set);
-                let edges = connection
-                    .edges
-                    .iter()
-                    .map(|edge| object(&PlainEdge(edge), &selection))
-                    .collect::<Option<Vec<_>>>()?;
-                Some(Value::List(edges))
-            }
-            "nodes" => {
-                let selection = ctx.with_selection_set(&ctx.item.node.selection_set);
-                let nodes = connection
-                    .edges
-                    .iter()
-                    .map(|edge| object(&edge.node, &selection))
-                    .collect::<Option<Vec<_>>>()?;
-                Some(Value::List(nodes))
-            }
+            "edges" => nested_list(connection.edges.iter().map(PlainEdge), ctx),
+            "nodes" => nested_list(connection.edges.iter().map(|edge| &edge.node), ctx),
             "pageInfo" => ready(
                 &async_graphql::connection::PageInfo {
                     has_previous_page: connection.has_previous_page,
@@ -254,13 +266,7 @@ impl<T: OutputType + Plain> OutputType for PlainList<T> {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        let plain = self
-            .0
-            .iter()
-            .map(|item| object(item, ctx))
-            .collect::<Option<Vec<_>>>()
-            .map(Value::List);
-        match tallied(ctx, plain) {
+        match tallied(ctx, objects(&self.0, ctx)) {
             Some(list) => Ok(list),
             None => self.0.resolve(ctx, field).await,
         }
