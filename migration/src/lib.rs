@@ -17,6 +17,7 @@ mod m20261201_000008_interop;
 mod m20261201_000009_operations;
 mod m20261201_000011_audit_reads;
 mod m20261202_000012_pending_events;
+mod m20261202_000013_follow_up_indexes;
 
 /// The ordered list of Journeymap migrations.
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_operations::Migration),
             Box::new(m20261201_000011_audit_reads::Migration),
             Box::new(m20261202_000012_pending_events::Migration),
+            Box::new(m20261202_000013_follow_up_indexes::Migration),
         ]
     }
 }

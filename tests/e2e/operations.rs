@@ -257,10 +257,82 @@ async fn readyz_is_503_until_migrations_are_done(backend: Backend) {
     let _ = child.kill().await;
 }
 
+/// Every index is written on each insert and on each change of its columns, so
+/// one whose columns begin another's (plain, whole-table indexes both) costs
+/// the writes and serves no query the longer one does not.
+async fn no_index_is_a_prefix_of_another(backend: Backend) {
+    let (url, _guard) = fresh_database(backend).await;
+    prepare_database(&url).await;
+    let db = open_database(&url).await;
+    let sql = match backend {
+        Backend::Postgres => {
+            "SELECT t.relname::text, i.relname::text, k.ord::bigint, a.attname::text \
+             FROM pg_index x \
+             JOIN pg_class i ON i.oid = x.indexrelid \
+             JOIN pg_class t ON t.oid = x.indrelid \
+             JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = current_schema() \
+             CROSS JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(att, ord) \
+             LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.att \
+             WHERE NOT x.indisunique AND x.indpred IS NULL"
+        }
+        Backend::Sqlite => {
+            "SELECT m.name, il.name, ii.seqno, ii.name \
+             FROM sqlite_master m \
+             JOIN pragma_index_list(m.name) il \
+             JOIN pragma_index_info(il.name) ii \
+             WHERE m.type = 'table' AND il.\"unique\" = 0 AND il.partial = 0"
+        }
+    };
+    let rows = db
+        .conn()
+        .query_all_raw(Statement::from_string(db.backend(), sql))
+        .await
+        .expect("index columns");
+    // (table, index) → columns in order; None marks an expression column.
+    let mut indexes: std::collections::BTreeMap<(String, String), Vec<(i64, Option<String>)>> =
+        Default::default();
+    for row in rows {
+        let table: String = row.try_get_by_index(0).expect("table");
+        let index: String = row.try_get_by_index(1).expect("index");
+        let position: i64 = row.try_get_by_index(2).expect("position");
+        let column: Option<String> = row.try_get_by_index(3).expect("column");
+        indexes
+            .entry((table, index))
+            .or_default()
+            .push((position, column));
+    }
+    let columns: Vec<((String, String), Vec<String>)> = indexes
+        .into_iter()
+        .filter_map(|(key, mut columns)| {
+            columns.sort();
+            let columns: Option<Vec<String>> = columns.into_iter().map(|(_, c)| c).collect();
+            Some((key, columns?))
+        })
+        .collect();
+    assert!(
+        columns
+            .iter()
+            .any(|((table, _), c)| table == "follow_ups" && c.len() == 3),
+        "the query found the indexes: {columns:?}"
+    );
+    let mut redundant = Vec::new();
+    for ((table, index), short) in &columns {
+        for ((other_table, other), long) in &columns {
+            if table == other_table && long.len() > short.len() && long.starts_with(short) {
+                redundant.push(format!(
+                    "{table}: {index} {short:?} begins {other} {long:?}"
+                ));
+            }
+        }
+    }
+    assert!(redundant.is_empty(), "redundant indexes: {redundant:#?}");
+}
+
 on_both_backends!(
     backend: an_older_binary_refuses_a_newer_database,
     replicas_starting_at_once_migrate_once,
     readyz_is_503_until_migrations_are_done,
+    no_index_is_a_prefix_of_another,
 );
 
 // --- backup and restore ------------------------------------------------------
