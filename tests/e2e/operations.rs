@@ -288,8 +288,9 @@ async fn no_index_is_a_prefix_of_another(backend: Backend) {
         .query_all_raw(Statement::from_string(db.backend(), sql))
         .await
         .expect("index columns");
-    // (table, index) → columns in order; None marks an expression column.
-    let mut indexes: std::collections::BTreeMap<(String, String), Vec<(i64, Option<String>)>> =
+    // (table, index) → (position, column); None marks an expression column.
+    type Named = (String, String);
+    let mut indexes: std::collections::BTreeMap<Named, Vec<(i64, Option<String>)>> =
         Default::default();
     for row in rows {
         let table: String = row.try_get_by_index(0).expect("table");
@@ -301,7 +302,7 @@ async fn no_index_is_a_prefix_of_another(backend: Backend) {
             .or_default()
             .push((position, column));
     }
-    let columns: Vec<((String, String), Vec<String>)> = indexes
+    let columns: Vec<(Named, Vec<String>)> = indexes
         .into_iter()
         .filter_map(|(key, mut columns)| {
             columns.sort();
