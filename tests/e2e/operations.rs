@@ -258,8 +258,8 @@ async fn readyz_is_503_until_migrations_are_done(backend: Backend) {
 }
 
 /// Every index is written on each insert and on each change of its columns, so
-/// one whose columns begin another's (plain, whole-table indexes both) costs
-/// the writes and serves no query the longer one does not.
+/// one whose columns begin another's, or are the same (plain, whole-table
+/// indexes both), costs the writes and serves no query the other does not.
 async fn no_index_is_a_prefix_of_another(backend: Backend) {
     let (url, _guard) = fresh_database(backend).await;
     prepare_database(&url).await;
@@ -310,16 +310,26 @@ async fn no_index_is_a_prefix_of_another(backend: Backend) {
             Some((key, columns?))
         })
         .collect();
+    let known = (
+        (
+            "follow_ups".to_string(),
+            "ix_follow_ups_clinic_status_due".to_string(),
+        ),
+        vec![
+            "clinic_id".to_string(),
+            "status".to_string(),
+            "due_at".to_string(),
+        ],
+    );
     assert!(
-        columns
-            .iter()
-            .any(|((table, _), c)| table == "follow_ups" && c.len() == 3),
-        "the query found the indexes: {columns:?}"
+        columns.contains(&known),
+        "the query reads indexes and their columns in order: {columns:?}"
     );
     let mut redundant = Vec::new();
     for ((table, index), short) in &columns {
         for ((other_table, other), long) in &columns {
-            if table == other_table && long.len() > short.len() && long.starts_with(short) {
+            // An index with the same columns as another is the same waste.
+            if table == other_table && index != other && long.starts_with(short) {
                 redundant.push(format!(
                     "{table}: {index} {short:?} begins {other} {long:?}"
                 ));
