@@ -331,8 +331,8 @@ async fn imports_a_hundred_thousand_rows_in_under_a_minute(app: TestApp) {
         String::from("given_name,family_name,email,phone,external_id,tags,sms_consent,source\n");
     // PostgreSQL in the unoptimised build is several times slower than
     // SQLite here; it imports 10,000 rows unless JOURNEYMAP_IMPORT_FULL_SCALE
-    // is set, as `.ci/run` does once the suite is done (debug: 36 s, again
-    // 7 s; the release build: 29 s, again 4 s; README).
+    // is set, as `.ci/run` does once the suite is done (debug: 19 s, again
+    // 9 s; it was 50 s before `db::nodelay`).
     let rows: u32 = if app.backend == journeymap_tests::Backend::Postgres
         && std::env::var_os("JOURNEYMAP_IMPORT_FULL_SCALE").is_none()
     {

@@ -30,6 +30,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::config::{DatabaseConfig, SqliteSync};
 
 pub mod backup;
+mod nodelay;
 pub mod tenant;
 pub mod upgrade;
 
@@ -95,6 +96,7 @@ impl Db {
             let options = PgConnectOptions::from_str(url)?
                 .log_statements(log::LevelFilter::Trace)
                 .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(1));
+            let port = options.get_port();
             // sqlx pings a connection (a round trip) when it goes back to the
             // pool and, by default, again when it is taken out: two extra
             // round trips per statement outside a transaction. The ping on
@@ -106,6 +108,12 @@ impl Db {
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
                 .test_before_acquire(false)
+                .after_connect(move |_, _| {
+                    Box::pin(async move {
+                        nodelay::set_on_sockets_to(port);
+                        Ok(())
+                    })
+                })
                 .before_acquire(|conn, meta| {
                     Box::pin(async move {
                         if meta.idle_for >= PING_IF_IDLE_FOR {
