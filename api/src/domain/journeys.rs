@@ -476,6 +476,7 @@ pub async fn move_to_stage(
     require_write(who)?;
     let note = validate::long_text("note", input.note.as_deref())?;
     let mut write = store.write(who).await?;
+    write.plan_generically().await?;
     let before = active_journey(&write, input.journey_id, input.expected_version).await?;
     let at = change_time(&write, input.occurred_at, Some(before.stage_entered_at))?;
     // The target and the current stage in one statement.
