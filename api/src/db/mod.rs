@@ -397,6 +397,36 @@ where
 /// mark or look up at once.
 pub const ID_CHUNK: usize = 10_000;
 
+/// How PostgreSQL plans the prepared statements of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plans {
+    /// One plan for any parameters, made once per connection: for
+    /// statements that look rows up by key, whose planning would otherwise
+    /// cost more than running them.
+    Generic,
+    /// A plan for each execution's parameters: for lookups whose best plan
+    /// changes as the data grows under them.
+    Custom,
+}
+
+/// Sets how PostgreSQL plans the rest of the transaction `txn`'s prepared
+/// statements (`SET LOCAL plan_cache_mode`: it ends with the transaction, so
+/// it is safe behind a transaction pooler). Nothing on SQLite.
+pub async fn plan_statements<C: sea_orm::ConnectionTrait>(
+    txn: &C,
+    plans: Plans,
+) -> Result<(), DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    txn.execute_unprepared(match plans {
+        Plans::Generic => "SET LOCAL plan_cache_mode = force_generic_plan",
+        Plans::Custom => "SET LOCAL plan_cache_mode = force_custom_plan",
+    })
+    .await?;
+    Ok(())
+}
+
 /// Inserts `rows` in statements small enough for every backend's parameter
 /// limit (SQLite takes at most 32,766 values a statement), sized by the
 /// table's column count.

@@ -22,7 +22,7 @@ use std::{
 
 use chrono::NaiveDate;
 use entity::{consents, journeys, pathways, patients, stages};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, QueryFilter, TransactionTrait};
+use sea_orm::{ColumnTrait, QueryFilter, TransactionTrait};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -735,11 +735,7 @@ async fn write_batch(
     // otherwise stay for the whole import, each batch scanning every row the
     // ones before it wrote: 88 of 117 s of a 100,000-row import.
     let lookup = store.db.conn().begin().await?;
-    if lookup.get_database_backend() == DbBackend::Postgres {
-        lookup
-            .execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
-            .await?;
-    }
+    crate::db::plan_statements(&lookup, crate::db::Plans::Custom).await?;
     let conn = &lookup;
     let external_ids: Vec<&str> = rows
         .iter()

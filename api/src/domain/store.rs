@@ -73,17 +73,12 @@ impl Write<'_> {
     /// stage's follow-ups planned anew on each of 7 executions out of 7), and
     /// the planning cost more than running them: the bind phase was a third
     /// of a move's statement time. One `SET LOCAL` (it ends with the
-    /// transaction, so it is safe behind a transaction pooler) bought 548 →
-    /// 605 moves/s (W2, three alternations). Not for scans whose best plan
-    /// depends on the values, like the CSV import's lookups (see
-    /// `domain::imports`, which forces custom plans). Nothing on SQLite.
+    /// transaction) bought 548 → 605 moves/s on a grown database (W2, three
+    /// alternations). Not for scans whose best plan depends on the values,
+    /// like the CSV import's lookups (see `domain::imports`, which forces
+    /// custom plans). Nothing on SQLite.
     pub async fn plan_generically(&self) -> DomainResult<()> {
-        use sea_orm::ConnectionTrait;
-        let txn = &*self.txn;
-        if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-            txn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
-                .await?;
-        }
+        db::plan_statements(&*self.txn, db::Plans::Generic).await?;
         Ok(())
     }
 
