@@ -19,6 +19,7 @@ mod m20261201_000011_audit_reads;
 mod m20261202_000012_pending_events;
 mod m20261202_000013_follow_up_indexes;
 mod m20261203_000014_follow_ups_by_patient_and_status;
+mod m20261203_000015_credential_notifications;
 
 /// The ordered list of Journeymap migrations.
 pub struct Migrator;
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_pending_events::Migration),
             Box::new(m20261202_000013_follow_up_indexes::Migration),
             Box::new(m20261203_000014_follow_ups_by_patient_and_status::Migration),
+            Box::new(m20261203_000015_credential_notifications::Migration),
         ]
     }
 }

@@ -594,3 +594,276 @@ async fn two_replicas_announce_each_overdue_follow_up_once_postgres() {
     a.kill().await;
     b.kill().await;
 }
+
+/// `{ viewer { kind } }` on `url` with `token`: the kind, or the refusal's
+/// HTTP status.
+async fn viewer_kind(url: &str, token: &str) -> Result<String, StatusCode> {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": "{ viewer { kind } }" }))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    let body: Value = response.json().await.expect("JSON");
+    match body["data"]["viewer"]["kind"].as_str() {
+        Some(kind) if status == StatusCode::OK => Ok(kind.to_string()),
+        _ => Err(status),
+    }
+}
+
+/// SQL statements `url`'s server made for requests so far (`/metrics`).
+async fn statements_at(url: &str) -> u64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find_map(|line| line.strip_prefix("journeymap_db_statements_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("journeymap_db_statements_total in /metrics:\n{text}")) as u64
+}
+
+/// Waits until `url` refuses `token` (401), for at most `within`.
+async fn refused_within(url: &str, token: &str, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    loop {
+        match viewer_kind(url, token).await {
+            Err(StatusCode::UNAUTHORIZED) => return,
+            answer if Instant::now() >= deadline => {
+                panic!("{what}: still answered {answer:?} after {within:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Credentials a replica resolved moments ago come from its memory
+/// (`auth::credentials`), and still stop working everywhere when they are
+/// revoked on another replica: the revoking commit notifies every replica,
+/// which forgets what it resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(journeymap_postgres_tests),
+    ignore = "set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"
+)]
+async fn a_credential_revoked_on_one_replica_stops_working_on_another_postgres() {
+    let (database_url, _guard) = fresh_database(Backend::Postgres).await;
+    let admin = prepare_database(&database_url).await;
+    let a = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
+    let b = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
+
+    let created = gql_at(
+        &a.url,
+        &admin,
+        "mutation($input: CreateApiTokenInput!) { createApiToken(input: $input) { secret token { id } } }",
+        json!({ "input": { "name": "CRM sync", "scopes": ["patients:read"] } }),
+    )
+    .await;
+    let secret = created["data"]["createApiToken"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    let token_id = created["data"]["createApiToken"]["token"]["id"].clone();
+    let staff = gql_at(
+        &a.url,
+        &admin,
+        "mutation($input: CreateStaffInput!) { createStaff(input: $input) { staff { id } } }",
+        json!({ "input": { "email": "coordinator@clinic.example", "name": "Rosa Coordinator",
+                           "role": "COORDINATOR", "password": "correct horse battery" } }),
+    )
+    .await;
+    let staff_id = staff["data"]["createStaff"]["staff"]["id"].clone();
+    assert!(staff_id.is_string(), "{staff}");
+    let login: Value = reqwest::Client::new()
+        .post(format!("{}/graphql", b.url))
+        .json(&json!({
+            "query": "mutation($input: LoginInput!) { login(input: $input) { accessToken } }",
+            "variables": { "input": { "clinic": "a", "email": "coordinator@clinic.example",
+                                      "password": "correct horse battery" } },
+        }))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("JSON");
+    let access = login["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{login}"))
+        .to_string();
+
+    // B resolves each credential once (its relay is listening by now), then
+    // answers it without a statement.
+    let kinds = [(&secret, "API_TOKEN"), (&access, "STAFF")];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for (credential, kind) in kinds {
+            assert_eq!(viewer_kind(&b.url, credential).await.as_deref(), Ok(kind));
+        }
+        let before = statements_at(&b.url).await;
+        for (credential, kind) in kinds {
+            for _ in 0..3 {
+                assert_eq!(viewer_kind(&b.url, credential).await.as_deref(), Ok(kind));
+            }
+        }
+        if statements_at(&b.url).await == before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica B still looks every credential up after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Revoked and disabled on A: refused on B at once (PostgreSQL's
+    // notification, not the cache's 30 s lifetime).
+    let revoked = gql_at(
+        &a.url,
+        &admin,
+        "mutation($input: RevokeApiTokenInput!) { revokeApiToken(input: $input) { token { revokedAt } } }",
+        json!({ "input": { "tokenId": token_id } }),
+    )
+    .await;
+    assert!(revoked["errors"].is_null(), "{revoked}");
+    refused_within(
+        &b.url,
+        &secret,
+        Duration::from_secs(3),
+        "a token revoked on A, on B",
+    )
+    .await;
+    assert_eq!(
+        viewer_kind(&b.url, &access).await.as_deref(),
+        Ok("STAFF"),
+        "a revocation forgets answers, not credentials"
+    );
+    let disabled = gql_at(
+        &a.url,
+        &admin,
+        "mutation($input: SetStaffDisabledInput!) { setStaffDisabled(input: $input) { staff { disabled } } }",
+        json!({ "input": { "staffId": staff_id, "disabled": true } }),
+    )
+    .await;
+    assert!(disabled["errors"].is_null(), "{disabled}");
+    refused_within(
+        &b.url,
+        &access,
+        Duration::from_secs(3),
+        "staff disabled on A, on B",
+    )
+    .await;
+    assert_eq!(
+        viewer_kind(&b.url, &admin).await.as_deref(),
+        Ok("API_TOKEN")
+    );
+    a.kill().await;
+    b.kill().await;
+}
+
+/// A credential changed behind Journeymap's back (an operator's `UPDATE`)
+/// stops working too: PostgreSQL's triggers notify every replica. And a
+/// replica that lost its notification connection may have missed such a
+/// notification: it forgets every credential it resolved. Here a second token
+/// is revoked with the triggers off, then the LISTEN connections are cut: the
+/// token stops working well before the cache's 30 s lifetime. (A listener
+/// that reconnected silently, as sqlx's `PgListener::recv` does, kept
+/// answering it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(journeymap_postgres_tests),
+    ignore = "set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"
+)]
+async fn credentials_changed_behind_the_servers_back_stop_working_postgres() {
+    let (database_url, _guard) = fresh_database(Backend::Postgres).await;
+    let admin = prepare_database(&database_url).await;
+    let server = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
+    let mut secrets = Vec::new();
+    for name in ["CRM sync", "Marketing sync"] {
+        let created = gql_at(
+            &server.url,
+            &admin,
+            "mutation($input: CreateApiTokenInput!) { createApiToken(input: $input) { secret } }",
+            json!({ "input": { "name": name, "scopes": ["patients:read"] } }),
+        )
+        .await;
+        secrets.push(
+            created["data"]["createApiToken"]["secret"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{created}"))
+                .to_string(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for secret in &secrets {
+            assert_eq!(
+                viewer_kind(&server.url, secret).await.as_deref(),
+                Ok("API_TOKEN")
+            );
+        }
+        let before = statements_at(&server.url).await;
+        for secret in &secrets {
+            assert_eq!(
+                viewer_kind(&server.url, secret).await.as_deref(),
+                Ok("API_TOKEN")
+            );
+        }
+        if statements_at(&server.url).await == before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tokens are never answered from memory"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let db = Db::connect(&DatabaseConfig::new(database_url.clone()))
+        .await
+        .expect("connect");
+    db.conn()
+        .execute_unprepared("UPDATE api_tokens SET revoked_at = now() WHERE name = 'CRM sync'")
+        .await
+        .expect("revoke by hand");
+    refused_within(
+        &server.url,
+        &secrets[0],
+        Duration::from_secs(3),
+        "a token revoked by hand",
+    )
+    .await;
+    assert_eq!(
+        viewer_kind(&server.url, &secrets[1]).await.as_deref(),
+        Ok("API_TOKEN")
+    );
+
+    // With the triggers off (`session_replication_role`), nobody is told.
+    db.conn()
+        .execute_unprepared(
+            "BEGIN; SET LOCAL session_replication_role = replica; \
+             UPDATE api_tokens SET revoked_at = now() WHERE name = 'Marketing sync'; COMMIT",
+        )
+        .await
+        .expect("revoke without a notification");
+    db.conn()
+        .execute_unprepared(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        .await
+        .expect("cut the LISTEN connection");
+    refused_within(
+        &server.url,
+        &secrets[1],
+        Duration::from_secs(5),
+        "a token revoked while the notifications were cut",
+    )
+    .await;
+    db.close().await;
+    server.kill().await;
+}

@@ -1005,19 +1005,20 @@ async fn missing_and_invalid_credentials_are_refused(app: TestApp) {
 }
 
 /// Sets `revoked_at` on a token, as revoking it from the command line would.
+/// Revokes `token` the way a clinic admin does (`revokeApiToken`), which
+/// takes effect on the very next request. (A revocation by hand in SQL takes
+/// PostgreSQL's notification to reach the server: `replicas.rs`.)
 async fn revoke(app: &TestApp, token: uuid::Uuid) {
-    // Imported here: `ExprTrait` would shadow `serde_json::Value::is_null`.
-    use journeymap::sea_orm::{
-        ConnectionTrait,
-        sea_query::{Alias, Expr, ExprTrait, Query},
-    };
-    let revoke = Query::update()
-        .table(Alias::new("api_tokens"))
-        .value(Alias::new("revoked_at"), Utc::now())
-        .and_where(Expr::col(Alias::new("id")).eq(token))
-        .to_owned();
-    let result = app.db().conn().execute(&revoke).await.unwrap();
-    assert_eq!(result.rows_affected(), 1, "the token was revoked");
+    let revoked = app
+        .gql(
+            "mutation($input: RevokeApiTokenInput!) { revokeApiToken(input: $input) { token { revokedAt } } }",
+            json!({ "input": { "tokenId": journeymap::ids::IdKind::ApiToken.encode(token) } }),
+        )
+        .await;
+    assert!(
+        revoked.data()["revokeApiToken"]["token"]["revokedAt"].is_string(),
+        "the token was revoked"
+    );
 }
 
 async fn revoked_and_expired_tokens_are_refused(app: TestApp) {

@@ -4,6 +4,7 @@
 //! header or the WebSocket `connection_init` payload) and travels with it.
 //! Everything that reads or writes a clinic's rows takes it.
 
+pub mod credentials;
 pub mod jwt;
 pub mod passwords;
 pub mod tokens;

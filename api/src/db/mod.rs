@@ -27,7 +27,10 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::config::{DatabaseConfig, SqliteSync};
+use crate::{
+    auth::credentials::CredentialCache,
+    config::{DatabaseConfig, SqliteSync},
+};
 
 pub mod backup;
 mod nodelay;
@@ -77,6 +80,9 @@ pub struct Db {
     audit_statements: Arc<AtomicU64>,
     /// Where LISTEN connects, when not through the pool's own URL.
     listen_url: Option<Arc<str>>,
+    /// Principals of credentials already looked up (PostgreSQL, while the
+    /// replica relay listens).
+    credentials: Arc<CredentialCache>,
 }
 
 impl std::fmt::Debug for Db {
@@ -206,16 +212,22 @@ impl Db {
             sqlite_file,
             statements,
             audit_statements,
+            credentials: Arc::default(),
         })
     }
 
-    /// The underlying connection, for reads.
     /// The direct connection LISTEN should use, if one is configured
     /// (`--listen-database-url`).
     pub fn listen_url(&self) -> Option<&str> {
         self.listen_url.as_deref()
     }
 
+    /// This process's principals of credentials already looked up.
+    pub fn credentials(&self) -> &CredentialCache {
+        &self.credentials
+    }
+
+    /// The underlying connection, for reads.
     pub fn conn(&self) -> &DatabaseConnection {
         &self.conn
     }

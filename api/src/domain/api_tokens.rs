@@ -13,7 +13,11 @@ use uuid::Uuid;
 use super::{DomainError, DomainResult, Store, Write, now, validate};
 use crate::{audit::AuditEntry, db::Db};
 use crate::{
-    auth::{Actor, Permission, Principal, tokens},
+    auth::{
+        Actor, Permission, Principal,
+        credentials::{Credential, Resolved},
+        tokens,
+    },
     ids::{self, IdKind},
 };
 
@@ -142,6 +146,7 @@ pub async fn revoke(store: &Store, who: &Principal, id: Uuid) -> DomainResult<ap
         .await
         .map_err(|e| e.referenced_by("tokenId"))?;
     if token.revoked_at.is_none() {
+        write.credentials_changed();
         token.revoked_at = Some(write.now);
         who.update_rows::<api_tokens::Entity>()
             .col_expr(api_tokens::Column::RevokedAt, Expr::value(token.revoked_at))
@@ -165,36 +170,49 @@ const LAST_USED_GRANULARITY: chrono::Duration = chrono::Duration::minutes(1);
 
 /// Resolves a bearer API token to its principal. `None` for anything that is
 /// not a live token of some clinic: malformed, unknown, revoked or expired.
+/// A token resolved moments ago is answered from [`Db::credentials`].
 #[allow(clippy::disallowed_methods)] // the credential decides the tenant
 pub async fn authenticate(db: &Db, secret: &str) -> DomainResult<Option<Principal>> {
     if !tokens::is_well_formed(secret) {
         return Ok(None);
     }
+    let credential = Credential::ApiToken {
+        secret_hash: tokens::hash(secret),
+    };
+    let now = now();
+    let cache = db.credentials();
+    if let Some(known) = cache.get(&credential, now) {
+        if known
+            .last_used_at
+            .is_none_or(|at| now - at > LAST_USED_GRANULARITY)
+        {
+            cache.used(&credential, now);
+            if let Actor::ApiToken(id) = known.principal.actor {
+                record_use(db, id, now).await?;
+            }
+        }
+        return Ok(Some(known.principal));
+    }
+    let generation = cache.generation();
+    let Credential::ApiToken { secret_hash } = &credential else {
+        unreachable!("built above as an API token")
+    };
     let Some(token) = api_tokens::Entity::find()
-        .filter(api_tokens::Column::SecretHash.eq(tokens::hash(secret)))
+        .filter(api_tokens::Column::SecretHash.eq(secret_hash.as_str()))
         .one(db.conn())
         .await?
     else {
         return Ok(None);
     };
-    let now = now();
     if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
         return Ok(None);
     }
-    if token
-        .last_used_at
-        .is_none_or(|at| now - at > LAST_USED_GRANULARITY)
-    {
-        api_tokens::Entity::update_many()
-            .col_expr(
-                api_tokens::Column::LastUsedAt,
-                sea_orm::sea_query::Expr::value(now),
-            )
-            .filter(api_tokens::Column::Id.eq(token.id))
-            .exec(db.conn())
-            .await?;
+    let mut last_used_at = token.last_used_at;
+    if last_used_at.is_none_or(|at| now - at > LAST_USED_GRANULARITY) {
+        record_use(db, token.id, now).await?;
+        last_used_at = Some(now);
     }
-    Ok(Some(Principal {
+    let principal = Principal {
         clinic_id: token.clinic_id,
         actor: Actor::ApiToken(token.id),
         permissions: scopes_of(&token).into_iter().collect(),
@@ -202,5 +220,22 @@ pub async fn authenticate(db: &Db, secret: &str) -> DomainResult<Option<Principa
         role: None,
         session_id: None,
         request_id: None,
-    }))
+    };
+    let resolved = Resolved {
+        principal: principal.clone(),
+        expires_at: token.expires_at,
+        last_used_at,
+    };
+    cache.keep(credential, resolved, generation);
+    Ok(Some(principal))
+}
+
+#[allow(clippy::disallowed_methods)] // by the token's own id, which decided the tenant
+async fn record_use(db: &Db, token: Uuid, now: DateTime<Utc>) -> DomainResult<()> {
+    api_tokens::Entity::update_many()
+        .col_expr(api_tokens::Column::LastUsedAt, Expr::value(now))
+        .filter(api_tokens::Column::Id.eq(token))
+        .exec(db.conn())
+        .await?;
+    Ok(())
 }

@@ -22,7 +22,12 @@ use super::{
 };
 use crate::{
     audit::AuditEntry,
-    auth::{Actor, Principal, jwt::JwtKeys, passwords, tokens},
+    auth::{
+        Actor, Principal,
+        credentials::{Credential, Resolved},
+        jwt::JwtKeys,
+        passwords, tokens,
+    },
     db::{Db, statement},
     ids::{self, IdKind},
 };
@@ -261,7 +266,7 @@ pub async fn refresh(
         .await?;
     if claimed.rows_affected == 0 {
         // Re-use of a rotated token: end the session everywhere.
-        revoke_sessions(&write, None, Some(session.id), "refresh token reuse").await?;
+        revoke_sessions(&mut write, None, Some(session.id), "refresh token reuse").await?;
         write.audit(AuditEntry::new(
             "session.reuse_detected",
             IdKind::Staff,
@@ -328,7 +333,7 @@ pub async fn logout(
             "you can only end your own session".into(),
         ));
     }
-    revoke_sessions(&write, None, Some(session), "logout").await?;
+    revoke_sessions(&mut write, None, Some(session), "logout").await?;
     write.audit(AuditEntry::new(
         "session.ended",
         IdKind::Staff,
@@ -340,11 +345,22 @@ pub async fn logout(
 }
 
 /// Resolves a staff access token to its principal: the token must verify
-/// and its session and account must still be live (one statement).
+/// and its session and account must still be live (one statement, or none
+/// for a session resolved moments ago: [`Db::credentials`]).
 pub async fn authenticate(db: &Db, keys: &JwtKeys, token: &str) -> DomainResult<Option<Principal>> {
     let Ok(claims) = keys.verify(token) else {
         return Ok(None);
     };
+    let credential = Credential::Session {
+        session: claims.sid,
+        staff: claims.sub,
+        clinic: claims.cid,
+    };
+    let cache = db.credentials();
+    if let Some(known) = cache.get(&credential, now()) {
+        return Ok(Some(known.principal));
+    }
+    let generation = cache.generation();
     let row = db
         .conn()
         .query_one_raw(statement(
@@ -372,5 +388,12 @@ pub async fn authenticate(db: &Db, keys: &JwtKeys, token: &str) -> DomainResult<
     if revoked.is_some() || expires <= now() || member.disabled_at.is_some() {
         return Ok(None);
     }
-    staff_principal(&member, Some(claims.sid)).map(Some)
+    let principal = staff_principal(&member, Some(claims.sid))?;
+    let resolved = Resolved {
+        principal: principal.clone(),
+        expires_at: Some(expires),
+        last_used_at: None,
+    };
+    cache.keep(credential, resolved, generation);
+    Ok(Some(principal))
 }

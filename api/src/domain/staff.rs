@@ -174,7 +174,7 @@ pub async fn set_disabled(
         .exec(&*write.txn)
         .await?;
     if disabled {
-        revoke_sessions(&write, Some(staff_id), None, "staff disabled").await?;
+        revoke_sessions(&mut write, Some(staff_id), None, "staff disabled").await?;
     }
     write.audit(AuditEntry::new(
         if disabled {
@@ -190,12 +190,15 @@ pub async fn set_disabled(
     Ok(member)
 }
 
+/// Ends the open sessions of `staff_id`, or session `session_id`, with the
+/// change in `write`; every replica stops accepting their access tokens.
 pub(super) async fn revoke_sessions(
-    write: &super::Write<'_>,
+    write: &mut super::Write<'_>,
     staff_id: Option<Uuid>,
     session_id: Option<Uuid>,
     reason: &str,
 ) -> DomainResult<()> {
+    write.credentials_changed();
     let mut update = write
         .who
         .update_rows::<staff_sessions::Entity>()
@@ -248,7 +251,7 @@ pub async fn reset_password_from_cli(
         .filter(staff::Column::Id.eq(member.id))
         .exec(&*write.txn)
         .await?;
-    revoke_sessions(&write, Some(member.id), None, "password reset").await?;
+    revoke_sessions(&mut write, Some(member.id), None, "password reset").await?;
     write.audit(AuditEntry::new(
         "staff.password_reset",
         IdKind::Staff,

@@ -39,6 +39,7 @@ impl Store {
             db: &self.db,
             bus: &self.bus,
             now: db::now(),
+            credentials_changed: false,
         })
     }
 }
@@ -55,6 +56,8 @@ pub struct Write<'a> {
     bus: &'a EventBus,
     /// The time of this change, the same for every row it writes.
     pub now: DateTime<Utc>,
+    /// Whether some credential stops working with this change.
+    credentials_changed: bool,
 }
 
 impl Write<'_> {
@@ -82,6 +85,15 @@ impl Write<'_> {
         Ok(())
     }
 
+    /// Marks a change that makes some credential stop working (a revoked
+    /// token, an ended session, a disabled staff member): this replica
+    /// forgets the principals it resolved ([`crate::auth::credentials`]) as
+    /// soon as the change commits. The others hear it from PostgreSQL, whose
+    /// triggers on those tables notify with the commit (migration 000015).
+    pub fn credentials_changed(&mut self) {
+        self.credentials_changed = true;
+    }
+
     /// Records an audit entry for a change that emits no event.
     pub fn audit(&mut self, entry: AuditEntry) {
         self.audit.push(entry);
@@ -104,6 +116,9 @@ impl Write<'_> {
         let queued = queue::fan_out(&*self.txn, self.who, &prepared, self.now).await?;
         let appended = outbox::append(&*self.txn, self.who, prepared).await?;
         self.txn.commit().await?;
+        if self.credentials_changed {
+            self.db.credentials().forget_all();
+        }
         let written = appended.publish(self.db, self.bus).await;
         if queued > 0 {
             self.bus.deliveries.notify_one();

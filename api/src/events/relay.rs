@@ -1,6 +1,8 @@
 //! Between replicas (PostgreSQL only): the writer's commit NOTIFYs, every
 //! other replica LISTENs and relays the events to its own bus. NOTIFY only
-//! wakes; the events are read from the log.
+//! wakes; the events are read from the log. The same connection hears that
+//! some credential stopped working ([`CREDENTIALS_CHANNEL`]), and while it is
+//! up, and only then, this replica may answer credentials from its cache.
 
 use std::time::Duration;
 
@@ -9,24 +11,32 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{EventBus, log};
-use crate::{auth::Principal, db::Db};
+use crate::{
+    auth::{Principal, credentials::CREDENTIALS_CHANNEL},
+    db::Db,
+};
 
 /// The notification channel replicas share on PostgreSQL.
 pub const NOTIFY_CHANNEL: &str = "journeymap_events";
 
 /// Relays other replicas' events to this process's bus: LISTEN wakes it, the
 /// events table supplies the events. After a lost connection it reconnects
-/// and tells followers to catch up.
+/// and tells followers to catch up; while it is lost, credentials are looked
+/// up on every request.
 pub async fn relay_notifications(db: Db, bus: EventBus, shutdown: CancellationToken) {
     let pool = db.conn().get_postgres_connection_pool().clone();
     let mut backoff = Duration::from_millis(100);
     loop {
+        // Not listening (yet, or any more): nothing answers from the cache.
+        db.credentials().set_listening(false);
         let listening = async {
             let mut listener = match db.listen_url() {
                 Some(url) => PgListener::connect(url).await?,
                 None => PgListener::connect_with(&pool).await?,
             };
-            listener.listen(NOTIFY_CHANNEL).await?;
+            listener
+                .listen_all([NOTIFY_CHANNEL, CREDENTIALS_CHANNEL])
+                .await?;
             Ok::<_, sea_orm::sqlx::Error>(listener)
         };
         let mut listener = match listening.await {
@@ -42,20 +52,32 @@ pub async fn relay_notifications(db: Db, bus: EventBus, shutdown: CancellationTo
             }
         };
         backoff = Duration::from_millis(100);
-        // Anything committed while we were not listening is in the log.
+        // Anything committed while we were not listening is in the log, and
+        // any credential may have been revoked meanwhile.
         bus.resync();
+        db.credentials().set_listening(true);
         loop {
+            // `try_recv`, not `recv`: `recv` reconnects by itself and would
+            // hide the notifications lost meanwhile.
             let notification = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                notification = listener.recv() => notification,
+                notification = listener.try_recv() => notification,
             };
             let notification = match notification {
-                Ok(notification) => notification,
+                Ok(Some(notification)) => notification,
+                Ok(None) => {
+                    tracing::warn!("lost the notification connection; reconnecting");
+                    break;
+                }
                 Err(error) => {
                     tracing::warn!(?error, "lost the notification connection; reconnecting");
                     break;
                 }
             };
+            if notification.channel() == CREDENTIALS_CHANNEL {
+                db.credentials().forget_all();
+                continue;
+            }
             let Some((replica, clinic, first, last)) = parse(notification.payload()) else {
                 continue;
             };
