@@ -641,6 +641,50 @@ async fn refused_within(url: &str, token: &str, within: Duration, what: &str) {
     }
 }
 
+/// A new API token with `patients:read`, created on `url`: its secret and id.
+async fn new_token_at(url: &str, admin: &str, name: &str) -> (String, Value) {
+    let created = gql_at(
+        url,
+        admin,
+        "mutation($input: CreateApiTokenInput!) { createApiToken(input: $input) { secret token { id } } }",
+        json!({ "input": { "name": name, "scopes": ["patients:read"] } }),
+    )
+    .await;
+    let secret = created["data"]["createApiToken"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    (
+        secret,
+        created["data"]["createApiToken"]["token"]["id"].clone(),
+    )
+}
+
+/// Uses each (credential, viewer kind) on `url` until the server answers them
+/// all without a statement: from memory, once its relay listens.
+async fn until_answered_from_memory(url: &str, credentials: &[(&str, &str)]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for (credential, kind) in credentials {
+            assert_eq!(viewer_kind(url, credential).await.as_deref(), Ok(*kind));
+        }
+        let before = statements_at(url).await;
+        for (credential, kind) in credentials {
+            for _ in 0..3 {
+                assert_eq!(viewer_kind(url, credential).await.as_deref(), Ok(*kind));
+            }
+        }
+        if statements_at(url).await == before {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} still looks credentials up after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Credentials a replica resolved moments ago come from its memory
 /// (`auth::credentials`), and still stop working everywhere when they are
 /// revoked on another replica: the revoking commit notifies every replica,
@@ -656,18 +700,7 @@ async fn a_credential_revoked_on_one_replica_stops_working_on_another_postgres()
     let a = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
     let b = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
 
-    let created = gql_at(
-        &a.url,
-        &admin,
-        "mutation($input: CreateApiTokenInput!) { createApiToken(input: $input) { secret token { id } } }",
-        json!({ "input": { "name": "CRM sync", "scopes": ["patients:read"] } }),
-    )
-    .await;
-    let secret = created["data"]["createApiToken"]["secret"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{created}"))
-        .to_string();
-    let token_id = created["data"]["createApiToken"]["token"]["id"].clone();
+    let (secret, token_id) = new_token_at(&a.url, &admin, "CRM sync").await;
     let staff = gql_at(
         &a.url,
         &admin,
@@ -698,27 +731,7 @@ async fn a_credential_revoked_on_one_replica_stops_working_on_another_postgres()
 
     // B resolves each credential once (its relay is listening by now), then
     // answers it without a statement.
-    let kinds = [(&secret, "API_TOKEN"), (&access, "STAFF")];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        for (credential, kind) in kinds {
-            assert_eq!(viewer_kind(&b.url, credential).await.as_deref(), Ok(kind));
-        }
-        let before = statements_at(&b.url).await;
-        for (credential, kind) in kinds {
-            for _ in 0..3 {
-                assert_eq!(viewer_kind(&b.url, credential).await.as_deref(), Ok(kind));
-            }
-        }
-        if statements_at(&b.url).await == before {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replica B still looks every credential up after 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_answered_from_memory(&b.url, &[(&secret, "API_TOKEN"), (&access, "STAFF")]).await;
 
     // Revoked and disabled on A: refused on B at once (PostgreSQL's
     // notification, not the cache's 30 s lifetime).
@@ -782,46 +795,14 @@ async fn credentials_changed_behind_the_servers_back_stop_working_postgres() {
     let (database_url, _guard) = fresh_database(Backend::Postgres).await;
     let admin = prepare_database(&database_url).await;
     let server = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
-    let mut secrets = Vec::new();
-    for name in ["CRM sync", "Marketing sync"] {
-        let created = gql_at(
-            &server.url,
-            &admin,
-            "mutation($input: CreateApiTokenInput!) { createApiToken(input: $input) { secret } }",
-            json!({ "input": { "name": name, "scopes": ["patients:read"] } }),
-        )
-        .await;
-        secrets.push(
-            created["data"]["createApiToken"]["secret"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{created}"))
-                .to_string(),
-        );
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        for secret in &secrets {
-            assert_eq!(
-                viewer_kind(&server.url, secret).await.as_deref(),
-                Ok("API_TOKEN")
-            );
-        }
-        let before = statements_at(&server.url).await;
-        for secret in &secrets {
-            assert_eq!(
-                viewer_kind(&server.url, secret).await.as_deref(),
-                Ok("API_TOKEN")
-            );
-        }
-        if statements_at(&server.url).await == before {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tokens are never answered from memory"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (crm, _) = new_token_at(&server.url, &admin, "CRM sync").await;
+    let (marketing, _) = new_token_at(&server.url, &admin, "Marketing sync").await;
+    let secrets = [crm, marketing];
+    until_answered_from_memory(
+        &server.url,
+        &[(&secrets[0], "API_TOKEN"), (&secrets[1], "API_TOKEN")],
+    )
+    .await;
 
     let db = Db::connect(&DatabaseConfig::new(database_url.clone()))
         .await
