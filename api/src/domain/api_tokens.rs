@@ -176,8 +176,9 @@ pub async fn authenticate(db: &Db, secret: &str) -> DomainResult<Option<Principa
     if !tokens::is_well_formed(secret) {
         return Ok(None);
     }
+    let secret_hash = tokens::hash(secret);
     let credential = Credential::ApiToken {
-        secret_hash: tokens::hash(secret),
+        secret_hash: secret_hash.clone(),
     };
     let now = now();
     let cache = db.credentials();
@@ -194,11 +195,8 @@ pub async fn authenticate(db: &Db, secret: &str) -> DomainResult<Option<Principa
         return Ok(Some(known.principal));
     }
     let generation = cache.generation();
-    let Credential::ApiToken { secret_hash } = &credential else {
-        unreachable!("built above as an API token")
-    };
     let Some(token) = api_tokens::Entity::find()
-        .filter(api_tokens::Column::SecretHash.eq(secret_hash.as_str()))
+        .filter(api_tokens::Column::SecretHash.eq(secret_hash))
         .one(db.conn())
         .await?
     else {
