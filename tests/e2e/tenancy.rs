@@ -1004,7 +1004,6 @@ async fn missing_and_invalid_credentials_are_refused(app: TestApp) {
     }
 }
 
-/// Sets `revoked_at` on a token, as revoking it from the command line would.
 /// Revokes `token` the way a clinic admin does (`revokeApiToken`), which
 /// takes effect on the very next request. (A revocation by hand in SQL takes
 /// PostgreSQL's notification to reach the server: `replicas.rs`.)

@@ -33,7 +33,8 @@ use uuid::Uuid;
 
 use super::Principal;
 
-/// The PostgreSQL notification channel that empties every replica's cache.
+/// The PostgreSQL notification channel that empties every replica's cache:
+/// the name migration 000015's triggers notify (a test keeps the two equal).
 pub const CREDENTIALS_CHANNEL: &str = "journeymap_credentials";
 
 /// How long an answer is kept even when no notification arrives: the bound
@@ -221,6 +222,16 @@ mod tests {
         cache.forget_all();
         assert!(cache.get(&token("a"), Utc::now()).is_none());
         assert!(cache.get(&token("b"), Utc::now()).is_none());
+    }
+
+    #[test]
+    fn the_triggers_notify_the_channel_replicas_listen_on() {
+        let migration =
+            include_str!("../../../migration/src/m20261203_000015_credential_notifications.rs");
+        assert!(
+            migration.contains(&format!("pg_notify('{CREDENTIALS_CHANNEL}'")),
+            "migration 000015 notifies another channel than {CREDENTIALS_CHANNEL}"
+        );
     }
 
     #[test]

@@ -65,11 +65,8 @@ pub async fn relay_notifications(db: Db, bus: EventBus, shutdown: CancellationTo
             };
             let notification = match notification {
                 Ok(Some(notification)) => notification,
-                Ok(None) => {
-                    tracing::warn!("lost the notification connection; reconnecting");
-                    break;
-                }
-                Err(error) => {
+                lost => {
+                    let error = lost.err();
                     tracing::warn!(?error, "lost the notification connection; reconnecting");
                     break;
                 }
