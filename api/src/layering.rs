@@ -9,6 +9,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ids", 0),
     ("telemetry", 0),
     ("auth", 0),
+    ("cache", 0),
     ("db", 1),
     ("audit", 2),
     ("metrics", 2),

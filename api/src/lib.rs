@@ -18,7 +18,7 @@
 //!               metrics    Prometheus metrics
 //!                 db/      pools, migrations, write transactions, tenant scoping
 //!                   auth/  principals, permissions, JWTs, passwords, token hashing
-//!                   config, ids, telemetry
+//!                   cache, config, ids, telemetry
 //! entity/, migration/      (their own crates) tables and their migrations
 //! ```
 //!
@@ -39,6 +39,7 @@ pub mod webhooks;
 mod analytics;
 mod app;
 mod audit;
+mod cache;
 mod graphql;
 mod http;
 #[cfg(test)]

@@ -15,23 +15,19 @@
 //! `journeymap staff reset-password`, may write without notifying), every
 //! request is looked up.
 //!
-//! A lookup that read the database before an emptying must not put its
-//! (possibly revoked) answer back afterwards: each emptying starts a new
-//! generation, and an answer is kept only if its generation is still current.
+//! A lookup that read the database before an emptying must not answer
+//! afterwards: each emptying starts a new generation
+//! ([`crate::cache::Invalidations`]), and an answer is good only under the
+//! generation it was read under.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Principal;
+pub use crate::cache::Generation;
+use crate::cache::{Invalidations, Kept};
 
 /// The PostgreSQL notification channel that empties every replica's cache:
 /// the name migration 000015's triggers notify (a test keeps the two equal).
@@ -68,68 +64,43 @@ pub struct Resolved {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug)]
-struct Kept {
-    resolved: Resolved,
-    kept_at: Instant,
-}
-
-/// A generation: taken before a lookup reads the database, handed back with
-/// its answer to [`CredentialCache::keep`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Generation(u64);
-
 /// Principals of live credentials, shared by every request of one process.
 #[derive(Debug, Default)]
 pub struct CredentialCache {
-    kept: Mutex<HashMap<Credential, Kept>>,
-    generation: AtomicU64,
-    listening: AtomicBool,
+    kept: Mutex<HashMap<Credential, Kept<Resolved>>>,
+    invalidations: Invalidations,
 }
 
 impl CredentialCache {
-    /// The current generation, to take before reading the database.
-    pub fn generation(&self) -> Generation {
-        Generation(self.generation.load(Ordering::Acquire))
+    /// The current generation, to take before reading the database (`None`:
+    /// the answer will not be kept).
+    pub fn generation(&self) -> Option<Generation> {
+        self.invalidations.current()
     }
 
     /// The kept answer for `credential`, unless it has expired (as a token or
     /// session at `now`, or as an answer kept too long).
     pub fn get(&self, credential: &Credential, now: DateTime<Utc>) -> Option<Resolved> {
-        if !self.listening.load(Ordering::Acquire) {
-            return None;
-        }
         let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        let found = kept.get(credential)?;
-        let fresh = found.kept_at.elapsed() < TIME_TO_LIVE
-            && found.resolved.expires_at.is_none_or(|at| now < at);
-        fresh.then(|| found.resolved.clone())
+        kept.get(credential)?
+            .fresh(&self.invalidations, TIME_TO_LIVE)
+            .filter(|resolved| resolved.expires_at.is_none_or(|at| now < at))
+            .cloned()
     }
 
-    /// Keeps `resolved` for `credential`, if nothing emptied the cache since
-    /// `generation` was taken.
-    pub fn keep(&self, credential: Credential, resolved: Resolved, generation: Generation) {
-        if !self.listening.load(Ordering::Acquire) {
+    /// Keeps `resolved` for `credential`, read under `generation`.
+    pub fn keep(&self, credential: Credential, resolved: Resolved, generation: Option<Generation>) {
+        let Some(generation) = generation else {
             return;
-        }
+        };
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        // Checked under the lock that `forget_all` takes too.
-        if self.generation() != generation {
-            return;
-        }
         if kept.len() >= CAPACITY {
-            kept.retain(|_, k| k.kept_at.elapsed() < TIME_TO_LIVE);
+            kept.retain(|_, k| k.is_young(TIME_TO_LIVE));
             if kept.len() >= CAPACITY {
                 kept.clear();
             }
         }
-        kept.insert(
-            credential,
-            Kept {
-                resolved,
-                kept_at: Instant::now(),
-            },
-        );
+        kept.insert(credential, Kept::new(resolved, generation));
     }
 
     /// Records that an API token's use at `now` was written, so the next
@@ -137,14 +108,14 @@ impl CredentialCache {
     pub fn used(&self, credential: &Credential, now: DateTime<Utc>) {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(found) = kept.get_mut(credential) {
-            found.resolved.last_used_at = Some(now);
+            found.value_mut().last_used_at = Some(now);
         }
     }
 
     /// Empties the cache: some credential may have stopped working.
     pub fn forget_all(&self) {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.invalidations.invalidate();
         kept.clear();
     }
 
@@ -152,7 +123,7 @@ impl CredentialCache {
     /// while its LISTEN connection is up. Either way the cache starts empty.
     pub fn set_listening(&self, listening: bool) {
         self.forget_all();
-        self.listening.store(listening, Ordering::Release);
+        self.invalidations.set_listening(listening);
     }
 }
 

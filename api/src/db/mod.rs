@@ -29,6 +29,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::{
     auth::credentials::CredentialCache,
+    cache::Invalidations,
     config::{DatabaseConfig, SqliteSync},
 };
 
@@ -36,6 +37,11 @@ pub mod backup;
 mod nodelay;
 pub mod tenant;
 pub mod upgrade;
+
+/// The PostgreSQL notification channel that makes every replica's kept
+/// outreach configuration stale: the name migration 000016's triggers notify
+/// (a test keeps the two equal).
+pub const CONFIGURATION_CHANNEL: &str = "journeymap_configuration";
 
 /// A pooled PostgreSQL connection idle this long is pinged before it is used.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
@@ -83,6 +89,9 @@ pub struct Db {
     /// Principals of credentials already looked up (PostgreSQL, while the
     /// replica relay listens).
     credentials: Arc<CredentialCache>,
+    /// When clinics' outreach configuration kept in memory goes stale
+    /// (PostgreSQL, while the replica relay listens).
+    configuration: Arc<Invalidations>,
 }
 
 impl std::fmt::Debug for Db {
@@ -213,6 +222,7 @@ impl Db {
             statements,
             audit_statements,
             credentials: Arc::default(),
+            configuration: Arc::default(),
         })
     }
 
@@ -225,6 +235,12 @@ impl Db {
     /// This process's principals of credentials already looked up.
     pub fn credentials(&self) -> &CredentialCache {
         &self.credentials
+    }
+
+    /// When the outreach configuration this process keeps goes stale
+    /// (`domain::outreach::configuration`).
+    pub fn configuration(&self) -> &Invalidations {
+        &self.configuration
     }
 
     /// The underlying connection, for reads.

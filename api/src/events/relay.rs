@@ -1,8 +1,10 @@
 //! Between replicas (PostgreSQL only): the writer's commit NOTIFYs, every
 //! other replica LISTENs and relays the events to its own bus. NOTIFY only
 //! wakes; the events are read from the log. The same connection hears that
-//! some credential stopped working ([`CREDENTIALS_CHANNEL`]), and while it is
-//! up, and only then, this replica may answer credentials from its cache.
+//! some credential stopped working ([`CREDENTIALS_CHANNEL`]) or some clinic's
+//! outreach configuration changed ([`CONFIGURATION_CHANNEL`]), and while it
+//! is up, and only then, this replica may answer either from memory
+//! ([`crate::cache`]).
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use uuid::Uuid;
 use super::{EventBus, log};
 use crate::{
     auth::{Principal, credentials::CREDENTIALS_CHANNEL},
-    db::Db,
+    db::{CONFIGURATION_CHANNEL, Db},
 };
 
 /// The notification channel replicas share on PostgreSQL.
@@ -21,21 +23,22 @@ pub const NOTIFY_CHANNEL: &str = "journeymap_events";
 
 /// Relays other replicas' events to this process's bus: LISTEN wakes it, the
 /// events table supplies the events. After a lost connection it reconnects
-/// and tells followers to catch up; while it is lost, credentials are looked
-/// up on every request.
+/// and tells followers to catch up; while it is lost, credentials and clinics'
+/// outreach configuration are read from the database every time.
 pub async fn relay_notifications(db: Db, bus: EventBus, shutdown: CancellationToken) {
     let pool = db.conn().get_postgres_connection_pool().clone();
     let mut backoff = Duration::from_millis(100);
     loop {
-        // Not listening (yet, or any more): nothing answers from the cache.
+        // Not listening (yet, or any more): nothing answers from memory.
         db.credentials().set_listening(false);
+        db.configuration().set_listening(false);
         let listening = async {
             let mut listener = match db.listen_url() {
                 Some(url) => PgListener::connect(url).await?,
                 None => PgListener::connect_with(&pool).await?,
             };
             listener
-                .listen_all([NOTIFY_CHANNEL, CREDENTIALS_CHANNEL])
+                .listen_all([NOTIFY_CHANNEL, CREDENTIALS_CHANNEL, CONFIGURATION_CHANNEL])
                 .await?;
             Ok::<_, sea_orm::sqlx::Error>(listener)
         };
@@ -53,9 +56,10 @@ pub async fn relay_notifications(db: Db, bus: EventBus, shutdown: CancellationTo
         };
         backoff = Duration::from_millis(100);
         // Anything committed while we were not listening is in the log, and
-        // any credential may have been revoked meanwhile.
+        // any credential or configuration may have changed meanwhile.
         bus.resync();
         db.credentials().set_listening(true);
+        db.configuration().set_listening(true);
         loop {
             // `try_recv`, not `recv`: `recv` reconnects by itself and would
             // hide the notifications lost meanwhile.
@@ -71,9 +75,16 @@ pub async fn relay_notifications(db: Db, bus: EventBus, shutdown: CancellationTo
                     break;
                 }
             };
-            if notification.channel() == CREDENTIALS_CHANNEL {
-                db.credentials().forget_all();
-                continue;
+            match notification.channel() {
+                CREDENTIALS_CHANNEL => {
+                    db.credentials().forget_all();
+                    continue;
+                }
+                CONFIGURATION_CHANNEL => {
+                    db.configuration().invalidate();
+                    continue;
+                }
+                _ => {}
             }
             let Some((replica, clinic, first, last)) = parse(notification.payload()) else {
                 continue;
