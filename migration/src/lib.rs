@@ -20,6 +20,7 @@ mod m20261202_000012_pending_events;
 mod m20261202_000013_follow_up_indexes;
 mod m20261203_000014_follow_ups_by_patient_and_status;
 mod m20261203_000015_credential_notifications;
+mod m20261203_000016_configuration_notifications;
 
 /// The ordered list of Journeymap migrations.
 pub struct Migrator;
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000013_follow_up_indexes::Migration),
             Box::new(m20261203_000014_follow_ups_by_patient_and_status::Migration),
             Box::new(m20261203_000015_credential_notifications::Migration),
+            Box::new(m20261203_000016_configuration_notifications::Migration),
         ]
     }
 }

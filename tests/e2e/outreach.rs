@@ -865,6 +865,93 @@ async fn bad_outreach_input_is_refused_and_writes_nothing(app: TestApp) {
     );
 }
 
+/// A change to the clinic's outreach configuration is planned with from the
+/// next change on, on the same server at once, though on PostgreSQL the
+/// server keeps the configuration in memory between changes
+/// (`domain::outreach::configuration`): a template, a pathway's name, a
+/// stage's rules, the policy.
+async fn configuration_changes_are_planned_with_at_once(app: TestApp) {
+    quiet_far_from_now(&app).await;
+    let sms = json!({ "sms": true });
+    let (pathway, _, treatment) = sms_pathway(&app, "Peels", 0).await;
+    let first_message = |planned: Vec<Value>| planned[0]["message"].as_str().unwrap().to_string();
+
+    // The first plan reads the configuration (and keeps it).
+    let ana = patient(&app, "Ana", true, sms.clone()).await;
+    start(&app, &ana, &pathway, 0).await;
+    let drafted = first_message(follow_ups_of(&app, &ana).await);
+    assert!(drafted.starts_with("Hi Ana, it's Clinic A."), "{drafted}");
+
+    app.gql(
+        "mutation { setOutreachTemplate(input: { kind: STAGE_RULE, channel: SMS, body: \"Hello {{givenName}}, your {{pathwayName}} check-in.\" }) { template { custom } } }",
+        json!({}),
+    )
+    .await
+    .data();
+    let bo = patient(&app, "Bo", true, sms.clone()).await;
+    start(&app, &bo, &pathway, 0).await;
+    assert_eq!(
+        first_message(follow_ups_of(&app, &bo).await),
+        "Hello Bo, your Peels check-in."
+    );
+
+    app.gql(
+        "mutation($input: UpdatePathwayInput!) { updatePathway(input: $input) { pathway { name } } }",
+        json!({ "input": { "pathwayId": pathway, "name": "Chemical peels" } }),
+    )
+    .await
+    .data();
+    let cy = patient(&app, "Cy", true, sms.clone()).await;
+    let journey = start(&app, &cy, &pathway, 0).await;
+    assert_eq!(
+        first_message(follow_ups_of(&app, &cy).await),
+        "Hello Cy, your Chemical peels check-in."
+    );
+
+    // Treatment had no rules; now it texts at once.
+    app.gql(
+        "mutation($input: SetStageFollowUpRulesInput!) { setStageFollowUpRules(input: $input) { stage { id } } }",
+        json!({ "input": { "stageId": treatment, "rules": [{ "delayHours": 0, "channel": "SMS", "note": "Aftercare" }] } }),
+    )
+    .await
+    .data();
+    app.gql(
+        "mutation($input: MoveJourneyToStageInput!) { moveJourneyToStage(input: $input) { journey { version } } }",
+        json!({ "input": { "journeyId": journey, "stageId": treatment } }),
+    )
+    .await
+    .data();
+    let open: Vec<Value> = follow_ups_of(&app, &cy)
+        .await
+        .into_iter()
+        .filter(|f| f["status"] == "OPEN")
+        .collect();
+    assert_eq!(open.len(), 1, "{open:#?}");
+    assert_eq!(
+        open[0]["message"],
+        "Hello Cy, your Chemical peels check-in."
+    );
+
+    // Quiet all day but one minute, sixteen hours or so away in the clinic's
+    // zone: nothing planned from now on is sent within the hour.
+    let start_at = Utc::now() + chrono::Duration::hours(12);
+    let end_at = start_at - chrono::Duration::minutes(1);
+    app.gql(
+        "mutation($start: String!, $end: String!) { setOutreachPolicy(input: { quietHours: { start: $start, end: $end } }) { policy { minHoursBetweenContacts } } }",
+        json!({ "start": start_at.format("%H:%M").to_string(), "end": end_at.format("%H:%M").to_string() }),
+    )
+    .await
+    .data();
+    let dee = patient(&app, "Dee", true, sms).await;
+    start(&app, &dee, &pathway, 0).await;
+    let planned = follow_ups_of(&app, &dee).await;
+    assert!(
+        at(planned[0]["sendAt"].as_str().unwrap()) > Utc::now() + chrono::Duration::hours(1),
+        "{:#}",
+        planned[0]
+    );
+}
+
 on_both_backends!(
     the_queue_shows_every_kind_explained_with_a_draft,
     without_consent_a_channel_is_never_used,
@@ -873,4 +960,5 @@ on_both_backends!(
     follow_up_due_fires_once_with_two_replicas,
     the_map_shows_whether_outreach_works,
     bad_outreach_input_is_refused_and_writes_nothing,
+    configuration_changes_are_planned_with_at_once,
 );

@@ -848,3 +848,115 @@ async fn credentials_changed_behind_the_servers_back_stop_working_postgres() {
     db.close().await;
     server.kill().await;
 }
+
+/// The draft message of the first follow-up planned for a new patient's
+/// journey on `pathway`, started on `url`.
+async fn drafted_at(url: &str, token: &str, pathway: &PathwayIds, name: &str) -> String {
+    let (patient, _) = journey_at(url, token, &pathway.id, name, "Replica").await;
+    let planned = gql_at(
+        url,
+        token,
+        "query($p: ID!) { followUps(first: 5, filter: { patientId: $p }) { edges { node { message } } } }",
+        json!({ "p": patient }),
+    )
+    .await;
+    planned["data"]["followUps"]["edges"][0]["node"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{planned}"))
+        .to_string()
+}
+
+/// Starts journeys on `url` until their draft begins with `wanted`, for at
+/// most `within`.
+async fn drafted_within(
+    url: &str,
+    token: &str,
+    pathway: &PathwayIds,
+    wanted: &str,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    for n in 0.. {
+        let drafted = drafted_at(url, token, pathway, &format!("Wait{n}")).await;
+        if drafted.starts_with(wanted) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {within:?} still drafted {drafted:?}, not {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A clinic's outreach configuration a replica keeps in memory
+/// (`domain::outreach::configuration`) follows a change made on another
+/// replica, or by SQL by hand, at once: the commit notifies every replica
+/// (migration 000016), not the 30 s lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(journeymap_postgres_tests),
+    ignore = "set JOURNEYMAP_TEST_DATABASE_URL to run on PostgreSQL"
+)]
+async fn outreach_configuration_changed_elsewhere_is_planned_with_postgres() {
+    let (database_url, _guard) = fresh_database(Backend::Postgres).await;
+    let admin = prepare_database(&database_url).await;
+    let a = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
+    let b = ServerProcess::start(SERVER, &database_url, &["--sweep-interval-secs", "0"]).await;
+    let pathway = pathway_at(&a.url, &admin, "Replica care").await;
+    let db = Db::connect(&DatabaseConfig::new(database_url.clone()))
+        .await
+        .expect("connect");
+    assert!(
+        drafted_at(&b.url, &admin, &pathway, "Ana")
+            .await
+            .starts_with("Call Ana")
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Set on A: B plans with it within moments.
+        let set = gql_at(
+            &a.url,
+            &admin,
+            "mutation { setOutreachTemplate(input: { kind: STAGE_RULE, channel: PHONE, body: \"Ring {{givenName}} (set on A).\" }) { template { custom } } }",
+            json!({}),
+        )
+        .await;
+        assert!(set["errors"].is_null(), "{set}");
+        drafted_within(&b.url, &admin, &pathway, "Ring", Duration::from_secs(3)).await;
+        // Deleted with the triggers off (`session_replication_role`): B,
+        // once its relay listens, still plans with what it kept.
+        db.conn()
+            .execute_unprepared(
+                "BEGIN; SET LOCAL session_replication_role = replica; \
+                 DELETE FROM outreach_templates; COMMIT",
+            )
+            .await
+            .expect("delete without a notification");
+        if drafted_at(&b.url, &admin, &pathway, "Bo")
+            .await
+            .starts_with("Ring Bo")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B still reads the configuration for every change after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Changed by hand, with the triggers on: B plans with it at once.
+    db.conn()
+        .execute_unprepared(
+            "INSERT INTO outreach_templates (id, clinic_id, kind, channel, body, updated_at) \
+             SELECT gen_random_uuid(), id, 'STAGE_RULE', 'PHONE', 'Phone {{givenName}} (set by hand).', now() \
+             FROM clinics",
+        )
+        .await
+        .expect("a template by hand");
+    drafted_within(&b.url, &admin, &pathway, "Phone", Duration::from_secs(3)).await;
+    db.close().await;
+    a.kill().await;
+    b.kill().await;
+}

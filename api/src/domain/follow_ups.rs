@@ -237,13 +237,9 @@ pub(crate) async fn schedule_for_stage(
     entered_at: DateTime<Utc>,
 ) -> DomainResult<Vec<follow_ups::Model>> {
     let stage_id = stage.id;
-    let rules = write
-        .who
-        .select::<follow_up_rules::Entity>()
-        .filter(follow_up_rules::Column::StageId.eq(stage_id))
-        .all(&*write.txn)
-        .await?;
-    let wanted = rules
+    let configuration = outreach::configuration::of(write).await?;
+    let wanted = configuration
+        .rules_of(stage_id)
         .iter()
         .map(|rule| outreach::Wanted {
             journey_id: journey.id,

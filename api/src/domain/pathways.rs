@@ -275,6 +275,7 @@ pub async fn create(
         created_at: write.now,
         updated_at: write.now,
     };
+    write.configuration_changed();
     pathways::Entity::insert(pathway.clone().into_active_model())
         .exec_without_returning(&*write.txn)
         .await?;
@@ -310,6 +311,7 @@ pub async fn update(
         if name != pathway.name {
             ensure_name_free(&*write.txn, who, &name, Some(id)).await?;
             pathway.name = name;
+            write.configuration_changed();
         }
     }
     if let Some(description) = description {
@@ -414,6 +416,7 @@ pub async fn add_stage(
         .filter(stages::Column::Position.gte(position))
         .exec(&*write.txn)
         .await?;
+    write.configuration_changed();
     let stage = insert_stage(&write, pathway_id, position, &draft).await?;
     write.audit(AuditEntry::new(
         "stage.added",
@@ -567,6 +570,7 @@ pub async fn set_follow_up_rules(
         .get::<stages::Entity, _>(&*write.txn, stage_id, "stage")
         .await
         .map_err(|e| e.referenced_by("stageId"))?;
+    write.configuration_changed();
     who.delete_rows::<follow_up_rules::Entity>()
         .filter(follow_up_rules::Column::StageId.eq(stage_id))
         .exec(&*write.txn)

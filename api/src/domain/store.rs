@@ -2,10 +2,15 @@
 //! ([`Write`]): one transaction, its events and audit entries, its webhook
 //! deliveries, then publication.
 
+use std::sync::{Arc, OnceLock};
+
 use chrono::{DateTime, Utc};
 use entity::events;
 
-use super::DomainResult;
+use super::{
+    DomainResult,
+    outreach::configuration::{Configuration, Configurations},
+};
 use crate::{
     audit::{self, AuditEntry},
     auth::Principal,
@@ -14,11 +19,13 @@ use crate::{
     webhooks::queue,
 };
 
-/// What domain operations work with: the database and the event bus.
+/// What domain operations work with: the database, the event bus, and the
+/// clinics' outreach configuration kept in memory.
 #[derive(Clone, Debug)]
 pub struct Store {
     pub db: Db,
     pub bus: EventBus,
+    configurations: Arc<Configurations>,
 }
 
 impl Store {
@@ -26,6 +33,7 @@ impl Store {
         Self {
             db,
             bus: EventBus::new(),
+            configurations: Arc::default(),
         }
     }
 
@@ -40,6 +48,9 @@ impl Store {
             bus: &self.bus,
             now: db::now(),
             credentials_changed: false,
+            configurations: &self.configurations,
+            configuration: OnceLock::new(),
+            configuration_changed: false,
         })
     }
 }
@@ -58,6 +69,12 @@ pub struct Write<'a> {
     pub now: DateTime<Utc>,
     /// Whether some credential stops working with this change.
     credentials_changed: bool,
+    /// The clinics' outreach configuration kept in memory.
+    pub(super) configurations: &'a Configurations,
+    /// This change's clinic's outreach configuration, once read.
+    pub(super) configuration: OnceLock<Arc<Configuration>>,
+    /// Whether this change alters its clinic's outreach configuration.
+    configuration_changed: bool,
 }
 
 impl Write<'_> {
@@ -94,6 +111,28 @@ impl Write<'_> {
         self.credentials_changed = true;
     }
 
+    /// Marks a change to the clinic's outreach configuration (its policy or
+    /// templates, a pathway's name, a stage's follow-up rules): planning in
+    /// this change reads the configuration from its own transaction from
+    /// now on, and this replica stops answering it from memory
+    /// ([`super::outreach::configuration`]) as soon as the change commits.
+    /// The others hear it from PostgreSQL, whose triggers on those tables
+    /// notify with the commit (migration 000016).
+    pub fn configuration_changed(&mut self) {
+        self.configuration_changed = true;
+        self.configuration.take();
+    }
+
+    /// Whether this change alters its clinic's outreach configuration.
+    pub(super) fn alters_configuration(&self) -> bool {
+        self.configuration_changed
+    }
+
+    /// The database this change writes to.
+    pub(super) fn db(&self) -> &Db {
+        self.db
+    }
+
     /// Records an audit entry for a change that emits no event.
     pub fn audit(&mut self, entry: AuditEntry) {
         self.audit.push(entry);
@@ -118,6 +157,9 @@ impl Write<'_> {
         self.txn.commit().await?;
         if self.credentials_changed {
             self.db.credentials().forget_all();
+        }
+        if self.configuration_changed {
+            self.db.configuration().invalidate();
         }
         let written = appended.publish(self.db, self.bus).await;
         if queued > 0 {

@@ -6,6 +6,8 @@
 //!   the send time (quiet hours in the patient's zone, frequency limits), the
 //!   explanation, the draft, the priority.
 //! - [`facts`]: what the planner needs to know, loaded for many patients at once.
+//! - [`configuration`]: the clinic's policy, templates, pathway names and
+//!   stage rules, kept in memory between changes to them.
 //! - [`consent`]: consent per channel and purpose, an append-only history.
 //! - [`templates`]: the clinic's draft messages and their defaults.
 //! - [`settings`]: the clinic's policy, patients' contact preferences, stage
@@ -17,6 +19,7 @@
 //! ([`schedule`]); a change that makes plans wrong re-plans them
 //! ([`replan_patient`]) with `follow_up.cancelled` and `follow_up.scheduled`.
 
+pub mod configuration;
 pub mod consent;
 pub mod facts;
 pub mod planner;
@@ -27,7 +30,7 @@ pub mod templates;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::{follow_ups, pathways, stages};
+use entity::{follow_ups, stages};
 use sea_orm::{
     ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, TryInsertResult, sea_query::Expr,
 };
@@ -127,15 +130,9 @@ async fn plan_all(
                 .map(|s| (s.id, s)),
         );
     }
-    let pathway_ids: Vec<Uuid> = unique(wanted.iter().map(|w| w.pathway_id));
     let patient_ids: Vec<Uuid> = unique(wanted.iter().map(|w| w.patient_id));
-    let pathways: HashMap<Uuid, String> = who
-        .by_ids::<pathways::Entity, _>(conn, &pathway_ids)
-        .await?
-        .into_iter()
-        .map(|p| (p.id, p.name))
-        .collect();
-    let clinic = facts::clinic(conn, who).await?;
+    let configuration = configuration::of(write).await?;
+    let clinic = &configuration.clinic;
     let mut patients = facts::patients(conn, who, &patient_ids, write.now).await?;
     let mut plans = Vec::with_capacity(wanted.len());
     for want in wanted {
@@ -148,10 +145,13 @@ async fn plan_all(
             channel_chosen: want.channel_chosen,
             stage_name: stage.map(|s| s.name.clone()).unwrap_or_default(),
             stage_position: stage.map(|s| s.position).unwrap_or_default(),
-            pathway_name: pathways.get(&want.pathway_id).cloned().unwrap_or_default(),
+            pathway_name: configuration
+                .pathway_name(want.pathway_id)
+                .unwrap_or_default()
+                .to_string(),
         };
         let facts = patients.entry(want.patient_id).or_default();
-        let mut plan = planner::plan(&draft, facts, &clinic);
+        let mut plan = planner::plan(&draft, facts, clinic);
         if let Some(explanation) = &want.explanation {
             plan.explanation = explanation.clone();
         }

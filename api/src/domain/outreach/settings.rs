@@ -91,6 +91,7 @@ pub async fn set_policy(
     if let Some(hours) = change.min_hours_between_contacts {
         update = update.col_expr(clinics::Column::MinHoursBetweenContacts, Expr::value(hours));
     }
+    write.configuration_changed();
     update.exec(&*write.txn).await?;
     write.audit(AuditEntry::new(
         "clinic.outreach_policy_set",
@@ -449,6 +450,7 @@ pub async fn set_template(
         body: body.clone(),
         updated_at: write.now,
     };
+    write.configuration_changed();
     outreach_templates::Entity::insert(row.clone().into_active_model())
         .on_conflict(
             OnConflict::columns([
