@@ -47,3 +47,12 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+/// Runs `sql` (several statements) on PostgreSQL; nothing on SQLite. For
+/// what only PostgreSQL has: functions, triggers, notifications.
+pub(crate) async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() == sea_orm_migration::sea_orm::DbBackend::Postgres {
+        manager.get_connection().execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
