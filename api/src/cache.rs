@@ -59,7 +59,7 @@ impl Invalidations {
 /// An answer with the generation it was read under and when.
 #[derive(Debug, Clone)]
 pub struct Kept<V> {
-    pub value: V,
+    value: V,
     generation: Generation,
     kept_at: Instant,
 }

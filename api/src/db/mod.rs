@@ -243,6 +243,15 @@ impl Db {
         &self.configuration
     }
 
+    /// Whether this process hears every notification that makes what it
+    /// keeps in memory stale (credentials, outreach configuration); set by
+    /// the replica relay while its LISTEN connection is up. Either way, what
+    /// was kept is stale.
+    pub fn set_listening(&self, listening: bool) {
+        self.credentials.set_listening(listening);
+        self.configuration.set_listening(listening);
+    }
+
     /// The underlying connection, for reads.
     pub fn conn(&self) -> &DatabaseConnection {
         &self.conn

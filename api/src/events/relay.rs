@@ -30,8 +30,7 @@ pub async fn relay_notifications(db: Db, bus: EventBus, shutdown: CancellationTo
     let mut backoff = Duration::from_millis(100);
     loop {
         // Not listening (yet, or any more): nothing answers from memory.
-        db.credentials().set_listening(false);
-        db.configuration().set_listening(false);
+        db.set_listening(false);
         let listening = async {
             let mut listener = match db.listen_url() {
                 Some(url) => PgListener::connect(url).await?,
@@ -58,8 +57,7 @@ pub async fn relay_notifications(db: Db, bus: EventBus, shutdown: CancellationTo
         // Anything committed while we were not listening is in the log, and
         // any credential or configuration may have changed meanwhile.
         bus.resync();
-        db.credentials().set_listening(true);
-        db.configuration().set_listening(true);
+        db.set_listening(true);
         loop {
             // `try_recv`, not `recv`: `recv` reconnects by itself and would
             // hide the notifications lost meanwhile.
