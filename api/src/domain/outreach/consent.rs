@@ -40,28 +40,57 @@ pub struct ConsentSet {
     latest: HashMap<(Channel, ConsentPurpose), Standing>,
 }
 
+/// What folding a history needs of one of its entries (a stored consent
+/// row, or the columns of one that the planner's read selects).
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    pub id: Uuid,
+    pub channel: &'a str,
+    pub purpose: &'a str,
+    pub granted: bool,
+    pub source: &'a str,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+}
+
 impl ConsentSet {
     /// Folds a patient's history (any order) into its current state.
     pub fn of(history: &[consents::Model]) -> Self {
-        let mut rows: Vec<&consents::Model> = history.iter().collect();
+        Self::fold(history.iter().map(|row| Recorded {
+            id: row.id,
+            channel: &row.channel,
+            purpose: &row.purpose,
+            granted: row.granted,
+            source: &row.source,
+            occurred_at: row.occurred_at,
+            recorded_at: row.recorded_at,
+        }))
+    }
+
+    /// Folds the entries of a patient's history (any order) into its
+    /// current state: the latest entry of each pair by when it happened,
+    /// then by when it was recorded.
+    pub fn fold<'a>(history: impl IntoIterator<Item = Recorded<'a>>) -> Self {
+        let mut rows: Vec<Recorded<'a>> = history.into_iter().collect();
         rows.sort_by_key(|r| (r.occurred_at, r.recorded_at, r.id));
         let mut set = ConsentSet::default();
         for row in rows {
             let (Some(channel), Some(purpose)) = (
-                Channel::parse(&row.channel),
-                ConsentPurpose::parse(&row.purpose),
+                Channel::parse(row.channel),
+                ConsentPurpose::parse(row.purpose),
             ) else {
                 continue;
             };
+            let source = row.source.to_string();
             let standing = if row.granted {
                 Standing::Granted {
                     at: row.occurred_at,
-                    source: row.source.clone(),
+                    source,
                 }
             } else {
                 Standing::Revoked {
                     at: row.occurred_at,
-                    source: row.source.clone(),
+                    source,
                 }
             };
             set.latest.insert((channel, purpose), standing);
@@ -151,26 +180,6 @@ pub async fn history<C: ConnectionTrait>(
         .order_by_asc(consents::Column::RecordedAt)
         .all(conn)
         .await?)
-}
-
-/// The consent histories of `patients`, by patient.
-pub async fn histories<C: ConnectionTrait>(
-    conn: &C,
-    who: &Principal,
-    patients: &[Uuid],
-) -> DomainResult<HashMap<Uuid, Vec<consents::Model>>> {
-    let mut by_patient: HashMap<Uuid, Vec<consents::Model>> = HashMap::new();
-    for chunk in patients.chunks(500) {
-        let rows = who
-            .select::<consents::Entity>()
-            .filter(consents::Column::PatientId.is_in(chunk.iter().copied()))
-            .all(conn)
-            .await?;
-        for row in rows {
-            by_patient.entry(row.patient_id).or_default().push(row);
-        }
-    }
-    Ok(by_patient)
 }
 
 /// One consent to record.
