@@ -18,11 +18,13 @@
 
 use std::{
     collections::HashMap,
+    num::NonZeroUsize,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use entity::{follow_up_rules, pathways};
+use lru::LruCache;
 use sea_orm::{ConnectionTrait, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
@@ -38,8 +40,9 @@ use crate::{
 /// die silently.
 const TIME_TO_LIVE: Duration = Duration::from_secs(30);
 
-/// Clinics kept at most; beyond it the cache starts over.
-const CAPACITY: usize = 1_000;
+/// Clinics kept at most, the least recently planned for leaving first: a
+/// replica serving more clinics than this reads the quietest ones' anew.
+const CAPACITY: usize = 2_000;
 
 /// A clinic's outreach configuration as planning reads it.
 #[derive(Debug)]
@@ -98,14 +101,28 @@ impl Configuration {
 }
 
 /// Clinics' configurations kept by one process, shared by every change.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Configurations {
-    kept: Mutex<HashMap<Uuid, Kept<Arc<Configuration>>>>,
+    kept: Mutex<LruCache<Uuid, Kept<Arc<Configuration>>>>,
+}
+
+impl Default for Configurations {
+    fn default() -> Self {
+        Self::with_capacity(CAPACITY)
+    }
 }
 
 impl Configurations {
+    fn with_capacity(clinics: usize) -> Self {
+        Self {
+            kept: Mutex::new(LruCache::new(
+                NonZeroUsize::new(clinics).unwrap_or(NonZeroUsize::MIN),
+            )),
+        }
+    }
+
     fn get(&self, clinic: Uuid, invalidations: &Invalidations) -> Option<Arc<Configuration>> {
-        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         kept.get(&clinic)?
             .fresh(invalidations, TIME_TO_LIVE)
             .cloned()
@@ -113,10 +130,7 @@ impl Configurations {
 
     fn keep(&self, clinic: Uuid, configuration: Arc<Configuration>, generation: Generation) {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.len() >= CAPACITY {
-            kept.clear();
-        }
-        kept.insert(clinic, Kept::new(configuration, generation));
+        kept.put(clinic, Kept::new(configuration, generation));
     }
 }
 
@@ -185,6 +199,25 @@ mod tests {
         assert!(kept.get(b, &invalidations).is_none(), "another clinic");
         invalidations.invalidate();
         assert!(kept.get(a, &invalidations).is_none());
+    }
+
+    #[test]
+    fn the_least_recently_planned_clinic_leaves_first() {
+        let invalidations = Invalidations::default();
+        invalidations.set_listening(true);
+        let generation = invalidations.current().unwrap();
+        let kept = Configurations::with_capacity(2);
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        kept.keep(a, configuration("A"), generation);
+        kept.keep(b, configuration("B"), generation);
+        assert!(kept.get(a, &invalidations).is_some());
+        kept.keep(c, configuration("C"), generation);
+        assert!(
+            kept.get(b, &invalidations).is_none(),
+            "B was planned for last"
+        );
+        assert_eq!(kept.get(a, &invalidations).unwrap().clinic.name, "A");
+        assert_eq!(kept.get(c, &invalidations).unwrap().clinic.name, "C");
     }
 
     #[test]
