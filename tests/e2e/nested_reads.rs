@@ -37,6 +37,17 @@ const EVERY_PLAIN_FIELD: &str = r#"query($first: Int!) { patients(first: $first)
   journeyTouchpoints: journeys { touchpoints(first: 2) { edges { node { kind id{resolved} } } } }
 } } } }"#;
 
+/// The page of W1 in `journeymap bench`, `{resolved}` on the patient.
+const PATIENT_PAGE: &str = r#"query($first: Int!) { patients(first: $first) {
+  pageInfo { endCursor hasNextPage }
+  edges { node {
+    id givenName familyName{resolved}
+    journeys { id status stalled currentStage { id name category } }
+    touchpoints(first: 5) { edges { node { id channel occurredAt emotion } } }
+    feedback(first: 3) { edges { node { id kind score } } }
+  } }
+} }"#;
+
 /// What a caller with only `journeys:read` may see of journeys: their
 /// touchpoints, but not what staff wrote in them.
 const JOURNEYS_AND_THEIR_TOUCHPOINTS: &str = r#"query($first: Int!) { journeys(first: $first) { edges { node {
@@ -82,6 +93,8 @@ async fn nested_reads_answer_the_same_plain_or_resolved(app: TestApp) {
     // are answered in one pass but each patient's second list of journeys
     // (it selects their touchpoints, which load) when one has any. With the
     // fragments, only the empty ones are (the fragment is in their items).
+    // The page of patients is a plain value too, answered by the resolvers
+    // both times (the journeys' touchpoints are not read ahead).
     let len = |value: &Value| value.as_array().map_or(0, Vec::len);
     let (mut values, mut second_lists, mut empty) = (0, 0, 0);
     for patient in edges.iter().map(|e| &e["node"]) {
@@ -105,12 +118,29 @@ async fn nested_reads_answer_the_same_plain_or_resolved(app: TestApp) {
     assert_eq!(
         tallies,
         [
-            (values - second_lists, second_lists),
-            (empty, values - empty)
+            (values - second_lists, second_lists + 1),
+            (empty, values - empty + 1)
         ],
         "plain values: in one pass and by the resolvers, as written and with fragments"
     );
     assert!(second_lists > 20 && empty < values / 2);
+
+    // A page front ends page through all day: the patients' journeys,
+    // touchpoints and feedback are read ahead for the whole page, which is
+    // then answered in one pass (one plain value, the page, with every list
+    // inside it), with the same statements as the loaders'. With a fragment
+    // on the patient, the page goes to the resolvers, and each of its 90
+    // lists is answered in one pass from the rows read ahead.
+    let before = statements(&app).await;
+    let (plain, tallies) = same_either_way(&app, &everything, PATIENT_PAGE).await;
+    assert!(plain.get("errors").is_none(), "{}", plain["errors"]);
+    assert_eq!(
+        tallies,
+        [(1, 0), (90, 1)],
+        "the page in one pass, then with a fragment"
+    );
+    let per_request = (statements(&app).await - before) / 2.0;
+    assert!(per_request <= 5.0, "{per_request} statements a page");
 
     // Free text (summaries, end reasons) needs patients:read: refused field
     // by field, the same way whichever path answers.
@@ -192,6 +222,16 @@ async fn plain_values(app: &TestApp) -> (u64, u64) {
             .unwrap_or(0)
     };
     (count("one_pass"), count("resolvers"))
+}
+
+/// SQL statements the server made so far (`/metrics`).
+async fn statements(app: &TestApp) -> f64 {
+    app.metrics()
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix("journeymap_db_statements_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("journeymap_db_statements_total in /metrics")
 }
 
 /// Removes every `hoursInStage` from `value`, returning them in order.

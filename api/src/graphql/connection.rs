@@ -12,7 +12,7 @@ use async_graphql::{
 };
 use uuid::Uuid;
 
-use super::loaders::Loaders;
+use super::loaders::{Loaders, ReadAhead};
 use crate::{
     domain::{
         DomainError, DomainResult,
@@ -122,6 +122,14 @@ pub struct Nested<P: 'static, C: 'static> {
     pub counts: fn(&Loaders) -> &DataLoader<C>,
 }
 
+impl<P, C> Clone for Nested<P, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P, C> Copy for Nested<P, C> {}
+
 impl<P, C> Nested<P, C> {
     /// The connection of `parent`'s children for `first`/`after`.
     pub async fn load<M, N>(
@@ -141,13 +149,54 @@ impl<P, C> Nested<P, C> {
     {
         let page = PageRequest::new(first, after.as_deref(), None, None)?;
         let found = (self.pages)(loaders).load_one((parent, page)).await?;
+        Ok(self.connection(loaders, parent, page, found, cursor, node))
+    }
+
+    /// The connection of `parent`'s children for `first`/`after` when its
+    /// page was read ahead into `ahead`, without waiting; `None` when it has
+    /// to be loaded.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ahead<M, N>(
+        self,
+        ahead: &ReadAhead<(Uuid, PageRequest), Page<M>>,
+        loaders: &Arc<Loaders>,
+        parent: Uuid,
+        first: Option<i32>,
+        after: Option<&str>,
+        cursor: impl Fn(&M) -> Cursor,
+        node: impl Fn(M) -> N,
+    ) -> async_graphql::Result<Option<Conn<N>>>
+    where
+        C: Loader<Uuid, Value = u64, Error = DomainError>,
+        M: Clone,
+        N: OutputType,
+    {
+        let page = PageRequest::new(first, after, None, None)?;
+        Ok(ahead
+            .get(&(parent, page))
+            .map(|found| self.connection(loaders, parent, page, Some(found), cursor, node)))
+    }
+
+    fn connection<M, N>(
+        self,
+        loaders: &Arc<Loaders>,
+        parent: Uuid,
+        page: PageRequest,
+        found: Option<Page<M>>,
+        cursor: impl Fn(&M) -> Cursor,
+        node: impl Fn(M) -> N,
+    ) -> Conn<N>
+    where
+        C: Loader<Uuid, Value = u64, Error = DomainError>,
+        N: OutputType,
+    {
         let found = found.unwrap_or_else(|| Page {
             items: Vec::new(),
             has_previous_page: page.after.is_some(),
             has_next_page: false,
         });
         let (loaders, counts) = (loaders.clone(), self.counts);
-        Ok(connection(
+        connection(
             found,
             cursor,
             node,
@@ -155,6 +204,6 @@ impl<P, C> Nested<P, C> {
                 let loaders = loaders.clone();
                 async move { Ok(counts(&loaders).load_one(parent).await?.unwrap_or(0)) }
             }),
-        ))
+        )
     }
 }

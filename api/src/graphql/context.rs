@@ -9,7 +9,7 @@ use std::{
     },
 };
 
-use async_graphql::{Context, ID};
+use async_graphql::ID;
 use uuid::Uuid;
 
 use super::{limits::RateKey, load_queue::LoadQueue, loaders::Loaders, plain::PlainTally};
@@ -124,7 +124,7 @@ pub trait ContextExt {
     fn patient_read(&self, patient: Uuid);
 }
 
-impl ContextExt for Context<'_> {
+impl<T> ContextExt for async_graphql::ContextBase<'_, T> {
     fn principal(&self) -> DomainResult<&Principal> {
         self.data_opt::<RequestState>()
             .and_then(|state| state.principal.as_ref())

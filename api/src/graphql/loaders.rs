@@ -337,6 +337,61 @@ impl Loader<(Uuid, PageRequest)> for TimelinePages {
 
 type Loads<T> = DataLoader<T>;
 
+/// Rows read ahead for every item of a list at once (see
+/// [`crate::graphql::plain::Plain::read_ahead`]): a patient page's journeys,
+/// touchpoints and feedback in one statement each, before the page is answered
+/// in one pass. A resolver takes its rows from here when they are here and
+/// loads them otherwise; the list forgets them once it is answered, so a later
+/// field (a mutation's payload after a write) never sees rows read before it.
+pub struct ReadAhead<K, V> {
+    rows: Mutex<HashMap<K, V>>,
+}
+
+impl<K, V> Default for ReadAhead<K, V> {
+    fn default() -> Self {
+        Self {
+            rows: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> ReadAhead<K, V> {
+    /// The rows read ahead for `key`, if any.
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.rows.lock().expect("read-ahead lock").get(key).cloned()
+    }
+
+    /// Whether rows for `key` were read ahead.
+    pub fn has(&self, key: &K) -> bool {
+        self.rows.lock().expect("read-ahead lock").contains_key(key)
+    }
+
+    /// Reads ahead with `loader` the keys not read yet; a failed read leaves
+    /// them to the resolvers, which load them and report the error.
+    pub async fn read<T>(&self, loader: &DataLoader<T>, keys: impl IntoIterator<Item = K>)
+    where
+        T: Loader<K, Value = V>,
+        K: Send + Sync + 'static,
+        V: Send + Sync + 'static,
+    {
+        let keys: Vec<K> = keys.into_iter().filter(|key| !self.has(key)).collect();
+        if keys.is_empty() {
+            return;
+        }
+        if let Ok(found) = loader.loader().load(&keys).await {
+            self.rows.lock().expect("read-ahead lock").extend(found);
+        }
+    }
+
+    /// Forgets the rows read for the keys that are `gone`.
+    pub fn forget(&self, gone: impl Fn(&K) -> bool) {
+        self.rows
+            .lock()
+            .expect("read-ahead lock")
+            .retain(|key, _| !gone(key));
+    }
+}
+
 /// Every loader of one request.
 pub struct Loaders {
     pub patient: Loads<ById<patients::Entity>>,
@@ -370,6 +425,12 @@ pub struct Loaders {
     pub webhook_delivery: Loads<ById<webhook_deliveries::Entity>>,
     pub attempts_of_delivery: Loads<ByParent<webhook_attempts::Entity>>,
     pub consents_of_patient: Loads<ByParent<consents::Entity>>,
+    /// Patients' journeys read ahead for a patient page.
+    pub journeys_ahead: ReadAhead<Uuid, Vec<journeys::Model>>,
+    /// Patients' touchpoint pages read ahead for a patient page.
+    pub touchpoints_ahead: ReadAhead<(Uuid, PageRequest), Page<touchpoints::Model>>,
+    /// Patients' feedback pages read ahead for a patient page.
+    pub feedback_ahead: ReadAhead<(Uuid, PageRequest), Page<feedback::Model>>,
     known_stages: KnownStages,
     clinic: tokio::sync::OnceCell<clinics::Model>,
     store: Store,
@@ -582,6 +643,9 @@ impl Loaders {
                 },
                 queue,
             ),
+            journeys_ahead: ReadAhead::default(),
+            touchpoints_ahead: ReadAhead::default(),
+            feedback_ahead: ReadAhead::default(),
             known_stages,
             clinic: tokio::sync::OnceCell::new(),
             store: own_store,

@@ -83,6 +83,32 @@ pub trait Plain: Send + Sync {
     /// The value of the field `ctx` stands at, or `None` when it is not
     /// plain (it loads, fails, or is not one this type answers at once).
     fn plain_field(&self, ctx: &Context<'_>) -> Option<Value>;
+
+    /// Reads ahead, for all of `items` at once, the rows that the fields
+    /// selected in `ctx` would each load, so that [`Plain::plain_field`]
+    /// answers them without waiting (see [`ReadAhead`]). Reads nothing by
+    /// default.
+    ///
+    /// [`ReadAhead`]: super::loaders::ReadAhead
+    fn read_ahead<'a>(
+        items: &'a [&'a Self],
+        ctx: &'a ContextSelectionSet<'a>,
+    ) -> impl Future<Output = ()> + Send + 'a
+    where
+        Self: Sized,
+    {
+        let _ = (items, ctx);
+        async {}
+    }
+
+    /// Forgets what [`Plain::read_ahead`] read for `items`, once their list
+    /// is answered.
+    fn forget_ahead(items: &[&Self], ctx: &ContextSelectionSet<'_>)
+    where
+        Self: Sized,
+    {
+        let _ = (items, ctx);
+    }
 }
 
 impl<T: Plain + ?Sized> Plain for &T {
@@ -142,7 +168,10 @@ pub fn nested<T: Plain + ?Sized>(value: &T, ctx: &Context<'_>) -> Option<Value> 
 }
 
 /// The value of the field `ctx` stands at, when it is a list of objects.
-fn nested_list<T: Plain>(items: impl IntoIterator<Item = T>, ctx: &Context<'_>) -> Option<Value> {
+pub fn nested_list<T: Plain>(
+    items: impl IntoIterator<Item = T>,
+    ctx: &Context<'_>,
+) -> Option<Value> {
     objects(items, &ctx.with_selection_set(&ctx.item.node.selection_set))
 }
 
@@ -192,11 +221,55 @@ impl<N: OutputType + Plain> OutputType for PlainConn<N> {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        match tallied(ctx, object(self, ctx)) {
+        let nodes: Vec<&N> = self.0.edges.iter().map(|edge| &edge.node).collect();
+        let selections = node_selections(ctx);
+        if !nodes.is_empty() {
+            futures::future::join_all(
+                selections
+                    .iter()
+                    .map(|selection| N::read_ahead(&nodes, selection)),
+            )
+            .await;
+        }
+        let answer = match tallied(ctx, object(self, ctx)) {
             Some(value) => Ok(value),
             None => self.0.resolve(ctx, field).await,
+        };
+        for selection in &selections {
+            N::forget_ahead(&nodes, selection);
+        }
+        answer
+    }
+}
+
+/// The selection sets a connection's nodes are answered for: under
+/// `edges { node { … } }` and under `nodes { … }`.
+fn node_selections<'a>(ctx: &ContextSelectionSet<'a>) -> Vec<ContextSelectionSet<'a>> {
+    let fields =
+        |set: &'a async_graphql::Positioned<async_graphql::parser::types::SelectionSet>| {
+            set.node
+                .items
+                .iter()
+                .filter_map(|selection| match &selection.node {
+                    Selection::Field(field) => Some(field),
+                    _ => None,
+                })
+        };
+    let mut selections = Vec::new();
+    for field in fields(ctx.item) {
+        match field.node.name.node.as_str() {
+            "nodes" => selections.push(ctx.with_selection_set(&field.node.selection_set)),
+            "edges" => {
+                for inner in fields(&field.node.selection_set) {
+                    if inner.node.name.node == "node" {
+                        selections.push(ctx.with_selection_set(&inner.node.selection_set));
+                    }
+                }
+            }
+            _ => {}
         }
     }
+    selections
 }
 
 impl<N: OutputType + Plain> Plain for PlainConn<N> {

@@ -6,6 +6,7 @@ use super::{
     connection::{Conn, ConnectionTotals, Cursor, connection},
     context::{ContextExt, decode_id},
     filters::{AuditLogFilter, FollowUpFilter, JourneyFilter, PatientFilter, TimeWindowInput},
+    plain::PlainConn,
     scalars::DateTime,
     types::{
         ApiToken, AuditEntry, FollowUp, Journey, JourneyEvent, JourneyMap, Node, Pathway, Patient,
@@ -126,13 +127,13 @@ impl Query {
         #[graphql(desc = "Page size from the end, 0 to 100.")] last: Option<i32>,
         #[graphql(desc = "Cursor to continue before.")] before: Option<String>,
         filter: Option<PatientFilter>,
-    ) -> async_graphql::Result<Conn<Patient>> {
+    ) -> async_graphql::Result<PlainConn<Patient>> {
         let who = ctx.principal()?.clone();
         let store = ctx.store().clone();
         let page = PageRequest::new(first, after.as_deref(), last, before.as_deref())?;
         let filter = filter.unwrap_or_default().into_domain()?;
         let found = domain::patients::list(&store, &who, &filter, &page).await?;
-        Ok(connection(
+        Ok(PlainConn(connection(
             found,
             |p| domain::patients::keyset(p).into(),
             Patient,
@@ -140,7 +141,7 @@ impl Query {
                 let (store, who, filter) = (store.clone(), who.clone(), filter.clone());
                 async move { domain::patients::count(&store, &who, &filter).await }
             }),
-        ))
+        )))
     }
 
     /// One patient. Another clinic's patient is NOT_FOUND.

@@ -1,17 +1,25 @@
 use crate::graphql::scalars::{Date, DateTime};
-use async_graphql::{Context, ID, Object, SimpleObject};
-use entity::patients;
+use std::{borrow::Cow, collections::HashSet, future::Future, sync::Arc};
+
+use async_graphql::{
+    Context, ContextSelectionSet, ID, Object, OutputType, SimpleObject, Value,
+    parser::types::Selection,
+};
+use entity::{feedback, journeys, patients, touchpoints};
+use futures::{FutureExt, future::BoxFuture};
+use uuid::Uuid;
 
 use super::{
     AuditEntry, Channel, ConsentRecord, ContactPreferences, Feedback, FollowUp, FollowUpStatus,
     Journey, JourneyStatus, TimelineEntry, Touchpoint, stored,
 };
 use crate::{
-    domain::{self},
+    domain::{self, page::PageRequest},
     graphql::{
-        connection::{Conn, Nested},
+        connection::{Conn, Cursor, Nested},
         context::ContextExt,
-        plain::{PlainConn, PlainList},
+        loaders::{CountByParent, Loaders, PagesByParent},
+        plain::{Plain, PlainConn, PlainList, answered, given, nested, nested_list},
     },
     ids::IdKind,
 };
@@ -44,6 +52,214 @@ impl Patient {
         domain::access::contact_details(ctx.principal()?)?;
         ctx.patient_read(self.0.id);
         Ok(())
+    }
+
+    /// The touchpoint page for `first`/`after` if it was read ahead.
+    fn touchpoints_ahead(
+        &self,
+        loaders: &Arc<Loaders>,
+        first: Option<i32>,
+        after: Option<&str>,
+    ) -> async_graphql::Result<Option<PlainConn<Touchpoint>>> {
+        Ok(TOUCHPOINTS
+            .ahead(
+                &loaders.touchpoints_ahead,
+                loaders,
+                self.0.id,
+                first,
+                after,
+                touchpoint_cursor,
+                Touchpoint,
+            )?
+            .map(PlainConn))
+    }
+
+    /// The feedback page for `first`/`after` if it was read ahead.
+    fn feedback_ahead(
+        &self,
+        loaders: &Arc<Loaders>,
+        first: Option<i32>,
+        after: Option<&str>,
+    ) -> async_graphql::Result<Option<PlainConn<Feedback>>> {
+        Ok(FEEDBACK
+            .ahead(
+                &loaders.feedback_ahead,
+                loaders,
+                self.0.id,
+                first,
+                after,
+                feedback_cursor,
+                Feedback,
+            )?
+            .map(PlainConn))
+    }
+}
+
+/// A patient's touchpoints, a page at a time.
+const TOUCHPOINTS: Nested<PagesByParent<touchpoints::Entity>, CountByParent<touchpoints::Entity>> =
+    Nested {
+        pages: |l| &l.touchpoints_of_patient,
+        counts: |l| &l.touchpoint_count_of_patient,
+    };
+
+/// A patient's feedback, a page at a time.
+const FEEDBACK: Nested<PagesByParent<feedback::Entity>, CountByParent<feedback::Entity>> = Nested {
+    pages: |l| &l.feedback_of_patient,
+    counts: |l| &l.feedback_count_of_patient,
+};
+
+fn touchpoint_cursor(touchpoint: &touchpoints::Model) -> Cursor {
+    domain::touchpoints::keyset(touchpoint).into()
+}
+
+fn feedback_cursor(feedback: &feedback::Model) -> Cursor {
+    domain::feedback::keyset(feedback).into()
+}
+
+/// `journeys`, only those with `status` when it is given.
+fn with_status(
+    journeys: Vec<journeys::Model>,
+    status: Option<JourneyStatus>,
+) -> PlainList<Journey> {
+    let status = status.map(|s| domain::JourneyStatus::from(s).as_str());
+    PlainList(
+        journeys
+            .into_iter()
+            .filter(|j| status.is_none_or(|s| j.status == s))
+            .map(Journey)
+            .collect(),
+    )
+}
+
+/// The `first` and `after` arguments of the connection field `ctx` stands at.
+fn page_arguments(ctx: &Context<'_>) -> Option<(Option<i32>, Option<String>)> {
+    let first = ctx.param_value::<Option<i32>>("first", None).ok()?.1;
+    let after = ctx.param_value::<Option<String>>("after", None).ok()?.1;
+    Some((first, after))
+}
+
+/// The page the connection field `ctx` stands at asks for, if its arguments
+/// are valid (if not, its resolver reports them).
+fn page_asked(ctx: &Context<'_>) -> Option<PageRequest> {
+    let (first, after) = page_arguments(ctx)?;
+    PageRequest::new(first, after.as_deref(), None, None).ok()
+}
+
+impl Plain for Patient {
+    fn type_name(&self) -> Cow<'static, str> {
+        <Self as OutputType>::type_name()
+    }
+
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<Value> {
+        match ctx.item.node.name.node.as_str() {
+            "id" => given(self.id(ctx), ctx),
+            "externalId" => answered(self.external_id(ctx), ctx),
+            "givenName" => answered(self.given_name(ctx), ctx),
+            "familyName" => answered(self.family_name(ctx), ctx),
+            "email" => answered(self.email(ctx), ctx),
+            "phone" => answered(self.phone(ctx), ctx),
+            "birthDate" => answered(self.birth_date(ctx), ctx),
+            "preferredChannel" => answered(self.preferred_channel(ctx), ctx),
+            "source" => answered(self.source(ctx), ctx),
+            "tags" => answered(self.tags(ctx), ctx),
+            "erased" => given(self.erased(ctx), ctx),
+            "archived" => given(self.archived(ctx), ctx),
+            "createdAt" => given(self.created_at(ctx), ctx),
+            "updatedAt" => given(self.updated_at(ctx), ctx),
+            // Plain once read ahead for the page (see `read_ahead`).
+            "journeys" => {
+                let status = ctx
+                    .param_value::<Option<JourneyStatus>>("status", None)
+                    .ok()?
+                    .1;
+                let journeys = ctx.loaders().ok()?.journeys_ahead.get(&self.0.id)?;
+                nested_list(&with_status(journeys, status).0, ctx)
+            }
+            "touchpoints" => {
+                let (first, after) = page_arguments(ctx)?;
+                let read = self
+                    .touchpoints_ahead(ctx.loaders().ok()?, first, after.as_deref())
+                    .ok()??;
+                nested(&read, ctx)
+            }
+            "feedback" => {
+                let (first, after) = page_arguments(ctx)?;
+                let read = self
+                    .feedback_ahead(ctx.loaders().ok()?, first, after.as_deref())
+                    .ok()??;
+                nested(&read, ctx)
+            }
+            _ => None,
+        }
+    }
+
+    /// A page's journeys, touchpoints and feedback, one statement each for
+    /// the whole page (the same statements the loaders batch them into). None
+    /// of these fields asks for a right before it loads; their fields check
+    /// their own.
+    fn read_ahead<'a>(
+        patients: &'a [&'a Self],
+        ctx: &'a ContextSelectionSet<'a>,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        async move {
+            let Ok(loaders) = ctx.loaders() else {
+                return;
+            };
+            let ids = || patients.iter().map(|p| p.0.id);
+            let mut reads: Vec<BoxFuture<'a, ()>> = Vec::new();
+            for selection in &ctx.item.node.items {
+                let Selection::Field(field) = &selection.node else {
+                    continue;
+                };
+                let asked = ctx.with_field(field);
+                match field.node.name.node.as_str() {
+                    "journeys" => reads.push(
+                        loaders
+                            .journeys_ahead
+                            .read(&loaders.journeys_of_patient, ids())
+                            .boxed(),
+                    ),
+                    "touchpoints" => {
+                        if let Some(page) = page_asked(&asked) {
+                            reads.push(
+                                loaders
+                                    .touchpoints_ahead
+                                    .read(
+                                        &loaders.touchpoints_of_patient,
+                                        ids().map(move |id| (id, page)),
+                                    )
+                                    .boxed(),
+                            );
+                        }
+                    }
+                    "feedback" => {
+                        if let Some(page) = page_asked(&asked) {
+                            reads.push(
+                                loaders
+                                    .feedback_ahead
+                                    .read(
+                                        &loaders.feedback_of_patient,
+                                        ids().map(move |id| (id, page)),
+                                    )
+                                    .boxed(),
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            futures::future::join_all(reads).await;
+        }
+    }
+
+    fn forget_ahead(patients: &[&Self], ctx: &ContextSelectionSet<'_>) {
+        let Ok(loaders) = ctx.loaders() else {
+            return;
+        };
+        let ids: HashSet<Uuid> = patients.iter().map(|p| p.0.id).collect();
+        loaders.journeys_ahead.forget(|id| ids.contains(id));
+        loaders.touchpoints_ahead.forget(|(id, _)| ids.contains(id));
+        loaders.feedback_ahead.forget(|(id, _)| ids.contains(id));
     }
 }
 
@@ -251,19 +467,15 @@ impl Patient {
         status: Option<JourneyStatus>,
     ) -> async_graphql::Result<PlainList<Journey>> {
         let loaders = ctx.loaders()?;
-        let journeys = loaders
-            .journeys_of_patient
-            .load_one(self.0.id)
-            .await?
-            .unwrap_or_default();
-        let status = status.map(|s| domain::JourneyStatus::from(s).as_str());
-        Ok(PlainList(
-            journeys
-                .into_iter()
-                .filter(|j| status.is_none_or(|s| j.status == s))
-                .map(Journey)
-                .collect(),
-        ))
+        let journeys = match loaders.journeys_ahead.get(&self.0.id) {
+            Some(journeys) => journeys,
+            None => loaders
+                .journeys_of_patient
+                .load_one(self.0.id)
+                .await?
+                .unwrap_or_default(),
+        };
+        Ok(with_status(journeys, status))
     }
 
     /// Every touchpoint with the patient, newest first.
@@ -274,20 +486,21 @@ impl Patient {
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last touchpoint seen.")] after: Option<String>,
     ) -> async_graphql::Result<PlainConn<Touchpoint>> {
-        Nested {
-            pages: |l| &l.touchpoints_of_patient,
-            counts: |l| &l.touchpoint_count_of_patient,
+        let loaders = ctx.loaders()?;
+        if let Some(read) = self.touchpoints_ahead(loaders, first, after.as_deref())? {
+            return Ok(read);
         }
-        .load(
-            ctx.loaders()?,
-            self.0.id,
-            first,
-            after,
-            |t| domain::touchpoints::keyset(t).into(),
-            Touchpoint,
-        )
-        .await
-        .map(PlainConn)
+        TOUCHPOINTS
+            .load(
+                loaders,
+                self.0.id,
+                first,
+                after,
+                touchpoint_cursor,
+                Touchpoint,
+            )
+            .await
+            .map(PlainConn)
     }
 
     /// Feedback the patient gave, newest first.
@@ -298,20 +511,14 @@ impl Patient {
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last feedback seen.")] after: Option<String>,
     ) -> async_graphql::Result<PlainConn<Feedback>> {
-        Nested {
-            pages: |l| &l.feedback_of_patient,
-            counts: |l| &l.feedback_count_of_patient,
+        let loaders = ctx.loaders()?;
+        if let Some(read) = self.feedback_ahead(loaders, first, after.as_deref())? {
+            return Ok(read);
         }
-        .load(
-            ctx.loaders()?,
-            self.0.id,
-            first,
-            after,
-            |f| domain::feedback::keyset(f).into(),
-            Feedback,
-        )
-        .await
-        .map(PlainConn)
+        FEEDBACK
+            .load(loaders, self.0.id, first, after, feedback_cursor, Feedback)
+            .await
+            .map(PlainConn)
     }
 
     /// Everything that happened with the patient — stage transitions,
