@@ -1,5 +1,5 @@
 use crate::graphql::scalars::{Date, DateTime};
-use std::{borrow::Cow, collections::HashSet, future::Future, sync::Arc};
+use std::{borrow::Cow, collections::HashSet, sync::Arc};
 
 use async_graphql::{
     Context, ContextSelectionSet, ID, Object, OutputType, SimpleObject, Value,
@@ -197,59 +197,54 @@ impl Plain for Patient {
     /// the whole page (the same statements the loaders batch them into). None
     /// of these fields asks for a right before it loads; their fields check
     /// their own.
-    fn read_ahead<'a>(
-        patients: &'a [&'a Self],
-        ctx: &'a ContextSelectionSet<'a>,
-    ) -> impl Future<Output = ()> + Send + 'a {
-        async move {
-            let Ok(loaders) = ctx.loaders() else {
-                return;
+    async fn read_ahead<'a>(patients: &'a [&'a Self], ctx: &'a ContextSelectionSet<'a>) {
+        let Ok(loaders) = ctx.loaders() else {
+            return;
+        };
+        let ids = || patients.iter().map(|p| p.0.id);
+        let mut reads: Vec<BoxFuture<'a, ()>> = Vec::new();
+        for selection in &ctx.item.node.items {
+            let Selection::Field(field) = &selection.node else {
+                continue;
             };
-            let ids = || patients.iter().map(|p| p.0.id);
-            let mut reads: Vec<BoxFuture<'a, ()>> = Vec::new();
-            for selection in &ctx.item.node.items {
-                let Selection::Field(field) = &selection.node else {
-                    continue;
-                };
-                let asked = ctx.with_field(field);
-                match field.node.name.node.as_str() {
-                    "journeys" => reads.push(
-                        loaders
-                            .journeys_ahead
-                            .read(&loaders.journeys_of_patient, ids())
-                            .boxed(),
-                    ),
-                    "touchpoints" => {
-                        if let Some(page) = page_asked(&asked) {
-                            reads.push(
-                                loaders
-                                    .touchpoints_ahead
-                                    .read(
-                                        &loaders.touchpoints_of_patient,
-                                        ids().map(move |id| (id, page)),
-                                    )
-                                    .boxed(),
-                            );
-                        }
+            let asked = ctx.with_field(field);
+            match field.node.name.node.as_str() {
+                "journeys" => reads.push(
+                    loaders
+                        .journeys_ahead
+                        .read(&loaders.journeys_of_patient, ids())
+                        .boxed(),
+                ),
+                "touchpoints" => {
+                    if let Some(page) = page_asked(&asked) {
+                        reads.push(
+                            loaders
+                                .touchpoints_ahead
+                                .read(
+                                    &loaders.touchpoints_of_patient,
+                                    ids().map(move |id| (id, page)),
+                                )
+                                .boxed(),
+                        );
                     }
-                    "feedback" => {
-                        if let Some(page) = page_asked(&asked) {
-                            reads.push(
-                                loaders
-                                    .feedback_ahead
-                                    .read(
-                                        &loaders.feedback_of_patient,
-                                        ids().map(move |id| (id, page)),
-                                    )
-                                    .boxed(),
-                            );
-                        }
-                    }
-                    _ => {}
                 }
+                "feedback" => {
+                    if let Some(page) = page_asked(&asked) {
+                        reads.push(
+                            loaders
+                                .feedback_ahead
+                                .read(
+                                    &loaders.feedback_of_patient,
+                                    ids().map(move |id| (id, page)),
+                                )
+                                .boxed(),
+                        );
+                    }
+                }
+                _ => {}
             }
-            futures::future::join_all(reads).await;
         }
+        futures::future::join_all(reads).await;
     }
 
     fn forget_ahead(patients: &[&Self], ctx: &ContextSelectionSet<'_>) {
