@@ -142,6 +142,19 @@ async fn nested_reads_answer_the_same_plain_or_resolved(app: TestApp) {
     let per_request = (statements(&app).await - before) / 2.0;
     assert!(per_request <= 5.0, "{per_request} statements a page");
 
+    // `totalCount` is counted beside the reads ahead, and the page is still
+    // answered in one pass, with one statement more.
+    let counted = PATIENT_PAGE.replace("pageInfo {", "totalCount pageInfo {");
+    let before = statements(&app).await;
+    let (plain, tallies) = same_either_way(&app, &everything, &counted).await;
+    assert_eq!(plain["data"]["patients"]["totalCount"], 30, "{plain}");
+    assert_eq!(tallies, [(1, 0), (90, 1)], "a counted page in one pass");
+    let per_request = (statements(&app).await - before) / 2.0;
+    assert!(
+        per_request <= 6.0,
+        "{per_request} statements a counted page"
+    );
+
     // Free text (summaries, end reasons) needs patients:read: refused field
     // by field, the same way whichever path answers.
     let (_, journeys_only) = clinics::create_token(

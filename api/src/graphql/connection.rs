@@ -69,6 +69,9 @@ type CountFuture = Pin<Box<dyn Future<Output = DomainResult<u64>> + Send>>;
 /// The connection fields beyond edges and page info, computed on demand.
 pub struct ConnectionTotals {
     count: Arc<dyn Fn() -> CountFuture + Send + Sync>,
+    /// The count once made: a page answered in one pass counts before it is
+    /// answered, and the resolvers, if they answer it after all, reuse it.
+    counted: std::sync::OnceLock<u64>,
 }
 
 impl ConnectionTotals {
@@ -80,7 +83,22 @@ impl ConnectionTotals {
     {
         Self {
             count: Arc::new(move || Box::pin(count())),
+            counted: std::sync::OnceLock::new(),
         }
+    }
+
+    /// How many items match, across all pages (counted once).
+    pub async fn count(&self) -> DomainResult<u64> {
+        if let Some(counted) = self.counted.get() {
+            return Ok(*counted);
+        }
+        let counted = (self.count)().await?;
+        Ok(*self.counted.get_or_init(|| counted))
+    }
+
+    /// The count, if it was made.
+    pub fn counted(&self) -> Option<u64> {
+        self.counted.get().copied()
     }
 }
 
@@ -88,7 +106,7 @@ impl ConnectionTotals {
 impl ConnectionTotals {
     /// How many items match, across all pages.
     async fn total_count(&self) -> async_graphql::Result<i64> {
-        Ok((self.count)().await? as i64)
+        Ok(self.count().await? as i64)
     }
 }
 

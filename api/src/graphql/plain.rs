@@ -199,8 +199,9 @@ pub fn given<T: OutputType>(answer: impl Future<Output = T>, ctx: &Context<'_>) 
 }
 
 /// A connection of plain nodes: the same schema type as [`Conn`], resolved
-/// in one pass when its selection is plain (`totalCount`, which counts in
-/// the database, is not).
+/// in one pass when its selection is plain. `totalCount`, which counts in
+/// the database, is counted first when the connection itself is resolved,
+/// and is not plain inside a value answered in one pass.
 pub struct PlainConn<N: OutputType>(pub Conn<N>);
 
 impl<N: OutputType + Plain> OutputType for PlainConn<N> {
@@ -223,14 +224,21 @@ impl<N: OutputType + Plain> OutputType for PlainConn<N> {
     ) -> ServerResult<Value> {
         let nodes: Vec<&N> = self.0.edges.iter().map(|edge| &edge.node).collect();
         let selections = node_selections(ctx);
-        if !nodes.is_empty() {
-            futures::future::join_all(
-                selections
-                    .iter()
-                    .map(|selection| N::read_ahead(&nodes, selection)),
-            )
-            .await;
-        }
+        // `totalCount` counts in the database: counted beside the reads
+        // ahead, it is then as plain as the rest (a failed count is left to
+        // the resolvers, which report it).
+        let count = async {
+            if selects(ctx, "totalCount") {
+                let _ = self.0.additional_fields.count().await;
+            }
+        };
+        let reads = futures::future::join_all(
+            selections
+                .iter()
+                .filter(|_| !nodes.is_empty())
+                .map(|selection| N::read_ahead(&nodes, selection)),
+        );
+        futures::future::join(count, reads).await;
         let answer = match tallied(ctx, object(self, ctx)) {
             Some(value) => Ok(value),
             None => self.0.resolve(ctx, field).await,
@@ -240,6 +248,13 @@ impl<N: OutputType + Plain> OutputType for PlainConn<N> {
         }
         answer
     }
+}
+
+/// Whether the selection set of `ctx` selects the field `name` (directly).
+fn selects(ctx: &ContextSelectionSet<'_>, name: &str) -> bool {
+    ctx.item.node.items.iter().any(|selection| {
+        matches!(&selection.node, Selection::Field(field) if field.node.name.node == name)
+    })
 }
 
 /// The selection sets a connection's nodes are answered for: under
@@ -282,6 +297,7 @@ impl<N: OutputType + Plain> Plain for PlainConn<N> {
         match ctx.item.node.name.node.as_str() {
             "edges" => nested_list(connection.edges.iter().map(PlainEdge), ctx),
             "nodes" => nested_list(connection.edges.iter().map(|edge| &edge.node), ctx),
+            "totalCount" => Some(Value::from(connection.additional_fields.counted()? as i64)),
             "pageInfo" => ready(
                 &async_graphql::connection::PageInfo {
                     has_previous_page: connection.has_previous_page,
