@@ -12,7 +12,7 @@ use async_graphql::{
 };
 use uuid::Uuid;
 
-use super::loaders::{Loaders, ReadAhead};
+use super::loaders::{Loaders, PagesAhead};
 use crate::{
     domain::{
         DomainError, DomainResult,
@@ -176,7 +176,7 @@ impl<P, C> Nested<P, C> {
     #[allow(clippy::too_many_arguments)]
     pub fn ahead<M, N>(
         self,
-        ahead: &ReadAhead<(Uuid, PageRequest), Page<M>>,
+        ahead: &PagesAhead<M>,
         loaders: &Arc<Loaders>,
         parent: Uuid,
         first: Option<i32>,

@@ -361,11 +361,6 @@ impl<K: Hash + Eq + Clone, V: Clone> ReadAhead<K, V> {
         self.rows.lock().expect("read-ahead lock").get(key).cloned()
     }
 
-    /// Whether rows for `key` were read ahead.
-    pub fn has(&self, key: &K) -> bool {
-        self.rows.lock().expect("read-ahead lock").contains_key(key)
-    }
-
     /// Reads ahead with `loader` the keys not read yet; a failed read leaves
     /// them to the resolvers, which load them and report the error.
     pub async fn read<T>(&self, loader: &DataLoader<T>, keys: impl IntoIterator<Item = K>)
@@ -374,7 +369,12 @@ impl<K: Hash + Eq + Clone, V: Clone> ReadAhead<K, V> {
         K: Send + Sync + 'static,
         V: Send + Sync + 'static,
     {
-        let keys: Vec<K> = keys.into_iter().filter(|key| !self.has(key)).collect();
+        let keys: Vec<K> = {
+            let rows = self.rows.lock().expect("read-ahead lock");
+            keys.into_iter()
+                .filter(|key| !rows.contains_key(key))
+                .collect()
+        };
         if keys.is_empty() {
             return;
         }
@@ -391,6 +391,9 @@ impl<K: Hash + Eq + Clone, V: Clone> ReadAhead<K, V> {
             .retain(|key, _| !gone(key));
     }
 }
+
+/// Pages of children read ahead, by parent and page asked for.
+pub type PagesAhead<M> = ReadAhead<(Uuid, PageRequest), Page<M>>;
 
 /// Every loader of one request.
 pub struct Loaders {
@@ -428,9 +431,9 @@ pub struct Loaders {
     /// Patients' journeys read ahead for a patient page.
     pub journeys_ahead: ReadAhead<Uuid, Vec<journeys::Model>>,
     /// Patients' touchpoint pages read ahead for a patient page.
-    pub touchpoints_ahead: ReadAhead<(Uuid, PageRequest), Page<touchpoints::Model>>,
+    pub touchpoints_ahead: PagesAhead<touchpoints::Model>,
     /// Patients' feedback pages read ahead for a patient page.
-    pub feedback_ahead: ReadAhead<(Uuid, PageRequest), Page<feedback::Model>>,
+    pub feedback_ahead: PagesAhead<feedback::Model>,
     known_stages: KnownStages,
     clinic: tokio::sync::OnceCell<clinics::Model>,
     store: Store,

@@ -102,7 +102,7 @@ pub trait Plain: Send + Sync {
     }
 
     /// Forgets what [`Plain::read_ahead`] read for `items`, once their list
-    /// is answered.
+    /// (whose selection set `ctx` stands at) is answered.
     fn forget_ahead(items: &[&Self], ctx: &ContextSelectionSet<'_>)
     where
         Self: Sized,
@@ -243,9 +243,7 @@ impl<N: OutputType + Plain> OutputType for PlainConn<N> {
             Some(value) => Ok(value),
             None => self.0.resolve(ctx, field).await,
         };
-        for selection in &selections {
-            N::forget_ahead(&nodes, selection);
-        }
+        N::forget_ahead(&nodes, ctx);
         answer
     }
 }

@@ -2,7 +2,7 @@ use crate::graphql::scalars::{Date, DateTime};
 use std::{borrow::Cow, collections::HashSet, sync::Arc};
 
 use async_graphql::{
-    Context, ContextSelectionSet, ID, Object, OutputType, SimpleObject, Value,
+    Context, ContextSelectionSet, ID, Object, OutputType, SimpleObject, Value, dataloader::Loader,
     parser::types::Selection,
 };
 use entity::{feedback, journeys, patients, touchpoints};
@@ -14,11 +14,14 @@ use super::{
     Journey, JourneyStatus, TimelineEntry, Touchpoint, stored,
 };
 use crate::{
-    domain::{self, page::PageRequest},
+    domain::{
+        self, DomainError,
+        page::{Page, PageRequest},
+    },
     graphql::{
         connection::{Conn, Cursor, Nested},
         context::ContextExt,
-        loaders::{CountByParent, Loaders, PagesByParent},
+        loaders::{CountByParent, Loaders, PagesAhead, PagesByParent},
         plain::{Plain, PlainConn, PlainList, answered, given, nested, nested_list},
     },
     ids::IdKind,
@@ -53,68 +56,113 @@ impl Patient {
         ctx.patient_read(self.0.id);
         Ok(())
     }
+}
 
-    /// The touchpoint page for `first`/`after` if it was read ahead.
-    fn touchpoints_ahead(
+/// A patient's pages of one kind of child (touchpoints, feedback): loaded in
+/// batch, or read ahead for a whole page of patients.
+struct ChildPages<P: 'static, C: 'static, M: 'static, N> {
+    nested: Nested<P, C>,
+    ahead: fn(&Loaders) -> &PagesAhead<M>,
+    cursor: fn(&M) -> Cursor,
+    node: fn(M) -> N,
+}
+
+impl<P, C, M, N> ChildPages<P, C, M, N>
+where
+    P: Loader<(Uuid, PageRequest), Value = Page<M>, Error = DomainError>,
+    C: Loader<Uuid, Value = u64, Error = DomainError>,
+    M: Send + Sync + Clone + 'static,
+    N: OutputType,
+{
+    /// `patient`'s page for `first`/`after` if it was read ahead.
+    fn read(
         &self,
         loaders: &Arc<Loaders>,
+        patient: Uuid,
         first: Option<i32>,
         after: Option<&str>,
-    ) -> async_graphql::Result<Option<PlainConn<Touchpoint>>> {
-        Ok(TOUCHPOINTS
+    ) -> async_graphql::Result<Option<PlainConn<N>>> {
+        Ok(self
+            .nested
             .ahead(
-                &loaders.touchpoints_ahead,
+                (self.ahead)(loaders),
                 loaders,
-                self.0.id,
+                patient,
                 first,
                 after,
-                touchpoint_cursor,
-                Touchpoint,
+                self.cursor,
+                self.node,
             )?
             .map(PlainConn))
     }
 
-    /// The feedback page for `first`/`after` if it was read ahead.
-    fn feedback_ahead(
+    /// `patient`'s page for `first`/`after`: read ahead, or loaded.
+    async fn load(
         &self,
         loaders: &Arc<Loaders>,
+        patient: Uuid,
         first: Option<i32>,
-        after: Option<&str>,
-    ) -> async_graphql::Result<Option<PlainConn<Feedback>>> {
-        Ok(FEEDBACK
-            .ahead(
-                &loaders.feedback_ahead,
-                loaders,
-                self.0.id,
-                first,
-                after,
-                feedback_cursor,
-                Feedback,
-            )?
-            .map(PlainConn))
+        after: Option<String>,
+    ) -> async_graphql::Result<PlainConn<N>> {
+        if let Some(read) = self.read(loaders, patient, first, after.as_deref())? {
+            return Ok(read);
+        }
+        self.nested
+            .load(loaders, patient, first, after, self.cursor, self.node)
+            .await
+            .map(PlainConn)
+    }
+
+    /// Reads ahead the page that `asked` (a field of this kind) asks for, for
+    /// each of `patients`; nothing when its arguments are invalid (its
+    /// resolver reports them).
+    fn read_ahead<'a>(
+        &self,
+        loaders: &'a Loaders,
+        patients: impl Iterator<Item = Uuid> + Send + 'a,
+        asked: &Context<'_>,
+    ) -> Option<BoxFuture<'a, ()>> {
+        let page = page_asked(asked)?;
+        let pages = (self.nested.pages)(loaders);
+        Some(
+            (self.ahead)(loaders)
+                .read(pages, patients.map(move |id| (id, page)))
+                .boxed(),
+        )
     }
 }
 
 /// A patient's touchpoints, a page at a time.
-const TOUCHPOINTS: Nested<PagesByParent<touchpoints::Entity>, CountByParent<touchpoints::Entity>> =
-    Nested {
+const TOUCHPOINTS: ChildPages<
+    PagesByParent<touchpoints::Entity>,
+    CountByParent<touchpoints::Entity>,
+    touchpoints::Model,
+    Touchpoint,
+> = ChildPages {
+    nested: Nested {
         pages: |l| &l.touchpoints_of_patient,
         counts: |l| &l.touchpoint_count_of_patient,
-    };
-
-/// A patient's feedback, a page at a time.
-const FEEDBACK: Nested<PagesByParent<feedback::Entity>, CountByParent<feedback::Entity>> = Nested {
-    pages: |l| &l.feedback_of_patient,
-    counts: |l| &l.feedback_count_of_patient,
+    },
+    ahead: |l| &l.touchpoints_ahead,
+    cursor: |t| domain::touchpoints::keyset(t).into(),
+    node: Touchpoint,
 };
 
-fn touchpoint_cursor(touchpoint: &touchpoints::Model) -> Cursor {
-    domain::touchpoints::keyset(touchpoint).into()
-}
-
-fn feedback_cursor(feedback: &feedback::Model) -> Cursor {
-    domain::feedback::keyset(feedback).into()
-}
+/// A patient's feedback, a page at a time.
+const FEEDBACK: ChildPages<
+    PagesByParent<feedback::Entity>,
+    CountByParent<feedback::Entity>,
+    feedback::Model,
+    Feedback,
+> = ChildPages {
+    nested: Nested {
+        pages: |l| &l.feedback_of_patient,
+        counts: |l| &l.feedback_count_of_patient,
+    },
+    ahead: |l| &l.feedback_ahead,
+    cursor: |f| domain::feedback::keyset(f).into(),
+    node: Feedback,
+};
 
 /// `journeys`, only those with `status` when it is given.
 fn with_status(
@@ -177,15 +225,15 @@ impl Plain for Patient {
             }
             "touchpoints" => {
                 let (first, after) = page_arguments(ctx)?;
-                let read = self
-                    .touchpoints_ahead(ctx.loaders().ok()?, first, after.as_deref())
+                let read = TOUCHPOINTS
+                    .read(ctx.loaders().ok()?, self.0.id, first, after.as_deref())
                     .ok()??;
                 nested(&read, ctx)
             }
             "feedback" => {
                 let (first, after) = page_arguments(ctx)?;
-                let read = self
-                    .feedback_ahead(ctx.loaders().ok()?, first, after.as_deref())
+                let read = FEEDBACK
+                    .read(ctx.loaders().ok()?, self.0.id, first, after.as_deref())
                     .ok()??;
                 nested(&read, ctx)
             }
@@ -215,32 +263,8 @@ impl Plain for Patient {
                         .read(&loaders.journeys_of_patient, ids())
                         .boxed(),
                 ),
-                "touchpoints" => {
-                    if let Some(page) = page_asked(&asked) {
-                        reads.push(
-                            loaders
-                                .touchpoints_ahead
-                                .read(
-                                    &loaders.touchpoints_of_patient,
-                                    ids().map(move |id| (id, page)),
-                                )
-                                .boxed(),
-                        );
-                    }
-                }
-                "feedback" => {
-                    if let Some(page) = page_asked(&asked) {
-                        reads.push(
-                            loaders
-                                .feedback_ahead
-                                .read(
-                                    &loaders.feedback_of_patient,
-                                    ids().map(move |id| (id, page)),
-                                )
-                                .boxed(),
-                        );
-                    }
-                }
+                "touchpoints" => reads.extend(TOUCHPOINTS.read_ahead(loaders, ids(), &asked)),
+                "feedback" => reads.extend(FEEDBACK.read_ahead(loaders, ids(), &asked)),
                 _ => {}
             }
         }
@@ -481,21 +505,9 @@ impl Patient {
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last touchpoint seen.")] after: Option<String>,
     ) -> async_graphql::Result<PlainConn<Touchpoint>> {
-        let loaders = ctx.loaders()?;
-        if let Some(read) = self.touchpoints_ahead(loaders, first, after.as_deref())? {
-            return Ok(read);
-        }
         TOUCHPOINTS
-            .load(
-                loaders,
-                self.0.id,
-                first,
-                after,
-                touchpoint_cursor,
-                Touchpoint,
-            )
+            .load(ctx.loaders()?, self.0.id, first, after)
             .await
-            .map(PlainConn)
     }
 
     /// Feedback the patient gave, newest first.
@@ -506,14 +518,7 @@ impl Patient {
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last feedback seen.")] after: Option<String>,
     ) -> async_graphql::Result<PlainConn<Feedback>> {
-        let loaders = ctx.loaders()?;
-        if let Some(read) = self.feedback_ahead(loaders, first, after.as_deref())? {
-            return Ok(read);
-        }
-        FEEDBACK
-            .load(loaders, self.0.id, first, after, feedback_cursor, Feedback)
-            .await
-            .map(PlainConn)
+        FEEDBACK.load(ctx.loaders()?, self.0.id, first, after).await
     }
 
     /// Everything that happened with the patient — stage transitions,
