@@ -92,6 +92,10 @@ impl App {
                 budget,
                 keys,
                 audit,
+                admission: Arc::new(http::Admission::new(
+                    config.max_concurrent_requests as usize,
+                    config.max_waiting_requests as usize,
+                )),
                 subscriptions: Arc::new(http::SharedSubscriptions::new(&metrics)),
                 metrics,
                 config: Arc::new(config),

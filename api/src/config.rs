@@ -123,6 +123,22 @@ pub struct ServeConfig {
     #[arg(long, env = "JOURNEYMAP_MAX_ALIASES", default_value_t = 30)]
     pub max_aliases: usize,
 
+    /// Most GraphQL requests over HTTP running at once (a batch counts
+    /// once); the next ones wait their turn. WebSocket operations are not
+    /// counted.
+    #[arg(
+        long,
+        env = "JOURNEYMAP_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_concurrent_requests: u32,
+
+    /// Most GraphQL requests over HTTP waiting for their turn; one more is
+    /// refused at once with `OVERLOADED` (HTTP 503, `Retry-After`).
+    #[arg(long, env = "JOURNEYMAP_MAX_WAITING_REQUESTS", default_value_t = 2_000)]
+    pub max_waiting_requests: u32,
+
     /// Cost units a credential's budget holds (a query's cost is its
     /// complexity, list fields counted by page size).
     #[arg(long, env = "JOURNEYMAP_RATE_LIMIT_CAPACITY", default_value_t = 50_000)]
@@ -244,6 +260,8 @@ impl ServeConfig {
             max_query_complexity: 20_000,
             max_batch: 10,
             max_aliases: 30,
+            max_concurrent_requests: 64,
+            max_waiting_requests: 2_000,
             rate_limit_capacity: 50_000,
             rate_limit_refill_per_second: 5_000,
             jwt_secret: None,

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub subscriptions_open: Gauge,
     pub shared_subscriptions: Gauge,
     pub subscribers_detached: Counter,
+    requests_running: Gauge,
+    requests_waiting: Gauge,
     webhook_deliveries: Family<OutcomeLabels, Counter>,
     plain_values: Family<AnsweredByLabels, Counter>,
     operation_names: Mutex<HashSet<String>>,
@@ -130,6 +132,18 @@ impl Metrics {
             "Subscription executions shared by subscribers with the same rights, document and variables",
             shared_subscriptions.clone(),
         );
+        let requests_running = Gauge::default();
+        registry.register(
+            "graphql_requests_running",
+            "GraphQL requests over HTTP running now (at most --max-concurrent-requests)",
+            requests_running.clone(),
+        );
+        let requests_waiting = Gauge::default();
+        registry.register(
+            "graphql_requests_waiting",
+            "GraphQL requests over HTTP waiting for their turn (beyond --max-waiting-requests they are refused with OVERLOADED)",
+            requests_waiting.clone(),
+        );
         let subscribers_detached = Counter::default();
         registry.register(
             "shared_subscription_detached",
@@ -161,6 +175,8 @@ impl Metrics {
             subscriptions_open,
             shared_subscriptions,
             subscribers_detached,
+            requests_running,
+            requests_waiting,
             webhook_deliveries,
             operation_names: Mutex::new(HashSet::new()),
         }
@@ -216,6 +232,12 @@ impl Metrics {
         } else {
             "other".into()
         }
+    }
+
+    /// How many operations run and wait now, for the next [`Metrics::render`].
+    pub fn record_requests_now(&self, running: usize, waiting: usize) {
+        self.requests_running.set(running as i64);
+        self.requests_waiting.set(waiting as i64);
     }
 
     /// The Prometheus text exposition, with the database figures read now.

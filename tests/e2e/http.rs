@@ -709,6 +709,103 @@ async fn oversized_bodies_are_413(app: TestApp) {
     );
 }
 
+// --- admission ------------------------------------------------------------
+
+/// One operation at a time and none waiting: whatever arrives while one runs
+/// is refused.
+fn one_at_a_time() -> Options {
+    let mut options = Options::default();
+    options.config.max_concurrent_requests = 1;
+    options.config.max_waiting_requests = 0;
+    options
+}
+
+fn patients_in(counts: &[(&'static str, i64)]) -> i64 {
+    counts
+        .iter()
+        .find(|(table, _)| *table == "patients")
+        .map(|(_, n)| *n)
+        .expect("a patients count")
+}
+
+async fn a_full_server_refuses_with_overloaded(app: TestApp) {
+    let before = app.row_counts().await;
+    let read = "{ patients(first: 50) { edges { node { id givenName journeys { id currentStage { name } } touchpoints(first: 5) { edges { node { id } } } } } } }";
+    let create = r#"mutation { createPatient(input: { givenName: "Over", familyName: "Loaded" }) { patient { id } } }"#;
+    let replies = futures::future::join_all((0..60).map(|i| {
+        let query = if i % 4 == 0 { create } else { read };
+        let app = &app;
+        async move { (query == create, post_as(app, Some(&app.token), query).await) }
+    }))
+    .await;
+    let (mut answered, mut refused, mut created) = (0, 0, 0);
+    for (is_create, reply) in &replies {
+        if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+            reply.assert_refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "OVERLOADED",
+                "an operation beyond the limit",
+            );
+            assert_eq!(retry_after_seconds(reply), 1, "{}", reply.text);
+            assert_eq!(
+                reply.header("retry-after"),
+                Some("1"),
+                "{:?}",
+                reply.headers
+            );
+            assert_no_database_text(&reply.text, "OVERLOADED");
+            refused += 1;
+        } else {
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            assert!(reply.json()["errors"].is_null(), "{}", reply.text);
+            answered += 1;
+            created += usize::from(*is_create);
+        }
+    }
+    assert!(answered >= 1, "nothing was answered");
+    assert!(
+        refused >= 1,
+        "60 operations at once against a limit of one running and none waiting were all answered"
+    );
+    // A refused mutation wrote nothing; an answered one its patient.
+    let after = app.row_counts().await;
+    assert_eq!(
+        patients_in(&after) - patients_in(&before),
+        created as i64,
+        "patients written by {created} answered mutations"
+    );
+    // The gate is open again, and /metrics says nothing runs or waits.
+    let reply = post_as(&app, Some(&app.token), read).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let metrics = app.metrics().await;
+    for gauge in [
+        "journeymap_graphql_requests_running 0",
+        "journeymap_graphql_requests_waiting 0",
+    ] {
+        assert!(
+            metrics.contains(gauge),
+            "no `{gauge}` in /metrics:\n{metrics}"
+        );
+    }
+}
+
+async fn operations_wait_their_turn_within_the_queue(app: TestApp) {
+    // One runs, the others wait (the default queue holds them): all answered.
+    let read = "{ patients(first: 20) { edges { node { id } } } }";
+    let replies =
+        futures::future::join_all((0..20).map(|_| post_as(&app, Some(&app.token), read))).await;
+    for reply in &replies {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        assert!(reply.json()["errors"].is_null(), "{}", reply.text);
+    }
+}
+
+fn one_at_a_time_with_a_queue() -> Options {
+    let mut options = Options::default();
+    options.config.max_concurrent_requests = 1;
+    options
+}
+
 // --- rate limiting --------------------------------------------------------
 
 fn small_budget() -> Options {
@@ -1055,6 +1152,11 @@ on_both_backends!(
     errors_quote_no_internals,
     request_ids_are_returned_and_echoed,
     health_readiness_and_metrics,
+);
+
+on_both_backends!(
+    a_full_server_refuses_with_overloaded => one_at_a_time,
+    operations_wait_their_turn_within_the_queue => one_at_a_time_with_a_queue,
 );
 
 on_both_backends!(

@@ -15,6 +15,8 @@ pub mod code {
     pub use crate::domain::error::code::*;
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+    /// Too many operations running and waiting: try again shortly.
+    pub const OVERLOADED: &str = "OVERLOADED";
 }
 
 /// An error with a code and no source, for failures outside resolvers.

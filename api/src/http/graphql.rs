@@ -19,15 +19,16 @@ use async_graphql::{
 };
 use axum::{
     body::Bytes,
-    extract::{ConnectInfo, RawQuery, State, rejection::BytesRejection},
+    extract::{ConnectInfo, RawQuery, Request, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::Next,
     response::{Html, IntoResponse, Response},
 };
 use serde_json::{Value, json};
 use tracing::Span;
 
 use super::{
-    AppState,
+    AppState, admission,
     caller::Caller,
     error::transport,
     operation::{self, Refusal},
@@ -147,6 +148,28 @@ struct Context<'a> {
     request_id: String,
     peer: SocketAddr,
     media: MediaType,
+}
+
+/// Runs `request` when its turn comes (see [`super::admission`]), holding
+/// the permit until its response is written; refused when too many already
+/// wait: 503 `OVERLOADED` with `Retry-After`, before its body is read.
+pub async fn in_turn(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let turn = match app.admission.admit().await {
+        Ok(turn) => turn,
+        Err(refusal) => {
+            let media = negotiate(request.headers()).unwrap_or(MediaType::Json);
+            let wait = admission::RETRY_AFTER.as_secs();
+            let mut e = error::coded(refusal.to_string(), code::OVERLOADED, None);
+            if let Some(extensions) = e.extensions.as_mut() {
+                extensions.set("retryAfterSeconds", wait);
+            }
+            let body = serde_json::to_vec(&json!({ "errors": [e] })).unwrap_or_default();
+            return respond(StatusCode::SERVICE_UNAVAILABLE, media, body, Some(wait));
+        }
+    };
+    let response = next.run(request).await;
+    drop(turn);
+    response
 }
 
 /// `GET /graphql`: GraphiQL for browsers, queries for everyone else.

@@ -3,6 +3,7 @@
 //! Every request gets an `x-request-id` (kept if the client sent one) that
 //! appears on every log line of the request and in masked error messages.
 
+mod admission;
 pub mod caller;
 mod dashboard;
 pub mod error;
@@ -35,6 +36,7 @@ use tower_http::{
 };
 use tracing::{Span, field::Empty};
 
+pub use admission::Admission;
 pub use state::{AppState, Lifecycle};
 pub use ws::SharedSubscriptions;
 
@@ -57,7 +59,12 @@ pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let metrics = state.metrics.clone();
     let routes = Router::new()
-        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route(
+            "/graphql",
+            get(graphql::get).post(graphql::post).route_layer(
+                axum::middleware::from_fn_with_state(state.clone(), graphql::in_turn),
+            ),
+        )
         .route("/graphql/ws", get(ws::upgrade))
         .route("/journey-maps/{file}", get(journey_map::svg))
         .route("/healthz", get(healthz))
@@ -223,6 +230,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Prometheus text exposition.
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    state
+        .metrics
+        .record_requests_now(state.admission.running(), state.admission.waiting());
     (
         [(
             header::CONTENT_TYPE,

@@ -22,6 +22,8 @@ pub struct AppState {
     pub keys: Arc<JwtKeys>,
     pub audit: AuditSink,
     pub metrics: Arc<Metrics>,
+    /// How many queries and mutations run at once.
+    pub admission: Arc<super::admission::Admission>,
     /// Subscription executions shared by subscribers alike.
     pub subscriptions: Arc<super::SharedSubscriptions>,
     pub config: Arc<ServeConfig>,
