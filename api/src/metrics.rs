@@ -234,7 +234,7 @@ impl Metrics {
         }
     }
 
-    /// How many operations run and wait now, for the next [`Metrics::render`].
+    /// How many GraphQL requests run and wait now, for the next [`Metrics::render`].
     pub fn record_requests_now(&self, running: usize, waiting: usize) {
         self.requests_running.set(running as i64);
         self.requests_waiting.set(waiting as i64);

@@ -789,15 +789,53 @@ async fn a_full_server_refuses_with_overloaded(app: TestApp) {
     }
 }
 
+/// The value of the gauge `name` in a `/metrics` text.
+fn gauge(metrics: &str, name: &str) -> i64 {
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no gauge {name} in /metrics:\n{metrics}"))
+}
+
 async fn operations_wait_their_turn_within_the_queue(app: TestApp) {
-    // One runs, the others wait (the default queue holds them): all answered.
-    let read = "{ patients(first: 20) { edges { node { id } } } }";
-    let replies =
-        futures::future::join_all((0..20).map(|_| post_as(&app, Some(&app.token), read))).await;
+    // One runs, the others wait (the default queue holds them): all answered,
+    // and /metrics, read meanwhile (it is not gated), saw them waiting.
+    let read = "{ patients(first: 50) { edges { node { id givenName journeys { id currentStage { name } } touchpoints(first: 5) { edges { node { id } } } } } } }";
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let burst = async {
+        let replies =
+            futures::future::join_all((0..60).map(|_| post_as(&app, Some(&app.token), read))).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        replies
+    };
+    let watch = async {
+        let (mut most_waiting, mut most_running) = (0, 0);
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let metrics = app.metrics().await;
+            most_waiting = most_waiting.max(gauge(&metrics, "journeymap_graphql_requests_waiting"));
+            most_running = most_running.max(gauge(&metrics, "journeymap_graphql_requests_running"));
+        }
+        (most_waiting, most_running)
+    };
+    let (replies, (most_waiting, most_running)) = tokio::join!(burst, watch);
     for reply in &replies {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         assert!(reply.json()["errors"].is_null(), "{}", reply.text);
     }
+    assert!(
+        most_waiting >= 1,
+        "60 requests against a limit of one: none seen waiting"
+    );
+    assert!(
+        most_running <= 1,
+        "{most_running} requests ran at once against a limit of one"
+    );
 }
 
 fn one_at_a_time_with_a_queue() -> Options {

@@ -6,6 +6,8 @@
 //! async-graphql raises itself (validation, argument coercion) are classified
 //! here too. Anything unexpected is logged in full and sent masked.
 
+use std::time::Duration;
+
 use async_graphql::{ErrorExtensionValues, Response, ServerError, Value};
 
 use crate::domain::DomainError;
@@ -15,7 +17,7 @@ pub mod code {
     pub use crate::domain::error::code::*;
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
-    /// Too many operations running and waiting: try again shortly.
+    /// Too many requests running and waiting: try again shortly.
     pub const OVERLOADED: &str = "OVERLOADED";
 }
 
@@ -23,6 +25,19 @@ pub mod code {
 pub fn coded(message: impl Into<String>, code: &str, field: Option<&str>) -> ServerError {
     let mut error = ServerError::new(message, None);
     set(&mut error, code, field);
+    error
+}
+
+/// A refusal with a code that says how long to wait before trying again
+/// (`extensions.retryAfterSeconds`, whole seconds rounded up).
+pub fn coded_retry_after(message: impl Into<String>, code: &str, wait: Duration) -> ServerError {
+    let mut error = coded(message, code, None);
+    if let Some(extensions) = error.extensions.as_mut() {
+        extensions.set(
+            "retryAfterSeconds",
+            crate::domain::error::retry_after_seconds(wait),
+        );
+    }
     error
 }
 

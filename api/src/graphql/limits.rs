@@ -216,14 +216,7 @@ impl CostBudget {
 
 /// A `RATE_LIMITED` error.
 pub fn rate_limited(message: &str, wait: Duration) -> ServerError {
-    let mut e = error::coded(message, error::code::RATE_LIMITED, None);
-    if let Some(extensions) = e.extensions.as_mut() {
-        extensions.set(
-            "retryAfterSeconds",
-            crate::domain::error::retry_after_seconds(wait),
-        );
-    }
-    e
+    error::coded_retry_after(message, error::code::RATE_LIMITED, wait)
 }
 
 /// How many aliases a document uses, fragments included (a fragment counts

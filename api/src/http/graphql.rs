@@ -99,17 +99,23 @@ fn wants_html(headers: &HeaderMap) -> bool {
 }
 
 /// An answer that is only errors, in the negotiated media type.
-fn error_response(status: StatusCode, media: MediaType, errors: Vec<ServerError>) -> Response {
+/// `wait`: seconds for `Retry-After`.
+fn error_response(
+    status: StatusCode,
+    media: MediaType,
+    errors: Vec<ServerError>,
+    wait: Option<u64>,
+) -> Response {
     respond(
         status,
         media,
         serde_json::to_vec(&json!({ "errors": errors })).unwrap_or_default(),
-        None,
+        wait,
     )
 }
 
 fn plain_error(status: StatusCode, media: MediaType, message: &str, code: &str) -> Response {
-    error_response(status, media, vec![error::coded(message, code, None)])
+    error_response(status, media, vec![error::coded(message, code, None)], None)
 }
 
 fn not_acceptable() -> Response {
@@ -158,13 +164,17 @@ pub async fn in_turn(State(app): State<AppState>, request: Request, next: Next) 
         Ok(turn) => turn,
         Err(refusal) => {
             let media = negotiate(request.headers()).unwrap_or(MediaType::Json);
-            let wait = admission::RETRY_AFTER.as_secs();
-            let mut e = error::coded(refusal.to_string(), code::OVERLOADED, None);
-            if let Some(extensions) = e.extensions.as_mut() {
-                extensions.set("retryAfterSeconds", wait);
-            }
-            let body = serde_json::to_vec(&json!({ "errors": [e] })).unwrap_or_default();
-            return respond(StatusCode::SERVICE_UNAVAILABLE, media, body, Some(wait));
+            let wait = admission::RETRY_AFTER;
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                media,
+                vec![error::coded_retry_after(
+                    refusal.to_string(),
+                    code::OVERLOADED,
+                    wait,
+                )],
+                Some(domain::error::retry_after_seconds(wait)),
+            );
         }
     };
     let response = next.run(request).await;
@@ -436,6 +446,7 @@ async fn idempotent(
                 status,
                 cx.media,
                 vec![error::of_domain(&error, &cx.request_id)],
+                None,
             );
         }
     };

@@ -22,7 +22,7 @@ pub struct AppState {
     pub keys: Arc<JwtKeys>,
     pub audit: AuditSink,
     pub metrics: Arc<Metrics>,
-    /// How many queries and mutations run at once.
+    /// How many GraphQL requests over HTTP run at once, and wait.
     pub admission: Arc<super::admission::Admission>,
     /// Subscription executions shared by subscribers alike.
     pub subscriptions: Arc<super::SharedSubscriptions>,
